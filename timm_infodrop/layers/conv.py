@@ -1,0 +1,232 @@
+"""Convs that carry their own regulariser, so a model can be equipped without renaming parameters.
+
+``InfoDropConv2d`` and ``InformationDropoutConv2d`` are ``nn.Conv2d`` subclasses: ``weight`` and
+``bias`` keep their keys, so plain-architecture checkpoints load into them and back. Each needs the
+conv's *input* (InfoDrop measures its self-information, Information Dropout feeds it to the alpha
+branch) but usually acts on a later tensor: the released ResNet masks after conv -> bn -> relu ->
+max-pool. Two ways to use them:
+
+* ``deferred=False``: the conv regularises its own output;
+* ``deferred=True``: the conv computes what it needs from its input during ``forward`` and keeps it;
+  a :class:`DeferredDrop` placed downstream (e.g. after the activation or the max-pool) applies it.
+
+Both are identity under TorchScript (inference) and in eval with the default eval modes, so an
+equipped model in eval computes exactly what the plain architecture computes.
+"""
+from typing import Any, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .informative_dropout import InfoDrop
+from .information_dropout import InformationDropout
+
+__all__ = ['InfoDropConv2d', 'InformationDropoutConv2d', 'DeferredDrop']
+
+
+def _check_plain_conv(conv: nn.Conv2d) -> None:
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f'expected an nn.Conv2d, got {type(conv).__name__}')
+    if isinstance(conv.padding, str) or conv.padding_mode != 'zeros':
+        raise ValueError(
+            f'only explicit zero padding is supported, got padding={conv.padding!r}, '
+            f'padding_mode={conv.padding_mode!r}')
+
+
+class _RegularizedConv2d(nn.Conv2d):
+    """Base: a conv whose regulariser prepares a state from the input and applies it to an output."""
+
+    def _regularizer(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _apply(self, state: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _init_deferred(self, deferred: bool) -> None:
+        self.deferred = deferred
+        self._pending: Optional[torch.Tensor] = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self._conv_forward(x, self.weight, self.bias)
+        if torch.jit.is_scripting():
+            return y
+        return self._regularize(x, y)
+
+    @torch.jit.unused
+    def _regularize(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self._pending = None
+        if not self._regularizer().is_active():
+            return y
+        state = self._prepare(x)
+        if self.deferred:
+            self._pending = state
+            return y
+        return self._apply(state, y)
+
+    def apply_pending(self, y: torch.Tensor) -> torch.Tensor:
+        """Apply what the last ``forward`` prepared to ``y`` (used by :class:`DeferredDrop`)."""
+        state, self._pending = self._pending, None
+        if state is None:
+            return y
+        return self._apply(state, y)
+
+    @classmethod
+    def _from_conv(cls, conv: nn.Conv2d, **kwargs: Any) -> '_RegularizedConv2d':
+        _check_plain_conv(conv)
+        new = cls(
+            conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+            dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+            device=conv.weight.device, dtype=conv.weight.dtype, **kwargs)
+        new.weight = conv.weight
+        new.bias = conv.bias
+        new.train(conv.training)
+        return new
+
+    def to_conv(self) -> nn.Conv2d:
+        """The plain ``nn.Conv2d`` with the same (shared) parameters and no regulariser."""
+        conv = nn.Conv2d(
+            self.in_channels, self.out_channels, self.kernel_size, stride=self.stride, padding=self.padding,
+            dilation=self.dilation, groups=self.groups, bias=self.bias is not None, device='meta')
+        conv.weight = self.weight
+        conv.bias = self.bias
+        conv.train(self.training)
+        return conv
+
+
+class InfoDropConv2d(_RegularizedConv2d):
+    """``nn.Conv2d`` + :class:`InfoDrop` for its own geometry; identical state-dict keys.
+
+    Keyword arguments after the conv's own are those of :class:`InfoDrop` (``pool_*`` when the mask
+    is applied after a max-pool, ``temperature``, ``drop_rate``, ...). With ``deferred=True`` the
+    self-information map of the input is computed in ``forward`` and a :class:`DeferredDrop`
+    downstream masks with it.
+    """
+
+    def __init__(
+            self,
+            in_channels: int,
+            out_channels: int,
+            kernel_size,
+            stride=1,
+            padding=0,
+            dilation=1,
+            groups: int = 1,
+            bias: bool = True,
+            deferred: bool = False,
+            device=None,
+            dtype=None,
+            **info_drop_kwargs: Any,
+    ):
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+            groups=groups, bias=bias, device=device, dtype=dtype)
+        _check_plain_conv(self)
+        self.info_drop = InfoDrop(self.kernel_size, self.stride, self.padding, self.dilation, **info_drop_kwargs)
+        self._init_deferred(deferred)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, deferred: bool = False, **info_drop_kwargs: Any) -> 'InfoDropConv2d':
+        """Wrap an existing conv; the new module shares its ``weight`` and ``bias`` Parameters."""
+        return cls._from_conv(conv, deferred=deferred, **info_drop_kwargs)
+
+    def _regularizer(self) -> nn.Module:
+        return self.info_drop
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return self.info_drop.information(x)
+
+    def _apply(self, state: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.info_drop.apply_information(state, y)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f', deferred={self.deferred}'
+
+
+class InformationDropoutConv2d(_RegularizedConv2d):
+    """``nn.Conv2d`` + :class:`InformationDropout` (its alpha branch under ``information_dropout.``).
+
+    ``weight``/``bias`` keep the plain conv's keys. Keyword arguments after the conv's own are those
+    of :class:`InformationDropout` (``alpha_max``, ``prior``, ``beta``, ``kl_to_gradient``). With
+    ``deferred=True``, alpha is computed from the input in ``forward`` and a :class:`DeferredDrop`
+    after the activation applies the noise, as the paper's ``act(BN(conv(x))) * exp(alpha * eps)``.
+    """
+
+    def __init__(
+            self,
+            in_channels: int,
+            out_channels: int,
+            kernel_size,
+            stride=1,
+            padding=0,
+            dilation=1,
+            groups: int = 1,
+            bias: bool = True,
+            deferred: bool = False,
+            device=None,
+            dtype=None,
+            **information_dropout_kwargs: Any,
+    ):
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+            groups=groups, bias=bias, device=device, dtype=dtype)
+        _check_plain_conv(self)
+        self.information_dropout = InformationDropout(
+            in_channels, out_channels, self.kernel_size, self.stride, self.padding, self.dilation, groups,
+            device=device, dtype=dtype, **information_dropout_kwargs)
+        self._init_deferred(deferred)
+
+    @classmethod
+    def from_conv(
+            cls, conv: nn.Conv2d, deferred: bool = False, **information_dropout_kwargs: Any,
+    ) -> 'InformationDropoutConv2d':
+        """Wrap an existing conv; shares its ``weight`` and ``bias``, adds a fresh alpha branch."""
+        return cls._from_conv(conv, deferred=deferred, **information_dropout_kwargs)
+
+    def _regularizer(self) -> nn.Module:
+        return self.information_dropout
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return self.information_dropout.alpha(x)
+
+    def _apply(self, state: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.information_dropout.apply_alpha(state, y)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f', deferred={self.deferred}'
+
+
+class DeferredDrop(nn.Module):
+    """Applies, to its input, what a ``deferred=True`` regularised conv prepared upstream.
+
+    Place it where the regulariser should act (after BN/activation, or after the max-pool whose
+    geometry the InfoDrop was given). The source conv is referenced, not registered as a child, so
+    the state dict and the module tree are unchanged. Identity when the source prepared nothing.
+    """
+
+    def __init__(self, source: _RegularizedConv2d):
+        super().__init__()
+        if not isinstance(source, _RegularizedConv2d):
+            raise TypeError(f'source must be an InfoDropConv2d or InformationDropoutConv2d, got {type(source).__name__}')
+        if not source.deferred:
+            raise ValueError('the source conv must be built with deferred=True')
+        self._source: Tuple[_RegularizedConv2d] = (source,)
+
+    @torch.jit.unused
+    def source(self) -> _RegularizedConv2d:
+        """The regularised conv this module applies."""
+        return self._source[0]
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return y
+        return self._apply_pending(y)
+
+    @torch.jit.unused
+    def _apply_pending(self, y: torch.Tensor) -> torch.Tensor:
+        return self.source().apply_pending(y)
+
+    def extra_repr(self) -> str:
+        return f'source={type(self._source[0]).__name__}'

@@ -1,0 +1,466 @@
+"""InfoDrop: informative dropout (Shi et al., ICML 2020).
+
+A patch that looks like its neighbours carries little self-information (texture, flat areas).
+InfoDrop drops the activations computed from such patches more often, which pushes a CNN to
+decide by shape. The steps (numbers refer to the paper's released recipe):
+
+1. draw ``num_offsets`` offsets ``o`` uniformly from ``[-radius, radius]^2`` (one draw per call,
+   shared by the batch);
+2. patch distance on the conv's output grid: ``d_o(j)`` = sum over the conv window of output
+   position ``j`` and over channels of ``(x - shift_o(x))^2``: a box sum, with the conv's geometry,
+   of per-pixel squared differences of the zero-padded input;
+3. kernel ``K_o = exp(-d_o / (2 h^2 mean(d)))`` with one scalar ``mean(d)`` over batch, offsets and
+   positions;
+4. density ``q = mean_o K_o``, self-information ``I = -log q``;
+5. drop distribution per sample ``P = softmax_j(-I / T)`` (``q^(1/T)`` normalised in log space),
+   min-pooled first when a max-pool follows the conv;
+6. ``m = int(drop_rate * H * W)`` draws with replacement per (sample, channel) row zero the drawn
+   positions; survivors are not rescaled. The marginal keep probability is ``(1 - P)^m``.
+
+Everything that builds the mask runs under ``torch.no_grad()`` in float32 with autocast off, so
+bf16/fp16 inputs and T = 0.03 neither underflow nor produce NaN.
+"""
+from typing import List, Optional, Tuple, Union
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    'self_information', 'drop_distribution', 'keep_probability', 'sample_info_drop_mask',
+    'info_drop', 'InfoDrop', 'SAMPLING_MODES', 'EVAL_MODES',
+]
+
+SAMPLING_MODES = ('bernoulli', 'multinomial')
+EVAL_MODES = ('identity', 'expected', 'sample')
+
+_IntPair = Union[int, Tuple[int, int]]
+
+
+def _pair(value: _IntPair, name: str) -> Tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, value
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return int(value[0]), int(value[1])
+    raise TypeError(f'{name} must be an int or a pair of ints, got {value!r}')
+
+
+def _conv_geometry(kernel_size, stride, padding, dilation):
+    k, s, p, d = (_pair(kernel_size, 'kernel_size'), _pair(stride, 'stride'),
+                  _pair(padding, 'padding'), _pair(dilation, 'dilation'))
+    for name, v, low in (('kernel_size', k, 1), ('stride', s, 1), ('padding', p, 0), ('dilation', d, 1)):
+        if min(v) < low:
+            raise ValueError(f'{name} must be >= {low}, got {v}')
+    return k, s, p, d
+
+
+def _check_hyperparameters(radius: int, num_offsets: Optional[int], bandwidth: float) -> None:
+    if not isinstance(radius, int) or isinstance(radius, bool) or radius < 0:
+        raise ValueError(f'radius must be an int >= 0, got {radius!r}')
+    if num_offsets is not None and (not isinstance(num_offsets, int) or num_offsets < 1):
+        raise ValueError(f'num_offsets must be None (all offsets) or an int >= 1, got {num_offsets!r}')
+    if not (bandwidth > 0 and math.isfinite(bandwidth)):
+        raise ValueError(f'bandwidth must be a finite number > 0, got {bandwidth!r}')
+
+
+def _check_drop_hyperparameters(temperature: float, drop_rate: float) -> None:
+    if not (temperature > 0 and math.isfinite(temperature)):
+        raise ValueError(f'temperature must be a finite number > 0, got {temperature!r}')
+    if not (drop_rate >= 0 and math.isfinite(drop_rate)):
+        raise ValueError(f'drop_rate must be a finite number >= 0, got {drop_rate!r}')
+
+
+def _check_feature_map(x: torch.Tensor, name: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f'{name} must be a torch.Tensor, got {type(x).__name__}')
+    if x.dim() != 4:
+        raise ValueError(f'{name} must have shape (B, C, H, W), got shape {tuple(x.shape)}')
+    if not x.is_floating_point():
+        raise TypeError(f'{name} must be a floating point tensor, got dtype {x.dtype}')
+
+
+def _sample_offsets(radius: int, num_offsets: Optional[int], generator: Optional[torch.Generator]) -> List[Tuple[int, int]]:
+    if num_offsets is None:
+        span = range(-radius, radius + 1)
+        return [(di, dj) for di in span for dj in span]
+    device = generator.device if generator is not None else 'cpu'
+    drawn = torch.randint(-radius, radius + 1, (num_offsets, 2), generator=generator, device=device)
+    return [(int(di), int(dj)) for di, dj in drawn.tolist()]
+
+
+def self_information(
+        x: torch.Tensor,
+        kernel_size: _IntPair,
+        stride: _IntPair = 1,
+        padding: _IntPair = 0,
+        dilation: _IntPair = 1,
+        radius: int = 3,
+        num_offsets: Optional[int] = 9,
+        bandwidth: float = 1.0,
+        generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Self-information ``-log q`` of every conv window, on the conv's output grid.
+
+    Args:
+        x: the conv's input, (B, C, H, W), any floating dtype.
+        kernel_size, stride, padding, dilation: the conv's geometry (zero padding).
+        radius: offsets are drawn from ``[-radius, radius]^2`` (pixels of ``x``).
+        num_offsets: how many offsets to draw per call; ``None`` uses all ``(2 radius + 1)^2``.
+        bandwidth: kernel bandwidth ``h``, relative to the mean patch distance.
+        generator: draws the offsets (for reproducible maps).
+
+    Returns:
+        float32 tensor (B, 1, Ho, Wo), >= 0, where (Ho, Wo) is the conv's output size. Low values
+        mark predictable patches (texture, flat areas), high values surprising ones (edges).
+    """
+    _check_feature_map(x, 'x')
+    k, s, p, d = _conv_geometry(kernel_size, stride, padding, dilation)
+    _check_hyperparameters(radius, num_offsets, bandwidth)
+    height, width = x.shape[-2:]
+    padded_h, padded_w = height + 2 * p[0], width + 2 * p[1]
+    window_h, window_w = d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1
+    if padded_h < window_h or padded_w < window_w:
+        raise ValueError(
+            f'input of {height}x{width} (padded {padded_h}x{padded_w}) is smaller than the conv window '
+            f'{window_h}x{window_w} (kernel_size={k}, dilation={d}, padding={p})')
+    offsets = _sample_offsets(radius, num_offsets, generator)
+    out_h = (padded_h - window_h) // s[0] + 1
+    out_w = (padded_w - window_w) // s[1] + 1
+
+    with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+        distance = _patch_distances(x.float(), offsets, radius, (out_h, out_w), k, s, p, d)
+        scale = (2.0 * bandwidth ** 2) * distance.mean().clamp_min(torch.finfo(torch.float32).tiny)
+        log_q = torch.logsumexp(distance.div_(-scale), dim=1, keepdim=True) - math.log(len(offsets))
+        return log_q.neg_().clamp_min_(0.0)
+
+
+# Batch chunks sized so that temporaries stay in cache and the op count stays low; tuned on a
+# 2-core x86 machine (bench/bench_layers.py): the buffer of one chunk's maps, and for many channels
+# the product tensor of one offset.
+_CHUNK_BUFFER_FLOATS = 2_500_000
+_CHUNK_PRODUCT_FLOATS = 1 << 19
+_FEW_CHANNELS = 8
+
+
+def _patch_distances(x, offsets, radius, out_size, kernel, stride, padding, dilation) -> torch.Tensor:
+    """``d_o(j)`` for every offset: (B, S, Ho, Wo), float32.
+
+    Per pixel ``sum_c (x - shift_o x)^2 = |x|^2 + |shift_o x|^2 - 2 <x, shift_o x>`` (channel norms are
+    computed once), then a separable box sum with the conv's geometry. Shifts act on the zero-padded
+    input, as the released code does.
+    """
+    r = radius
+    batch, channels, height, width = x.shape
+    padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
+    pad = (padding[1] + r, padding[1] + r, padding[0] + r, padding[0] + r)
+    xp = F.pad(x, pad)
+    sq_norm = F.pad(x.square().sum(1), pad)  # (B, Hp + 2r, Wp + 2r)
+    center = xp[:, :, r:r + padded_h, r:r + padded_w]
+    center_norm = sq_norm[:, r:r + padded_h, r:r + padded_w]
+    windows = [(slice(r + di, r + di + padded_h), slice(r + dj, r + dj + padded_w)) for di, dj in offsets]
+
+    chunk = max(1, _CHUNK_BUFFER_FLOATS // (len(offsets) * padded_h * padded_w))
+    if channels > _FEW_CHANNELS:
+        chunk = min(chunk, max(1, _CHUNK_PRODUCT_FLOATS // (channels * padded_h * padded_w)))
+    # (S, chunk) layout lets the channel sums write contiguously; (chunk, S) box-sums faster
+    offsets_first = channels > _FEW_CHANNELS
+    shape = (len(offsets), min(chunk, batch)) if offsets_first else (min(chunk, batch), len(offsets))
+    buffer = x.new_empty(*shape, padded_h, padded_w)
+    maps = buffer.transpose(0, 1) if offsets_first else buffer  # (chunk, S, Hp, Wp)
+    out = x.new_empty(batch, len(offsets), *out_size)
+    for b0 in range(0, batch, chunk):
+        b1 = min(batch, b0 + chunk)
+        for i, (rows, cols) in enumerate(windows):
+            dist = maps[:b1 - b0, i]
+            if offsets_first:
+                torch.sum(center[b0:b1] * xp[b0:b1, :, rows, cols], 1, out=dist)
+                dist.mul_(-2.0).add_(center_norm[b0:b1]).add_(sq_norm[b0:b1, rows, cols])
+            else:
+                torch.add(center_norm[b0:b1], sq_norm[b0:b1, rows, cols], out=dist)
+                for c in range(channels):
+                    dist.addcmul_(center[b0:b1, c], xp[b0:b1, c, rows, cols], value=-2.0)
+        _box_sum(maps[:b1 - b0], kernel, stride, dilation, out=out[b0:b1])
+    return out.clamp_min_(0.0)  # the expansion can round to tiny negatives for identical patches
+
+
+def _box_sum(t: torch.Tensor, kernel, stride, dilation, out: torch.Tensor) -> torch.Tensor:
+    """Sum over every (dilated, strided) kernel window of ``t`` (..., H, W), no padding, into ``out``."""
+    out_h, out_w = out.shape[-2:]
+
+    def taps(dim: int, size: int):
+        step, span = stride[dim], stride[dim] * (size - 1) + 1
+        return [slice(a * dilation[dim], a * dilation[dim] + span, step) for a in range(kernel[dim])]
+
+    row_taps = [t[..., tap, :] for tap in taps(0, out_h)]
+    rows = row_taps[0].clone() if len(row_taps) == 1 else torch.add(row_taps[0], row_taps[1])
+    for tap in row_taps[2:]:
+        rows += tap
+    col_taps = [rows[..., tap] for tap in taps(1, out_w)]
+    if len(col_taps) == 1:
+        return out.copy_(col_taps[0])
+    torch.add(col_taps[0], col_taps[1], out=out)
+    for tap in col_taps[2:]:
+        out += tap
+    return out
+
+
+def drop_distribution(
+        information: torch.Tensor,
+        temperature: float = 0.03,
+        pool_kernel_size: Optional[_IntPair] = None,
+        pool_stride: Optional[_IntPair] = None,
+        pool_padding: _IntPair = 0,
+) -> torch.Tensor:
+    """Where to drop: ``P = softmax_j(-I(j) / T)`` over the positions of each sample.
+
+    Args:
+        information: self-information (B, 1, H, W) from :func:`self_information`.
+        temperature: T; small T concentrates the drops on the most predictable patches.
+        pool_kernel_size, pool_stride, pool_padding: geometry of a max-pool that follows the conv;
+            ``-I / T`` is min-pooled with it so that ``P`` lives on the pooled grid.
+
+    Returns:
+        float32 (B, 1, H', W'), each sample summing to 1.
+    """
+    _check_drop_hyperparameters(temperature, 0.0)
+    logits = -information.float() / temperature
+    if pool_kernel_size is not None:
+        pk = _pair(pool_kernel_size, 'pool_kernel_size')
+        ps = _pair(pool_stride, 'pool_stride') if pool_stride is not None else pk
+        pp = _pair(pool_padding, 'pool_padding')
+        logits = -F.max_pool2d(-logits, pk, ps, pp)
+    batch = logits.shape[0]
+    return torch.softmax(logits.reshape(batch, -1), dim=1).reshape(logits.shape)
+
+
+def _num_draws(drop_rate: float, height: int, width: int) -> int:
+    return int(drop_rate * height * width)
+
+
+def keep_probability(distribution: torch.Tensor, drop_rate: float = 1.5) -> torch.Tensor:
+    """Marginal keep probability ``(1 - P)^m``, ``m = int(drop_rate * H * W)``; same shape as ``P``."""
+    num_draws = _num_draws(drop_rate, *distribution.shape[-2:])
+    if num_draws == 0:
+        return torch.ones_like(distribution)
+    return torch.exp(num_draws * torch.log1p(-distribution.clamp(max=1.0)))
+
+
+def _uniform_int16(shape: Tuple[int, ...], generator: Optional[torch.Generator], device) -> torch.Tensor:
+    """Independent uniforms on the 65,536 int16 values, 4 per 64-bit draw (4x fewer generator calls)."""
+    numel = math.prod(shape)
+    words = torch.empty((numel + 3) // 4, dtype=torch.int64, device=device)
+    words.random_(-2 ** 63, 2 ** 63 - 1, generator=generator)
+    return words.view(torch.int16)[:numel].view(shape)
+
+
+def sample_info_drop_mask(
+        distribution: torch.Tensor,
+        num_channels: int,
+        drop_rate: float = 1.5,
+        sampling: str = 'bernoulli',
+        generator: Optional[torch.Generator] = None,
+        channels_last: bool = False,
+) -> torch.Tensor:
+    """Draw a keep mask (B, num_channels, H, W), bool (True = keep), from the drop distribution ``P``.
+
+    ``'multinomial'`` makes ``m`` draws with replacement from ``P`` for every (sample, channel) row
+    and zeroes the drawn positions, as the released code. ``'bernoulli'`` keeps every element
+    independently with the same marginal probability ``(1 - P)^m``, resolved to 2^-16: one 16-bit
+    uniform per element. ``channels_last`` lays the mask out in that memory format.
+    """
+    if sampling not in SAMPLING_MODES:
+        raise ValueError(f'sampling must be one of {SAMPLING_MODES}, got {sampling!r}')
+    batch, _, height, width = distribution.shape
+    if sampling == 'bernoulli':
+        keep = keep_probability(distribution, drop_rate)
+        # keep iff u < round(65536 keep) - 32768 for u uniform on [-32768, 32767]
+        threshold = torch.round(keep * 65536.0).to(torch.int32) - 32768
+        if channels_last:
+            uniform = _uniform_int16((batch, height, width, num_channels), generator, distribution.device)
+            return uniform.permute(0, 3, 1, 2) < threshold
+        uniform = _uniform_int16((batch, num_channels, height, width), generator, distribution.device)
+        return uniform < threshold
+    num_draws = _num_draws(drop_rate, height, width)
+    mask = torch.ones(batch, num_channels * height * width, dtype=torch.bool, device=distribution.device)
+    if num_draws > 0:
+        # all channels of a sample share P: draw every channel's m positions from one row per sample
+        drawn = torch.multinomial(distribution.reshape(batch, -1), num_channels * num_draws,
+                                  replacement=True, generator=generator)
+        channel_base = torch.arange(num_channels, device=drawn.device).repeat_interleave(num_draws)
+        mask.scatter_(1, drawn + channel_base * (height * width), False)
+    mask = mask.view(batch, num_channels, height, width)
+    return mask.contiguous(memory_format=torch.channels_last) if channels_last else mask
+
+
+def info_drop(
+        x_in: torch.Tensor,
+        y: torch.Tensor,
+        kernel_size: _IntPair,
+        stride: _IntPair = 1,
+        padding: _IntPair = 0,
+        dilation: _IntPair = 1,
+        pool_kernel_size: Optional[_IntPair] = None,
+        pool_stride: Optional[_IntPair] = None,
+        pool_padding: _IntPair = 0,
+        radius: int = 3,
+        num_offsets: Optional[int] = 9,
+        bandwidth: float = 1.0,
+        temperature: float = 0.03,
+        drop_rate: float = 1.5,
+        sampling: str = 'bernoulli',
+        eval_mode: str = 'identity',
+        training: bool = False,
+        generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """InfoDrop, functional form: mask ``y`` where the conv's input ``x_in`` is predictable.
+
+    Args:
+        x_in: input of the conv whose geometry is given, (B, C_in, H, W).
+        y: what gets masked, (B, C_out, H', W'): the conv output, possibly after BN, activation and
+            a max-pool (give the pool's geometry).
+        training: sample a mask; otherwise ``eval_mode`` decides: ``'identity'`` returns ``y``,
+            ``'expected'`` scales by the keep probability ``(1 - P)^m``, ``'sample'`` samples as in
+            training (the released code's behaviour).
+        Other arguments: see :func:`self_information`, :func:`drop_distribution`,
+            :func:`sample_info_drop_mask`.
+
+    Returns:
+        ``y`` times a mask computed without gradient; same shape and dtype as ``y``.
+    """
+    if sampling not in SAMPLING_MODES:
+        raise ValueError(f'sampling must be one of {SAMPLING_MODES}, got {sampling!r}')
+    if eval_mode not in EVAL_MODES:
+        raise ValueError(f'eval_mode must be one of {EVAL_MODES}, got {eval_mode!r}')
+    _check_drop_hyperparameters(temperature, drop_rate)
+    if not training and eval_mode == 'identity':
+        return y
+    information = self_information(
+        x_in, kernel_size, stride, padding, dilation, radius, num_offsets, bandwidth, generator)
+    return apply_information(
+        information, y, pool_kernel_size, pool_stride, pool_padding, temperature, drop_rate,
+        sampling, eval_mode, training, generator)
+
+
+def apply_information(
+        information: torch.Tensor,
+        y: torch.Tensor,
+        pool_kernel_size: Optional[_IntPair] = None,
+        pool_stride: Optional[_IntPair] = None,
+        pool_padding: _IntPair = 0,
+        temperature: float = 0.03,
+        drop_rate: float = 1.5,
+        sampling: str = 'bernoulli',
+        eval_mode: str = 'identity',
+        training: bool = False,
+        generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Second half of :func:`info_drop`: mask ``y`` given a self-information map computed earlier."""
+    _check_feature_map(y, 'y')
+    if not training and eval_mode == 'identity':
+        return y
+    with torch.no_grad(), torch.autocast(y.device.type, enabled=False):
+        distribution = drop_distribution(information, temperature, pool_kernel_size, pool_stride, pool_padding)
+        if distribution.shape[0] != y.shape[0] or distribution.shape[-2:] != y.shape[-2:]:
+            raise ValueError(
+                f'the drop distribution has shape {tuple(distribution.shape)} (batch, 1, H, W) but y has '
+                f'shape {tuple(y.shape)}: check the conv and pool geometry given to InfoDrop')
+        if training or eval_mode == 'sample':
+            channels_last = y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+            keep_mask = sample_info_drop_mask(distribution, y.shape[1], drop_rate, sampling, generator, channels_last)
+        else:
+            return y * keep_probability(distribution, drop_rate).to(dtype=y.dtype)
+    return torch.where(keep_mask, y, y.new_zeros(()))
+
+
+class InfoDrop(nn.Module):
+    """InfoDrop as a module: ``forward(x_in, y)`` masks ``y`` where ``x_in`` is predictable.
+
+    ``kernel_size``/``stride``/``padding``/``dilation`` are those of the conv that maps ``x_in`` to
+    ``y``; give ``pool_*`` when ``y`` has gone through a max-pool after that conv. The defaults are
+    the released domain-generalization values (R = 3, S = 9, h = 1, T = 0.03, r = 1.5).
+    Identity in eval by default (``eval_mode='identity'``). Holds no parameters or buffers, so it
+    never changes a model's state dict. Set ``enabled = False`` to switch it off in every mode.
+    """
+
+    def __init__(
+            self,
+            kernel_size: _IntPair,
+            stride: _IntPair = 1,
+            padding: _IntPair = 0,
+            dilation: _IntPair = 1,
+            pool_kernel_size: Optional[_IntPair] = None,
+            pool_stride: Optional[_IntPair] = None,
+            pool_padding: _IntPair = 0,
+            radius: int = 3,
+            num_offsets: Optional[int] = 9,
+            bandwidth: float = 1.0,
+            temperature: float = 0.03,
+            drop_rate: float = 1.5,
+            sampling: str = 'bernoulli',
+            eval_mode: str = 'identity',
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        del device, dtype  # no parameters; accepted for a uniform layer signature
+        self.kernel_size, self.stride, self.padding, self.dilation = _conv_geometry(
+            kernel_size, stride, padding, dilation)
+        self.pool_kernel_size = None if pool_kernel_size is None else _pair(pool_kernel_size, 'pool_kernel_size')
+        self.pool_stride = None if pool_stride is None else _pair(pool_stride, 'pool_stride')
+        self.pool_padding = _pair(pool_padding, 'pool_padding')
+        _check_hyperparameters(radius, num_offsets, bandwidth)
+        _check_drop_hyperparameters(temperature, drop_rate)
+        if sampling not in SAMPLING_MODES:
+            raise ValueError(f'sampling must be one of {SAMPLING_MODES}, got {sampling!r}')
+        if eval_mode not in EVAL_MODES:
+            raise ValueError(f'eval_mode must be one of {EVAL_MODES}, got {eval_mode!r}')
+        self.radius = radius
+        self.num_offsets = num_offsets
+        self.bandwidth = float(bandwidth)
+        self.temperature = float(temperature)
+        self.drop_rate = float(drop_rate)
+        self.sampling = sampling
+        self.eval_mode = eval_mode
+        self.enabled = True
+
+    def is_active(self) -> bool:
+        """Whether a forward in the current mode changes its input."""
+        return self.enabled and (self.training or self.eval_mode != 'identity')
+
+    def information(self, x_in: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Self-information (B, 1, Ho, Wo) of ``x_in`` on this conv's output grid (no gradient)."""
+        return self_information(
+            x_in, self.kernel_size, self.stride, self.padding, self.dilation,
+            self.radius, self.num_offsets, self.bandwidth, generator)
+
+    def apply_information(
+            self, information: torch.Tensor, y: torch.Tensor, generator: Optional[torch.Generator] = None,
+    ) -> torch.Tensor:
+        """Mask ``y`` with a self-information map from :meth:`information`."""
+        if not self.is_active():
+            return y
+        return apply_information(
+            information, y, self.pool_kernel_size, self.pool_stride, self.pool_padding,
+            self.temperature, self.drop_rate, self.sampling, self.eval_mode, self.training, generator)
+
+    def forward(self, x_in: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting() or not self.is_active():
+            return y
+        return self._forward_active(x_in, y)
+
+    @torch.jit.unused
+    def _forward_active(self, x_in: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.apply_information(self.information(x_in), y)
+
+    def extra_repr(self) -> str:
+        pool = '' if self.pool_kernel_size is None else (
+            f', pool_kernel_size={self.pool_kernel_size}, pool_stride={self.pool_stride}, '
+            f'pool_padding={self.pool_padding}')
+        offsets = 'all' if self.num_offsets is None else self.num_offsets
+        return (f'kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, '
+                f'dilation={self.dilation}{pool}, radius={self.radius}, num_offsets={offsets}, '
+                f'bandwidth={self.bandwidth}, temperature={self.temperature}, drop_rate={self.drop_rate}, '
+                f'sampling={self.sampling!r}, eval_mode={self.eval_mode!r}')
