@@ -94,12 +94,38 @@ def train_step_ratio(repeats: int) -> Dict[str, float]:
 
 
 def write_json_atomic(path: str, data: dict) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tmp')
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_text_atomic(path, json.dumps(data, indent=2) + '\n')
+
+
+ROWS = (
+    ('stem_forward_ms', 'InfoDrop at the stem, forward (ms): batch 64, 3x128x128, k7 s2 p3, max-pool 3/2/1'),
+    ('stem_forward_ms_multinomial', 'the same with sampling=multinomial (ms)'),
+    ('layer_forward_ms', 'InfoDrop after a 3x3 64->64 conv, forward (ms): batch 64, 32x32'),
+    ('layer_forward_ms_multinomial', 'the same with sampling=multinomial (ms)'),
+    ('train_step_plain_s', 'resnet18 train step, plain (s): batch 64, 128 px'),
+    ('train_step_infodrop_s', 'resnet18 train step, InfoDrop at the stem (s)'),
+    ('train_step_ratio', 'train-step ratio, InfoDrop / plain (median of paired runs)'),
+)
+
+
+def markdown_table(results: dict) -> str:
+    lines = ['| figure | measured | target |', '| --- | ---: | ---: |']
+    for key, label in ROWS:
+        target = TARGETS.get(key)
+        target_text = '' if target is None else f'<= {target:g}' + ('' if results[key] <= target else ' (missed)')
+        lines.append(f'| {label} | {results[key]:.3f} | {target_text} |')
+    machine = results['machine']
+    lines.append('')
+    lines.append(f"torch {machine['torch']}, timm {machine['timm']}, {machine['threads']} threads, "
+                 f"{machine['cpu_count']} CPUs ({machine['processor']}); medians, seed 0.")
+    return '\n'.join(lines) + '\n'
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix='.tmp')
     with os.fdopen(fd, 'w') as f:
-        json.dump(data, f, indent=2)
-        f.write('\n')
+        f.write(text)
     os.replace(tmp, path)
 
 
@@ -125,14 +151,9 @@ def main() -> int:
         'cpu_count': os.cpu_count(), 'processor': platform.processor() or platform.machine(),
     }
     write_json_atomic(args.out, results)
-
-    print(f'{"figure":32s} {"measured":>10s} {"target":>8s}')
-    for key in ('stem_forward_ms', 'stem_forward_ms_multinomial', 'layer_forward_ms',
-                'layer_forward_ms_multinomial', 'train_step_plain_s', 'train_step_infodrop_s',
-                'train_step_ratio'):
-        target = TARGETS.get(key)
-        verdict = '' if target is None else (' ok' if results[key] <= target else ' MISSED')
-        print(f'{key:32s} {results[key]:10.3f} {"" if target is None else f"{target:8.2f}"}{verdict}')
+    table = markdown_table(results)
+    write_text_atomic(os.path.splitext(args.out)[0] + '.md', table)
+    print(table)
     print(f'wrote {args.out}')
     return 0 if all(results['meets_targets'].values()) else 1
 

@@ -115,6 +115,7 @@ class InfoDropConv2d(_RegularizedConv2d):
             dilation=1,
             groups: int = 1,
             bias: bool = True,
+            padding_mode: str = 'zeros',
             deferred: bool = False,
             device=None,
             dtype=None,
@@ -122,7 +123,7 @@ class InfoDropConv2d(_RegularizedConv2d):
     ):
         super().__init__(
             in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
-            groups=groups, bias=bias, device=device, dtype=dtype)
+            groups=groups, bias=bias, padding_mode=padding_mode, device=device, dtype=dtype)
         _check_plain_conv(self)
         self.info_drop = InfoDrop(self.kernel_size, self.stride, self.padding, self.dilation, **info_drop_kwargs)
         self._init_deferred(deferred)
@@ -164,6 +165,7 @@ class InformationDropoutConv2d(_RegularizedConv2d):
             dilation=1,
             groups: int = 1,
             bias: bool = True,
+            padding_mode: str = 'zeros',
             deferred: bool = False,
             device=None,
             dtype=None,
@@ -171,7 +173,7 @@ class InformationDropoutConv2d(_RegularizedConv2d):
     ):
         super().__init__(
             in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
-            groups=groups, bias=bias, device=device, dtype=dtype)
+            groups=groups, bias=bias, padding_mode=padding_mode, device=device, dtype=dtype)
         _check_plain_conv(self)
         self.information_dropout = InformationDropout(
             in_channels, out_channels, self.kernel_size, self.stride, self.padding, self.dilation, groups,

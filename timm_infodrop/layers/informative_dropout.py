@@ -115,6 +115,10 @@ def self_information(
     Returns:
         float32 tensor (B, 1, Ho, Wo), >= 0, where (Ho, Wo) is the conv's output size. Low values
         mark predictable patches (texture, flat areas), high values surprising ones (edges).
+
+    Raises:
+        ValueError: for a window larger than the padded input (naming both sizes) and for an input
+            containing NaN or Inf (the density, and so the mask, would be undefined).
     """
     _check_feature_map(x, 'x')
     k, s, p, d = _conv_geometry(kernel_size, stride, padding, dilation)
@@ -131,7 +135,13 @@ def self_information(
     out_w = (padded_w - window_w) // s[1] + 1
 
     with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
-        distance = _patch_distances(x.float(), offsets, radius, (out_h, out_w), k, s, p, d)
+        x = x.float()
+        peak = x.abs().amax()
+        if not torch.isfinite(peak):
+            raise ValueError('x contains NaN or Inf: its self-information is undefined')
+        # -log q is invariant to the scale of x: normalising keeps squares inside float32's range
+        x = x / peak.clamp_min(torch.finfo(torch.float32).tiny)
+        distance = _patch_distances(x, offsets, radius, (out_h, out_w), k, s, p, d)
         scale = (2.0 * bandwidth ** 2) * distance.mean().clamp_min(torch.finfo(torch.float32).tiny)
         log_q = torch.logsumexp(distance.div_(-scale), dim=1, keepdim=True) - math.log(len(offsets))
         return log_q.neg_().clamp_min_(0.0)
@@ -148,18 +158,14 @@ _FEW_CHANNELS = 8
 def _patch_distances(x, offsets, radius, out_size, kernel, stride, padding, dilation) -> torch.Tensor:
     """``d_o(j)`` for every offset: (B, S, Ho, Wo), float32.
 
-    Per pixel ``sum_c (x - shift_o x)^2 = |x|^2 + |shift_o x|^2 - 2 <x, shift_o x>`` (channel norms are
-    computed once), then a separable box sum with the conv's geometry. Shifts act on the zero-padded
-    input, as the released code does.
+    Per pixel ``sum_c (x - shift_o x)^2`` (exactly 0 for identical pixels), then a separable box sum
+    with the conv's geometry. Shifts act on the zero-padded input, as the released code does.
     """
     r = radius
     batch, channels, height, width = x.shape
     padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
-    pad = (padding[1] + r, padding[1] + r, padding[0] + r, padding[0] + r)
-    xp = F.pad(x, pad)
-    sq_norm = F.pad(x.square().sum(1), pad)  # (B, Hp + 2r, Wp + 2r)
+    xp = F.pad(x, (padding[1] + r, padding[1] + r, padding[0] + r, padding[0] + r))
     center = xp[:, :, r:r + padded_h, r:r + padded_w]
-    center_norm = sq_norm[:, r:r + padded_h, r:r + padded_w]
     windows = [(slice(r + di, r + di + padded_h), slice(r + dj, r + dj + padded_w)) for di, dj in offsets]
 
     chunk = max(1, _CHUNK_BUFFER_FLOATS // (len(offsets) * padded_h * padded_w))
@@ -176,14 +182,14 @@ def _patch_distances(x, offsets, radius, out_size, kernel, stride, padding, dila
         for i, (rows, cols) in enumerate(windows):
             dist = maps[:b1 - b0, i]
             if offsets_first:
-                torch.sum(center[b0:b1] * xp[b0:b1, :, rows, cols], 1, out=dist)
-                dist.mul_(-2.0).add_(center_norm[b0:b1]).add_(sq_norm[b0:b1, rows, cols])
-            else:
-                torch.add(center_norm[b0:b1], sq_norm[b0:b1, rows, cols], out=dist)
-                for c in range(channels):
-                    dist.addcmul_(center[b0:b1, c], xp[b0:b1, c, rows, cols], value=-2.0)
+                torch.sum((center[b0:b1] - xp[b0:b1, :, rows, cols]).square_(), 1, out=dist)
+                continue
+            torch.sub(center[b0:b1, 0], xp[b0:b1, 0, rows, cols], out=dist).square_()
+            for c in range(1, channels):
+                diff = center[b0:b1, c] - xp[b0:b1, c, rows, cols]
+                dist.addcmul_(diff, diff)
         _box_sum(maps[:b1 - b0], kernel, stride, dilation, out=out[b0:b1])
-    return out.clamp_min_(0.0)  # the expansion can round to tiny negatives for identical patches
+    return out
 
 
 def _box_sum(t: torch.Tensor, kernel, stride, dilation, out: torch.Tensor) -> torch.Tensor:

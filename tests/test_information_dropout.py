@@ -1,0 +1,174 @@
+"""Information Dropout: KL closed forms, noise law, eval, gradients and the automatic KL gradient."""
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.distributions import Normal, kl_divergence
+
+from timm_infodrop.layers import (
+    ALPHA_FLOOR, DeferredDrop, InformationDropout, InformationDropoutConv2d, aux_loss, beta_from_paper,
+    information_dropout_kl, set_kl_to_gradient,
+)
+
+
+def test_log_normal_kl_is_the_gaussian_kl_in_log_space():
+    torch.manual_seed(0)
+    alpha = 0.05 + torch.rand(100)
+    f = torch.rand(100) * 3 + 1e-3
+    mu, sigma = torch.tensor(0.3), torch.tensor(1.7)
+    ours = information_dropout_kl(alpha, 'log-normal', 0.7, f, mu, sigma)
+    reference = kl_divergence(Normal(torch.log(f), alpha), Normal(mu, sigma))
+    torch.testing.assert_close(ours, reference)
+
+
+def test_log_normal_kl_clamps_dead_units():
+    alpha = torch.full((2,), 0.5)
+    kl = information_dropout_kl(alpha, 'log-normal', 0.7, torch.tensor([0.0, -1.0]), torch.tensor(0.0), torch.tensor(1.0))
+    expected = kl_divergence(Normal(torch.log(torch.tensor(1e-4)), torch.tensor(0.5)), Normal(0.0, 1.0))
+    torch.testing.assert_close(kl, expected.expand(2))
+
+
+def test_log_uniform_kl():
+    alpha_max = 0.7
+    alpha = torch.tensor([ALPHA_FLOOR, 0.1, alpha_max + ALPHA_FLOOR])
+    kl = information_dropout_kl(alpha, 'log-uniform', alpha_max)
+    torch.testing.assert_close(kl, -torch.log(alpha / (alpha_max + ALPHA_FLOOR)))
+    assert kl[-1].abs() < 1e-6 and (kl[:-1] > 0).all()  # 0 at maximal noise, positive below
+
+
+def layer_and_inputs(prior='log-uniform', seed=0):
+    torch.manual_seed(seed)
+    layer = InformationDropout(3, 8, 3, stride=2, padding=1, prior=prior, alpha_max=0.7)
+    x = torch.randn(4, 3, 16, 16)
+    f = torch.relu(torch.randn(4, 8, 8, 8)) if prior == 'log-uniform' else nn.functional.softplus(torch.randn(4, 8, 8, 8))
+    return layer, x, f
+
+
+@pytest.mark.parametrize('prior', ['log-uniform', 'log-normal'])
+def test_layer_kl_is_sum_over_units_mean_over_batch(prior):
+    layer, x, f = layer_and_inputs(prior)
+    layer.train()(x, f)
+    alpha = layer.alpha(x)
+    assert alpha.shape == f.shape
+    assert alpha.min() >= ALPHA_FLOOR and alpha.max() <= ALPHA_FLOOR + 0.7
+    mu = sigma = None
+    if prior == 'log-normal':
+        mu, sigma = layer.prior_mu, layer.prior_log_sigma.exp()
+    per_unit = information_dropout_kl(alpha, prior, 0.7, f, mu, sigma)
+    torch.testing.assert_close(layer.kl, per_unit.sum(dim=(1, 2, 3)).mean())
+
+
+def test_noise_is_log_normal_with_std_alpha():
+    layer, x, f = layer_and_inputs()
+    f = torch.rand_like(f) + 0.5  # strictly positive so that log(z / f) is defined
+    torch.manual_seed(1)
+    z = layer.train()(x, f)
+    eps = torch.log(z / f) / layer.alpha(x)
+    n = eps.numel()
+    assert abs(eps.mean().item()) < 5 / math.sqrt(n)
+    assert abs(eps.std().item() - 1) < 5 * math.sqrt(2 / n)
+
+
+def test_eval_is_the_median_and_deterministic():
+    layer, x, f = layer_and_inputs()
+    layer.eval()
+    assert layer(x, f) is f
+    layer.train()
+    assert not torch.equal(layer(x, f), f)
+
+
+@pytest.mark.parametrize('prior', ['log-uniform', 'log-normal'])
+def test_gradients_reach_alpha_branch_and_prior(prior):
+    layer, x, f = layer_and_inputs(prior)
+    f.requires_grad_(True)
+    z = layer.train()(x, f)
+    (z.sum() + layer.kl).backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert f.grad is not None
+
+
+class TinyNet(nn.Module):
+    """conv(+Information Dropout, deferred) -> BN -> ReLU -> noise -> pool -> linear."""
+
+    def __init__(self, prior='log-uniform'):
+        super().__init__()
+        self.conv = InformationDropoutConv2d(3, 6, 3, stride=2, padding=1, bias=False, deferred=True,
+                                             prior=prior, beta=0.01)
+        self.bn = nn.BatchNorm2d(6)
+        self.act = nn.ReLU() if prior == 'log-uniform' else nn.Softplus()
+        self.noise = DeferredDrop(self.conv)
+        self.head = nn.Linear(6, 5)
+
+    def forward(self, x):
+        x = self.noise(self.act(self.bn(self.conv(x))))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def grads_of(model, loss_fn):
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(123)
+    loss_fn().backward()
+    return {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize('prior', ['log-uniform', 'log-normal'])
+def test_automatic_kl_gradient_equals_adding_aux_loss(prior):
+    torch.manual_seed(0)
+    model = TinyNet(prior).train()
+    x, target = torch.randn(8, 3, 12, 12), torch.randint(0, 5, (8,))
+    ce = lambda: nn.functional.cross_entropy(model(x), target)  # noqa: E731
+
+    assert set_kl_to_gradient(model, True) == 1
+    automatic = grads_of(model, ce)
+    set_kl_to_gradient(model, False)
+    manual = grads_of(model, lambda: ce() + aux_loss(model))
+    without_kl = grads_of(model, ce)
+    for name in automatic:
+        assert automatic[name] is not None, name  # every parameter, the prior's included, learns
+        torch.testing.assert_close(automatic[name], manual[name], atol=1e-5, rtol=1e-5)
+    alpha_grad = 'conv.information_dropout.alpha_conv.weight'
+    assert not torch.allclose(automatic[alpha_grad], without_kl[alpha_grad])  # the KL did contribute
+
+
+def test_automatic_kl_gradient_under_bf16_autocast():
+    torch.manual_seed(0)
+    model = TinyNet().train()
+    x, target = torch.randn(8, 3, 12, 12), torch.randint(0, 5, (8,))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        loss = nn.functional.cross_entropy(model(x), target)
+    loss.backward()
+    kl = model.conv.information_dropout.kl
+    assert kl.dtype == torch.float32 and torch.isfinite(kl)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_aux_loss_sums_beta_weighted_kls():
+    model = TinyNet().train()
+    assert aux_loss(model) == 0  # nothing ran yet
+    model(torch.randn(2, 3, 8, 8))
+    layer = model.conv.information_dropout
+    torch.testing.assert_close(aux_loss(model), layer.beta * layer.kl)
+
+
+def test_beta_from_paper():
+    assert beta_from_paper(3.0, 50_000) == pytest.approx(6e-5)
+    with pytest.raises(ValueError):
+        beta_from_paper(3.0, 0)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(prior='gaussian'), 'prior'),
+    (dict(alpha_max=0.0), 'alpha_max'),
+    (dict(beta=-1.0), 'beta'),
+])
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        InformationDropout(3, 4, 3, **kwargs)
+
+
+def test_shape_mismatch_is_a_clear_error():
+    layer, x, f = layer_and_inputs()
+    with pytest.raises(ValueError, match='geometry of the accompanied conv'):
+        layer.train()(x, f[:, :, :4])
