@@ -168,20 +168,20 @@ def _patch_distances(x, offsets, radius, out_size, kernel, stride, padding, dila
     center = xp[:, :, r:r + padded_h, r:r + padded_w]
     windows = [(slice(r + di, r + di + padded_h), slice(r + dj, r + dj + padded_w)) for di, dj in offsets]
 
+    many_channels = channels > _FEW_CHANNELS
     chunk = max(1, _CHUNK_BUFFER_FLOATS // (len(offsets) * padded_h * padded_w))
-    if channels > _FEW_CHANNELS:
+    if many_channels:
         chunk = min(chunk, max(1, _CHUNK_PRODUCT_FLOATS // (channels * padded_h * padded_w)))
     # (S, chunk) layout lets the channel sums write contiguously; (chunk, S) box-sums faster
-    offsets_first = channels > _FEW_CHANNELS
-    shape = (len(offsets), min(chunk, batch)) if offsets_first else (min(chunk, batch), len(offsets))
+    shape = (len(offsets), min(chunk, batch)) if many_channels else (min(chunk, batch), len(offsets))
     buffer = x.new_empty(*shape, padded_h, padded_w)
-    maps = buffer.transpose(0, 1) if offsets_first else buffer  # (chunk, S, Hp, Wp)
+    maps = buffer.transpose(0, 1) if many_channels else buffer  # (chunk, S, Hp, Wp)
     out = x.new_empty(batch, len(offsets), *out_size)
     for b0 in range(0, batch, chunk):
         b1 = min(batch, b0 + chunk)
         for i, (rows, cols) in enumerate(windows):
             dist = maps[:b1 - b0, i]
-            if offsets_first:
+            if many_channels:
                 torch.sum((center[b0:b1] - xp[b0:b1, :, rows, cols]).square_(), 1, out=dist)
                 continue
             torch.sub(center[b0:b1, 0], xp[b0:b1, 0, rows, cols], out=dist).square_()
