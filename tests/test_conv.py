@@ -180,3 +180,14 @@ def test_meta_device_construction():
         wrapped = InfoDropConv2d.from_conv(nn.Conv2d(3, 4, 3))
     assert conv.weight.is_meta and conv.information_dropout.alpha_conv.weight.is_meta
     assert wrapped.weight.is_meta
+
+
+@pytest.mark.parametrize('cls', [InfoDropConv2d, InformationDropoutConv2d])
+def test_module_conversions_reach_every_tensor(cls):
+    """``.to``/``.double()``/``.to_empty`` go through ``nn.Module._apply``: nothing may shadow it."""
+    conv = cls.from_conv(plain_conv(), deferred=False).train()
+    conv.double()
+    assert all(t.dtype == torch.float64 for t in conv.state_dict().values())
+    assert conv(torch.randn(2, 3, 16, 16, dtype=torch.float64)).dtype == torch.float64
+    conv.to_empty(device='cpu')
+    assert conv.weight.dtype == torch.float64

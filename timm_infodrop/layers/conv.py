@@ -42,7 +42,7 @@ class _RegularizedConv2d(nn.Conv2d):
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _apply(self, state: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _apply_state(self, state: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def _init_deferred(self, deferred: bool) -> None:
@@ -64,14 +64,14 @@ class _RegularizedConv2d(nn.Conv2d):
         if self.deferred:
             self._pending = state
             return y
-        return self._apply(state, y)
+        return self._apply_state(state, y)
 
     def apply_pending(self, y: torch.Tensor) -> torch.Tensor:
         """Apply what the last ``forward`` prepared to ``y`` (used by :class:`DeferredDrop`)."""
         state, self._pending = self._pending, None
         if state is None:
             return y
-        return self._apply(state, y)
+        return self._apply_state(state, y)
 
     @classmethod
     def _from_conv(cls, conv: nn.Conv2d, **kwargs: Any) -> '_RegularizedConv2d':
@@ -139,7 +139,7 @@ class InfoDropConv2d(_RegularizedConv2d):
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return self.info_drop.information(x)
 
-    def _apply(self, state: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _apply_state(self, state: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.info_drop.apply_information(state, y)
 
     def extra_repr(self) -> str:
@@ -193,7 +193,7 @@ class InformationDropoutConv2d(_RegularizedConv2d):
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return self.information_dropout.alpha(x)
 
-    def _apply(self, state: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _apply_state(self, state: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.information_dropout.apply_alpha(state, y)
 
     def extra_repr(self) -> str:

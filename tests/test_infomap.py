@@ -1,0 +1,107 @@
+"""The infomap picture: its data on a synthetic image, and the command's handling of paths."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from timm_infodrop.cli import main
+from timm_infodrop.viz import builtin_image, compute_infomap, synthetic_image
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    path = tmp_path / 'synthetic.png'
+    Image.fromarray((synthetic_image(64) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.parametrize('temperature', [0.03, 0.1])
+def test_infomap_marks_the_edge_and_drops_the_texture(temperature):
+    size = 128
+    infomap = compute_infomap(synthetic_image(size), temperature=temperature, seed=1)
+    quarter = size // 4
+    assert infomap.information.shape == (size // 2, size // 2)
+    assert infomap.drop_probability.shape == infomap.mask.shape == (quarter, quarter)
+    # the edge at column 3/4 of the flat lower half, on the pooled grid (away from the borders)
+    edge_column = (3 * size // 4) // 4
+    lower = slice(quarter // 2 + 2, quarter - 2)
+    edge = infomap.drop_probability[lower, edge_column - 1:edge_column + 1].mean()
+    stripes = infomap.drop_probability[2:quarter // 2 - 2, 2:-2].mean()
+    flat = infomap.drop_probability[lower, 2:edge_column - 3].mean()
+    assert flat > 3 * edge
+    if temperature >= 0.1:  # at T = 0.03 the flat area takes nearly all the drops
+        assert stripes > 3 * edge
+    assert infomap.information[size // 4 + 8:-4, (3 * size // 4) // 2].mean() > infomap.information[4:size // 4 - 4, 4:-4].mean()
+
+
+def test_sampled_mask_follows_the_drop_probability():
+    infomap = compute_infomap(synthetic_image(128), seed=3)
+    expected = infomap.drop_probability.sum()
+    dropped = (~infomap.mask).sum()
+    sigma = np.sqrt((infomap.drop_probability * (1 - infomap.drop_probability)).sum())
+    assert abs(dropped - expected) < 5 * sigma + 1
+
+
+def test_infomap_is_seeded():
+    a, b = (compute_infomap(synthetic_image(64), seed=7) for _ in range(2))
+    np.testing.assert_array_equal(a.mask, b.mask)
+    np.testing.assert_array_equal(a.information, b.information)
+
+
+def test_builtin_image_is_a_square_rgb_image():
+    image = builtin_image(96)
+    assert image.shape == (96, 96, 3) and image.dtype == np.float32
+    assert 0.0 <= image.min() and image.max() <= 1.0 and image.std() > 0.01
+
+
+def test_command_writes_a_png(tmp_path, image_file):
+    out = tmp_path / 'sub' / 'map.png'
+    assert main(['infomap', str(image_file), '-o', str(out), '--size', '64']) == 0
+    with Image.open(out) as picture:
+        assert picture.format == 'PNG' and picture.width > 4 * picture.height // 2
+    assert [p.name for p in out.parent.iterdir()] == ['map.png']  # no temporary left behind
+
+
+def test_command_refuses_to_clobber(tmp_path, image_file, capsys):
+    out = tmp_path / 'map.png'
+    out.write_bytes(b'keep me')
+    assert main(['infomap', str(image_file), '-o', str(out), '--size', '64']) == 2
+    assert out.read_bytes() == b'keep me'
+    assert 'exists' in capsys.readouterr().err
+    assert main(['infomap', str(image_file), '-o', str(out), '--size', '64', '--overwrite']) == 0
+    assert out.read_bytes().startswith(b'\x89PNG')
+
+
+def test_command_never_overwrites_its_input(image_file, capsys):
+    before = image_file.read_bytes()
+    assert main(['infomap', str(image_file), '-o', str(image_file), '--overwrite']) == 2
+    assert image_file.read_bytes() == before
+    assert 'input' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('args, message', [
+    (['missing.png'], 'no such image file'),
+    (['not_an_image.png'], 'not a readable image'),
+    (['synthetic.png', '--size', '4'], 'size must be'),
+])
+def test_command_bad_input_is_one_line(tmp_path, image_file, capsys, args, message):
+    (tmp_path / 'not_an_image.png').write_text('hello')
+    args = [str(tmp_path / args[0])] + args[1:]
+    out = tmp_path / 'map.png'
+    assert main(['infomap', *args, '-o', str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_command_refuses_unknown_format(tmp_path, image_file, capsys):
+    out = tmp_path / 'map.txt'
+    assert main(['infomap', str(image_file), '-o', str(out)]) == 2
+    assert "'.txt'" in capsys.readouterr().err and not out.exists()
+
+
+def test_module_entry_point_lists_subcommands():
+    result = subprocess.run([sys.executable, '-m', 'timm_infodrop', '--help'], capture_output=True, text=True)
+    assert result.returncode == 0 and 'infomap' in result.stdout

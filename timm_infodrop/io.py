@@ -1,0 +1,71 @@
+"""Safe output paths: refuse to clobber inputs or existing files, write atomically.
+
+Every command that writes a file goes through :func:`check_output_path` at the boundary (before any
+work) and :func:`atomic_output` for the write itself, so an interrupted run leaves either the old
+file or the complete new one, never a torn file.
+"""
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Sequence, Union
+
+__all__ = ['OutputError', 'check_output_path', 'atomic_output']
+
+PathLike = Union[str, os.PathLike]
+
+
+class OutputError(ValueError):
+    """An output path that must not be written (exists, is an input, wrong format)."""
+
+
+def check_output_path(
+        path: PathLike,
+        overwrite: bool = False,
+        inputs: Iterable[Optional[PathLike]] = (),
+        suffixes: Optional[Sequence[str]] = None,
+) -> Path:
+    """Validate an output path before doing any work; return it as a ``Path``.
+
+    Args:
+        path: where the output will go.
+        overwrite: allow replacing an existing file (never an input).
+        inputs: paths this command reads; writing over any of them is refused even with ``overwrite``.
+        suffixes: allowed lower-case suffixes such as ``('.png', '.pdf')``; ``None`` allows any.
+
+    Raises:
+        OutputError: naming the path and what is wrong with it.
+    """
+    out = Path(path)
+    if suffixes is not None and out.suffix.lower() not in suffixes:
+        raise OutputError(f'{str(out)!r}: unsupported output format {out.suffix or "(none)"!r}; '
+                          f'use one of {", ".join(suffixes)}')
+    if out.is_dir():
+        raise OutputError(f'{str(out)!r} is a directory; give a file name')
+    resolved = out.resolve()
+    for item in inputs:
+        if item is not None and Path(item).resolve() == resolved:
+            raise OutputError(f'{str(out)!r} is also an input; refusing to overwrite an input')
+    if out.exists() and not overwrite:
+        raise OutputError(f'{str(out)!r} exists; pass --overwrite to replace it')
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success move it onto ``path`` atomically.
+
+    The parent directory is created if needed. On error the temporary file is removed and
+    ``path`` is untouched.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f'.{out.name}.', suffix=f'.tmp{out.suffix}', dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

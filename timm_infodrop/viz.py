@@ -1,0 +1,159 @@
+"""Pictures of where InfoDrop drops: image, self-information, drop probability, one sampled mask.
+
+The maps are those of the released ResNet stem (conv k7 s2 p3, then a 3/2/1 max-pool) applied to
+the ImageNet-normalised image, so the picture shows what ``resnet*_infodrop`` does to its input.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from .layers.informative_dropout import drop_distribution, keep_probability, sample_info_drop_mask, self_information
+
+__all__ = ['InfoMap', 'load_image', 'builtin_image', 'synthetic_image', 'compute_infomap', 'plot_infomap']
+
+STEM_CONV = dict(kernel_size=7, stride=2, padding=3)
+STEM_POOL = dict(pool_kernel_size=3, pool_stride=2, pool_padding=1)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MIN_SIZE = 16
+
+
+@dataclass
+class InfoMap:
+    """The pictures' data, as numpy arrays.
+
+    image: (H, W, 3) RGB in [0, 1]; information: (H/2, W/2) self-information in nats on the conv
+    grid; drop_probability: (H/4, W/4) marginal probability ``1 - (1 - P)^m`` that a unit is dropped,
+    on the pooled grid; mask: (H/4, W/4) bool, one sampled channel's keep mask (True = kept).
+    """
+    image: np.ndarray
+    information: np.ndarray
+    drop_probability: np.ndarray
+    mask: np.ndarray
+    temperature: float
+    drop_rate: float
+
+
+def _check_size(size: int) -> None:
+    if not isinstance(size, int) or size < MIN_SIZE:
+        raise ValueError(f'size must be an integer >= {MIN_SIZE} pixels, got {size!r}')
+
+
+def _to_square(image, size: int) -> np.ndarray:
+    """Resize a PIL image so its shorter side is ``size``, centre-crop to size x size, RGB in [0, 1]."""
+    from PIL import Image
+    image = image.convert('RGB')
+    scale = size / min(image.size)
+    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    image = image.resize((width, height), Image.BICUBIC)
+    left, top = (width - size) // 2, (height - size) // 2
+    image = image.crop((left, top, left + size, top + size))
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def load_image(path: Union[str, Path], size: int = 224) -> np.ndarray:
+    """Read an image file as (size, size, 3) RGB floats in [0, 1] (shorter side resized, centre crop).
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist; ValueError: if it is not an image PIL can read.
+    """
+    from PIL import Image, UnidentifiedImageError
+    _check_size(size)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'{str(path)!r}: no such image file')
+    try:
+        with Image.open(path) as image:
+            return _to_square(image, size)
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f'{str(path)!r} is not a readable image ({error})') from None
+
+
+def synthetic_image(size: int = 224) -> np.ndarray:
+    """Top half faint fine stripes (period 2 px), bottom half flat grey with one strong vertical edge.
+
+    (size, size, 3) RGB in [0, 1]; the texture is fainter than the shape's contrast, as in the tests.
+    """
+    _check_size(size)
+    image = np.full((size, size), 0.5, dtype=np.float32)
+    half = size // 2
+    image[:half] = 0.5 + 0.1 * (np.arange(size) % 2 * 2 - 1)[None, :]
+    image[half:, (3 * size) // 4:] = 1.0
+    return np.repeat(image[..., None], 3, axis=2)
+
+
+def builtin_image(size: int = 224) -> np.ndarray:
+    """The built-in picture: matplotlib's sample photo (Grace Hopper), else :func:`synthetic_image`."""
+    _check_size(size)
+    try:
+        from matplotlib import cbook
+        sample = cbook.get_sample_data('grace_hopper.jpg', asfileobj=False)
+    except (ImportError, OSError, ValueError):
+        return synthetic_image(size)
+    return load_image(sample, size)
+
+
+def _normalise(image: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def compute_infomap(
+        image: np.ndarray,
+        temperature: float = 0.03,
+        drop_rate: float = 1.5,
+        radius: int = 3,
+        num_offsets: Optional[int] = 9,
+        seed: int = 0,
+) -> InfoMap:
+    """Self-information, drop probability and one sampled mask of the released stem for ``image``.
+
+    Args:
+        image: (H, W, 3) RGB floats in [0, 1].
+        temperature, drop_rate, radius, num_offsets: InfoDrop's T, r, R, S.
+        seed: seeds the offsets and the mask.
+    """
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f'image must be (H, W, 3) RGB, got shape {image.shape}')
+    generator = torch.Generator().manual_seed(seed)
+    information = self_information(
+        _normalise(image), **STEM_CONV, radius=radius, num_offsets=num_offsets, generator=generator)
+    distribution = drop_distribution(information, temperature, **STEM_POOL)
+    drop_probability = 1.0 - keep_probability(distribution, drop_rate)
+    mask = sample_info_drop_mask(distribution, 1, drop_rate, 'bernoulli', generator)
+    return InfoMap(
+        image=image, information=information[0, 0].numpy(), drop_probability=drop_probability[0, 0].numpy(),
+        mask=mask[0, 0].numpy(), temperature=temperature, drop_rate=drop_rate)
+
+
+def plot_infomap(infomap: InfoMap, title: Optional[str] = None):
+    """A 1x4 matplotlib figure of an :class:`InfoMap`; every panel covers the image's extent."""
+    import matplotlib
+    matplotlib.use('Agg', force=False)
+    from matplotlib import pyplot as plt
+
+    height, width = infomap.image.shape[:2]
+    extent = (0, width, height, 0)
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.4), layout='constrained')
+    axes[0].imshow(infomap.image, extent=extent)
+    axes[0].set_title('image')
+    shown = axes[1].imshow(infomap.information, cmap='magma', extent=extent, interpolation='nearest')
+    axes[1].set_title('self-information -log q (nats)')
+    fig.colorbar(shown, ax=axes[1], shrink=0.8)
+    shown = axes[2].imshow(infomap.drop_probability, cmap='viridis', extent=extent, interpolation='nearest')
+    axes[2].set_title(f'drop probability 1-(1-P)^m (T={infomap.temperature:g}, r={infomap.drop_rate:g})')
+    fig.colorbar(shown, ax=axes[2], shrink=0.8)
+    dropped = 100.0 * (1.0 - infomap.mask.mean())
+    axes[3].imshow(infomap.mask, cmap='gray', vmin=0, vmax=1, extent=extent, interpolation='nearest')
+    axes[3].set_title(f'one sampled mask (black: dropped, {dropped:.1f}%)')
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    return fig
