@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test bench demo clean
+# timm's own model test-suite (tests/test_models.py of the installed timm's sdist): one variant per
+# family with both methods in `make test`, every registered variant in `make test-timm`
+TIMM_SUBSET := $(foreach arch,resnet18 resnet26d resnext50_32x4d wide_resnet50_2 convnext_atto \
+	efficientnet_b0 mobilenetv3_large_100 regnety_016,$(arch)_infodrop $(arch)_infodropout)
+
+.PHONY: venv test test-timm bench demo clean
 
 venv: $(STAMP)
 
@@ -16,6 +21,10 @@ $(STAMP): pyproject.toml
 
 test: venv
 	$(BIN)/python -m pytest -q
+	$(BIN)/python tests/timm_suite.py --models $(TIMM_SUBSET)
+
+test-timm: venv
+	$(BIN)/python tests/timm_suite.py
 
 bench: venv
 	$(BIN)/python bench/bench_layers.py
@@ -24,4 +33,4 @@ demo: venv
 	$(BIN)/timm-infodrop infomap -o out/infomap.png --overwrite
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .hypothesis
+	rm -rf $(VENV) out .pytest_cache .hypothesis .cache

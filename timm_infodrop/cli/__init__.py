@@ -14,6 +14,7 @@ __all__ = ['main', 'build_parser', 'SUBCOMMANDS']
 # name -> module under timm_infodrop.cli, imported only when the subcommand runs or is listed
 SUBCOMMANDS = {
     'infomap': 'infomap',
+    'flops': 'flops',
 }
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError)

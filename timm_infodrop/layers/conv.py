@@ -102,7 +102,9 @@ class InfoDropConv2d(_RegularizedConv2d):
     Keyword arguments after the conv's own are those of :class:`InfoDrop` (``pool_*`` when the mask
     is applied after a max-pool, ``temperature``, ``drop_rate``, ...). With ``deferred=True`` the
     self-information map of the input is computed in ``forward`` and a :class:`DeferredDrop`
-    downstream masks with it.
+    downstream masks with it. ``window=(kernel_size, stride, padding)`` replaces this conv's own
+    geometry for the patch windows when further convs follow before the mask (a deep stem's
+    effective receptive field).
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class InfoDropConv2d(_RegularizedConv2d):
             bias: bool = True,
             padding_mode: str = 'zeros',
             deferred: bool = False,
+            window: Optional[Tuple[Any, Any, Any]] = None,
             device=None,
             dtype=None,
             **info_drop_kwargs: Any,
@@ -125,13 +128,17 @@ class InfoDropConv2d(_RegularizedConv2d):
             in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
             groups=groups, bias=bias, padding_mode=padding_mode, device=device, dtype=dtype)
         _check_plain_conv(self)
-        self.info_drop = InfoDrop(self.kernel_size, self.stride, self.padding, self.dilation, **info_drop_kwargs)
+        geometry = (self.kernel_size, self.stride, self.padding, self.dilation) if window is None else (*window, 1)
+        self.info_drop = InfoDrop(*geometry, **info_drop_kwargs)
         self._init_deferred(deferred)
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, deferred: bool = False, **info_drop_kwargs: Any) -> 'InfoDropConv2d':
+    def from_conv(
+            cls, conv: nn.Conv2d, deferred: bool = False, window: Optional[Tuple[Any, Any, Any]] = None,
+            **info_drop_kwargs: Any,
+    ) -> 'InfoDropConv2d':
         """Wrap an existing conv; the new module shares its ``weight`` and ``bias`` Parameters."""
-        return cls._from_conv(conv, deferred=deferred, **info_drop_kwargs)
+        return cls._from_conv(conv, deferred=deferred, window=window, **info_drop_kwargs)
 
     def _regularizer(self) -> nn.Module:
         return self.info_drop

@@ -29,9 +29,17 @@ loss. Use one or the other, never both (``set_kl_to_gradient(model, False)`` bef
 ``beta`` is the weight of the per-sample KL next to a batch-mean loss. The paper writes the loss as
 ``CE + beta_paper * KL / N_train``, so ``beta = beta_paper / N_train`` (CIFAR-10: 3.0 / 50,000 = 6e-5,
 the default here); :func:`beta_from_paper` converts.
+
+Loading plain-architecture weights
+----------------------------------
+A checkpoint of the plain architecture has none of this layer's keys (``alpha_conv.*``,
+``prior_*``). When *all* of them are absent, loading keeps the layer's initialisation instead of
+failing a strict load, so plain timm weights start training (``--initial-checkpoint``,
+``pretrained_cfg_overlay``). A checkpoint that has some of them but not all still fails.
 """
 from typing import Optional, Tuple, Union
 
+import logging
 import math
 
 import torch
@@ -48,6 +56,8 @@ ALPHA_FLOOR = 0.001
 _F_FLOOR = 1e-4
 
 _IntPair = Union[int, Tuple[int, int]]
+
+_logger = logging.getLogger(__name__)
 
 
 def beta_from_paper(paper_beta: float, num_train: int) -> float:
@@ -161,6 +171,17 @@ class InformationDropout(nn.Module):
         self.kl_to_gradient = kl_to_gradient
         self.enabled = True
         self.kl: Optional[torch.Tensor] = None
+        self._register_load_state_dict_pre_hook(self._keep_initialisation_if_absent)
+
+    def _keep_initialisation_if_absent(
+            self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        own = {prefix + name: tensor for name, tensor in self.state_dict().items()}
+        if any(key in state_dict for key in own):
+            return
+        _logger.info('%s not in the checkpoint (plain-architecture weights): keeping their initialisation',
+                     prefix + '*')
+        # load_state_dict works on its own copy of the dict: adding keys here leaves the caller's intact
+        state_dict.update(own)
 
     def is_active(self) -> bool:
         """Noise is applied in training only (eval returns the median, ``f``)."""

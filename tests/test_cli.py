@@ -1,4 +1,4 @@
-"""The infomap picture: its data on a synthetic image, and the command's handling of paths."""
+"""The command line: the infomap picture (its data and its handling of paths) and the FLOPs table."""
 import subprocess
 import sys
 
@@ -105,3 +105,13 @@ def test_command_refuses_unknown_format(tmp_path, image_file, capsys):
 def test_module_entry_point_lists_subcommands():
     result = subprocess.run([sys.executable, '-m', 'timm_infodrop', '--help'], capture_output=True, text=True)
     assert result.returncode == 0 and 'infomap' in result.stdout
+
+
+def test_flops_command_writes_a_table_and_refuses_to_clobber(tmp_path, capsys):
+    out = tmp_path / 'flops.md'
+    assert main(['flops', '--archs', 'resnet18', '-o', str(out)]) == 0
+    text = out.read_text()
+    assert '| resnet18_infodrop |' in text and '| resnet18_infodropout |' in text
+    assert main(['flops', '--archs', 'resnet18', '-o', str(out)]) == 2
+    assert main(['flops', '--archs', 'vgg11', '-o', str(tmp_path / 'other.md')]) == 2
+    assert 'vgg11' in capsys.readouterr().err

@@ -1,0 +1,115 @@
+"""Build ``<arch>_infodrop`` / ``<arch>_infodropout``: timm's plain model, equipped by :mod:`timm_infodrop.surgery`.
+
+Keyword arguments of the regulariser carry a method prefix so they cannot collide with timm's and
+survive timm's ``config.json`` export (which drops every key ending in ``_drop_rate``):
+
+* InfoDrop: ``infodrop_stages``, ``infodrop_temperature``, ``infodrop_rate`` (the paper's drop rate
+  r), ``infodrop_radius``, ``infodrop_num_offsets``, ``infodrop_bandwidth``, ``infodrop_sampling``,
+  ``infodrop_eval_mode``;
+* Information Dropout: ``infodropout_stages``, ``infodropout_alpha_max``, ``infodropout_prior``,
+  ``infodropout_beta``, ``infodropout_kl_to_gradient``.
+
+Everything else goes to timm's builder of the plain architecture.
+"""
+import dataclasses
+from typing import Any, Callable, Dict, Optional
+
+from torch import nn
+import timm
+from timm.models import get_pretrained_cfg, load_pretrained, resolve_pretrained_cfg
+
+from ..surgery import add_info_drop, add_information_dropout
+
+__all__ = ['METHODS', 'build_regularized', 'derived_cfg', 'split_method_kwargs']
+
+# method -> (surgery, {prefixed keyword: the surgery's keyword})
+METHODS: Dict[str, Any] = {
+    'infodrop': (add_info_drop, {
+        'infodrop_stages': 'stages', 'infodrop_temperature': 'temperature', 'infodrop_rate': 'drop_rate',
+        'infodrop_radius': 'radius', 'infodrop_num_offsets': 'num_offsets', 'infodrop_bandwidth': 'bandwidth',
+        'infodrop_sampling': 'sampling', 'infodrop_eval_mode': 'eval_mode',
+    }),
+    'infodropout': (add_information_dropout, {
+        'infodropout_stages': 'stages', 'infodropout_alpha_max': 'alpha_max', 'infodropout_prior': 'prior',
+        'infodropout_beta': 'beta', 'infodropout_kl_to_gradient': 'kl_to_gradient',
+    }),
+}
+
+# fields of the plain architecture's default pretrained cfg that describe the model, not its weights
+_ARCH_FIELDS = (
+    'input_size', 'test_input_size', 'min_input_size', 'fixed_input_size', 'interpolation', 'crop_pct',
+    'test_crop_pct', 'crop_mode', 'mean', 'std', 'num_classes', 'pool_size', 'test_pool_size',
+    'first_conv', 'classifier', 'license',
+)
+
+
+def derived_cfg(arch: str, method: str, **overrides: Any) -> Dict[str, Any]:
+    """A ``default_cfgs`` entry for ``<arch>_<method>``: the plain arch's preprocessing, input size,
+    first conv, classifier and license (no weights: those come with the Hub configs)."""
+    plain = get_pretrained_cfg(arch)
+    if plain is None:
+        raise ValueError(f'timm has no pretrained cfg for {arch!r}')
+    cfg = {k: v for k, v in dataclasses.asdict(plain).items() if k in _ARCH_FIELDS and v is not None}
+    cfg['description'] = f'{arch} with {"InfoDrop" if method == "infodrop" else "Information Dropout"} (timm-infodrop)'
+    cfg.update(overrides)
+    return cfg
+
+
+def split_method_kwargs(method: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """Pop the method's prefixed keywords from ``kwargs``; return them under the surgery's names.
+
+    Raises:
+        TypeError: for a prefixed keyword the method does not know (a typo would otherwise reach timm).
+    """
+    _, names = METHODS[method]
+    prefixes = tuple(f'{m}_' for m in METHODS)
+    unknown = [k for k in kwargs if k.startswith(prefixes) and k not in names]
+    if unknown:
+        raise TypeError(f'unknown keyword(s) {unknown} for a *_{method} model; known: {sorted(names)}')
+    return {names[k]: kwargs.pop(k) for k in list(kwargs) if k in names}
+
+
+def _features_only(kwargs: Dict[str, Any]) -> bool:
+    return bool(kwargs.get('features_only', False))
+
+
+def build_regularized(
+        arch: str,
+        method: str,
+        pretrained: bool = False,
+        filter_fn: Optional[Callable] = None,
+        **kwargs: Any,
+) -> nn.Module:
+    """Build timm's ``arch``, equip it with ``method`` and load this variant's pretrained weights.
+
+    Args:
+        arch: the plain timm architecture, e.g. ``'resnet18'``.
+        method: ``'infodrop'`` or ``'infodropout'``; the variant is ``f'{arch}_{method}'``.
+        pretrained: load the weights named by the variant's pretrained cfg (or the
+            ``pretrained_cfg``/``pretrained_cfg_overlay`` given): ours, or plain-architecture ones.
+        filter_fn: the family's checkpoint filter (as timm's builder of ``arch`` uses).
+        kwargs: the method's prefixed keywords, then anything timm's ``create_model`` takes.
+
+    Weights are loaded strictly after the surgery, so a checkpoint of the variant restores its
+    Information Dropout branches too; a plain checkpoint has none of them and keeps their
+    initialisation. With ``features_only`` timm's own builder loads the weights before the
+    surgery (Information Dropout's branches then keep their initialisation).
+    """
+    surgery, _ = METHODS[method]
+    method_kwargs = split_method_kwargs(method, kwargs)
+    variant = f'{arch}_{method}'
+    cfg = resolve_pretrained_cfg(
+        variant, pretrained_cfg=kwargs.pop('pretrained_cfg', None),
+        pretrained_cfg_overlay=kwargs.pop('pretrained_cfg_overlay', None))
+    if _features_only(kwargs):
+        if pretrained and method == 'infodropout':
+            kwargs.setdefault('pretrained_strict', False)
+        model = timm.create_model(arch, pretrained=pretrained, pretrained_cfg=cfg, **kwargs)
+        return surgery(model, **method_kwargs)
+    model = timm.create_model(arch, pretrained=False, pretrained_cfg=cfg, **kwargs)
+    surgery(model, **method_kwargs)
+    if pretrained:
+        load_pretrained(
+            model, pretrained_cfg=model.pretrained_cfg, num_classes=model.num_classes,
+            in_chans=kwargs.get('in_chans', 3), filter_fn=filter_fn, strict=kwargs.get('pretrained_strict', True))
+    return model

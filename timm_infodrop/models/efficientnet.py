@@ -1,0 +1,34 @@
+"""EfficientNet family with InfoDrop / Information Dropout: thin builders over timm's own models.
+
+Each ``<arch>_infodrop`` / ``<arch>_infodropout`` is timm's ``<arch>`` equipped by
+:mod:`timm_infodrop.surgery`: the same state-dict keys (plus Information Dropout's branches), the
+same preprocessing, and plain ``<arch>`` weights load into it.
+"""
+from timm.models import generate_default_cfgs, register_model
+from timm.models.efficientnet import EfficientNet
+
+from ._builder import build_regularized, derived_cfg
+
+__all__ = []  # filled by register_model
+
+
+def _create(arch: str, method: str, pretrained: bool, **kwargs) -> EfficientNet:
+    return build_regularized(arch, method, pretrained, **kwargs)
+
+
+default_cfgs = generate_default_cfgs({
+    'efficientnet_b0_infodrop': derived_cfg('efficientnet_b0', 'infodrop'),
+    'efficientnet_b0_infodropout': derived_cfg('efficientnet_b0', 'infodropout'),
+})
+
+
+@register_model
+def efficientnet_b0_infodrop(pretrained: bool = False, **kwargs) -> EfficientNet:
+    """EfficientNet-B0 with InfoDrop at the stem (the released placement)."""
+    return _create('efficientnet_b0', 'infodrop', pretrained, **kwargs)
+
+
+@register_model
+def efficientnet_b0_infodropout(pretrained: bool = False, **kwargs) -> EfficientNet:
+    """EfficientNet-B0 with Information Dropout at the stage entries that downsample."""
+    return _create('efficientnet_b0', 'infodropout', pretrained, **kwargs)
