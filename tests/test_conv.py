@@ -191,3 +191,14 @@ def test_module_conversions_reach_every_tensor(cls):
     assert conv(torch.randn(2, 3, 16, 16, dtype=torch.float64)).dtype == torch.float64
     conv.to_empty(device='cpu')
     assert conv.weight.dtype == torch.float64
+
+
+def test_deepcopy_after_a_training_forward():
+    """timm's EMA and our converter deepcopy trained models: the kept KL/alpha graphs must not block it."""
+    conv = InformationDropoutConv2d.from_conv(plain_conv(), deferred=True).train()
+    drop = DeferredDrop(conv)
+    model = nn.Sequential(conv, nn.ReLU(), drop)
+    model(torch.randn(2, 3, 16, 16)).sum()
+    copied = copy.deepcopy(model)
+    assert copied[0]._pending is None and copied[2].source() is copied[0]
+    assert copied[0].information_dropout.kl is not None and not copied[0].information_dropout.kl.requires_grad

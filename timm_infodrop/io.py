@@ -6,11 +6,12 @@ file or the complete new one, never a torn file.
 """
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence, Union
 
-__all__ = ['OutputError', 'check_output_path', 'atomic_output']
+__all__ = ['OutputError', 'check_output_path', 'atomic_output', 'atomic_directory']
 
 PathLike = Union[str, os.PathLike]
 
@@ -24,6 +25,7 @@ def check_output_path(
         overwrite: bool = False,
         inputs: Iterable[Optional[PathLike]] = (),
         suffixes: Optional[Sequence[str]] = None,
+        directory: bool = False,
 ) -> Path:
     """Validate an output path before doing any work; return it as a ``Path``.
 
@@ -32,6 +34,7 @@ def check_output_path(
         overwrite: allow replacing an existing file (never an input).
         inputs: paths this command reads; writing over any of them is refused even with ``overwrite``.
         suffixes: allowed lower-case suffixes such as ``('.png', '.pdf')``; ``None`` allows any.
+        directory: the output is a directory (written whole by :func:`atomic_directory`).
 
     Raises:
         OutputError: naming the path and what is wrong with it.
@@ -40,8 +43,9 @@ def check_output_path(
     if suffixes is not None and out.suffix.lower() not in suffixes:
         raise OutputError(f'{str(out)!r}: unsupported output format {out.suffix or "(none)"!r}; '
                           f'use one of {", ".join(suffixes)}')
-    if out.is_dir():
-        raise OutputError(f'{str(out)!r} is a directory; give a file name')
+    if out.is_dir() != directory and out.exists():
+        kind = 'a directory; give a file name' if out.is_dir() else 'a file; give a directory'
+        raise OutputError(f'{str(out)!r} is {kind}')
     resolved = out.resolve()
     for item in inputs:
         if item is not None and Path(item).resolve() == resolved:
@@ -69,3 +73,28 @@ def atomic_output(path: PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_directory(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; on success it replaces ``path`` (renames).
+
+    An existing ``path`` (allowed by :func:`check_output_path` with ``overwrite``) is moved aside
+    first and removed only once the new one is in place; on error the temporary directory is
+    removed and ``path`` is untouched.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent))
+    try:
+        yield tmp
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.old', dir=out.parent))
+            os.replace(out, old / out.name)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)

@@ -15,6 +15,7 @@ __all__ = ['main', 'build_parser', 'SUBCOMMANDS']
 SUBCOMMANDS = {
     'infomap': 'infomap',
     'flops': 'flops',
+    'convert': 'convert',
 }
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError)

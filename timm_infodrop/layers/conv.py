@@ -49,6 +49,12 @@ class _RegularizedConv2d(nn.Conv2d):
         self.deferred = deferred
         self._pending: Optional[torch.Tensor] = None
 
+    def __getstate__(self):
+        # a pending state may hold an autograd graph (Information Dropout's alpha): never copy it
+        state = dict(super().__getstate__())
+        state['_pending'] = None
+        return state
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self._conv_forward(x, self.weight, self.bias)
         if torch.jit.is_scripting():

@@ -173,6 +173,13 @@ class InformationDropout(nn.Module):
         self.kl: Optional[torch.Tensor] = None
         self._register_load_state_dict_pre_hook(self._keep_initialisation_if_absent)
 
+    def __getstate__(self):
+        # the last KL holds its autograd graph, which cannot be copied or pickled (deepcopy, EMA)
+        state = dict(super().__getstate__())
+        if state.get('kl') is not None:
+            state['kl'] = state['kl'].detach()
+        return state
+
     def _keep_initialisation_if_absent(
             self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         own = {prefix + name: tensor for name, tensor in self.state_dict().items()}

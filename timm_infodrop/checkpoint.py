@@ -1,0 +1,76 @@
+"""Load a trained variant from a checkpoint, refusing anything that does not fit it exactly."""
+from pathlib import Path
+from typing import Dict, Optional
+
+import timm
+import torch
+from torch import nn
+
+__all__ = ['load_variant', 'read_state_dict', 'CHECKPOINT_SUFFIXES']
+
+CHECKPOINT_SUFFIXES = ('.safetensors', '.pth.tar', '.pth', '.pt', '.bin')
+_LISTED = 10
+
+
+def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """Tensors of a safetensors file or of a timm ``train.py`` checkpoint (EMA weights preferred).
+
+    Pickle files load with ``weights_only=True`` only.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f'{path!r}: no such checkpoint file')
+    if not file.name.endswith(CHECKPOINT_SUFFIXES):
+        raise ValueError(f'{path!r}: unsupported checkpoint format; use one of {", ".join(CHECKPOINT_SUFFIXES)}')
+    try:
+        return timm.models.load_state_dict(str(file), use_ema=True, weights_only=True)
+    except Exception as error:  # safetensors, pickle and zip errors have no common base
+        raise ValueError(f'{path!r} is not a readable weights-only checkpoint ({type(error).__name__}: {error})') from None
+
+
+def _num_classes(name: str, state_dict: Dict[str, torch.Tensor]) -> int:
+    classifier = timm.get_pretrained_cfg(name).classifier
+    key = f'{classifier if isinstance(classifier, str) else classifier[0]}.weight'
+    if key not in state_dict:
+        raise ValueError(f'the checkpoint has no {key!r}: it is not a {name} classifier checkpoint')
+    return state_dict[key].shape[0]
+
+
+def _listing(keys) -> str:
+    keys = sorted(keys)
+    more = f' (+{len(keys) - _LISTED} more)' if len(keys) > _LISTED else ''
+    return ', '.join(keys[:_LISTED]) + more
+
+
+def load_variant(checkpoint: str, model_name: Optional[str] = None) -> nn.Module:
+    """Build ``model_name`` and load ``checkpoint`` into it strictly; ``hf-hub:org/name`` also works.
+
+    Raises:
+        ValueError: naming the missing and unexpected keys, or the mismatched shapes, when the
+            checkpoint is of another architecture.
+    """
+    import timm_infodrop  # noqa: F401  the variants must be registered
+
+    if checkpoint.startswith('hf-hub:'):
+        model = timm.create_model(checkpoint, pretrained=True)
+        if model_name and model.pretrained_cfg.get('architecture') != model_name.split('.')[0]:
+            raise ValueError(f'{checkpoint} holds a {model.pretrained_cfg.get("architecture")}, not a {model_name}')
+        return model
+    if not model_name:
+        raise ValueError('--model is needed with a checkpoint file')
+    if model_name not in timm.list_models():
+        raise ValueError(f'{model_name!r} is not a registered timm model')
+    state_dict = read_state_dict(checkpoint)
+    model = timm.create_model(model_name, num_classes=_num_classes(model_name, state_dict))
+    expected = model.state_dict()
+    missing, unexpected = set(expected) - set(state_dict), set(state_dict) - set(expected)
+    if missing or unexpected:
+        raise ValueError(
+            f'{checkpoint!r} does not fit {model_name}: missing keys [{_listing(missing)}]; '
+            f'unexpected keys [{_listing(unexpected)}]')
+    shapes = [f'{k}: {tuple(state_dict[k].shape)} vs {tuple(v.shape)}' for k, v in expected.items()
+              if state_dict[k].shape != v.shape]
+    if shapes:
+        raise ValueError(f'{checkpoint!r} does not fit {model_name}: shape mismatches [{_listing(shapes)}]')
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval()

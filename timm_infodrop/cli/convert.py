@@ -1,0 +1,107 @@
+"""``timm-infodrop convert``: a trained variant -> a plain timm model folder that vanilla timm loads."""
+import argparse
+import json
+from pathlib import Path
+
+from ..io import OutputError, atomic_directory, check_output_path
+
+HELP = 'strip InfoDrop/Information Dropout, recalibrate and finetune BN, write a plain timm model folder'
+SPLITS = ('train', 'val')
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--model', help='the trained variant, e.g. resnet18_infodrop (default: from an hf-hub: config)')
+    parser.add_argument('--checkpoint', required=True,
+                        help='file.safetensors, a timm train.py .pth.tar (state_dict / state_dict_ema) or hf-hub:org/name')
+    parser.add_argument('--data-dir', required=True, help='ImageFolder root with train/ and val/')
+    parser.add_argument('--out', required=True, help='output folder (model.safetensors, config.json, convert_report.json)')
+    parser.add_argument('--recalibrate-batches', type=int, default=None,
+                        help='BN recalibration batches (default: one pass over train/; 0 skips)')
+    parser.add_argument('--finetune-epochs', type=int, default=0, help='finetuning epochs after recalibration')
+    parser.add_argument('--finetune-lr', type=float, default=1e-3, help='finetuning SGD learning rate')
+    parser.add_argument('--finetune-params', choices=('bn', 'all'), default='bn', help='what finetuning trains')
+    parser.add_argument('--img-size', type=int, default=None, help='input size (default: the model\'s)')
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--workers', type=int, default=0, help='data loader workers')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--overwrite', action='store_true', help='replace OUT if it exists')
+
+
+def _check_out(args: argparse.Namespace) -> Path:
+    out = check_output_path(args.out, args.overwrite, directory=True)
+    if not args.checkpoint.startswith('hf-hub:'):
+        folder = Path(args.checkpoint).resolve().parent
+        resolved = out.resolve()
+        if resolved == folder or folder in resolved.parents:
+            raise OutputError(f'--out {str(out)!r} is, or is inside, the checkpoint\'s folder {str(folder)!r}: refused')
+    return out
+
+
+def _check_data_dir(data_dir: str) -> Path:
+    root = Path(data_dir)
+    missing = [split for split in SPLITS if not (root / split).is_dir()]
+    if missing:
+        raise FileNotFoundError(f'--data-dir {str(root)!r} has no {" or ".join(f"{m}/" for m in missing)} folder')
+    return root
+
+
+def _loaders(root: Path, model, args: argparse.Namespace):
+    import torch
+    from timm.data import create_transform, resolve_data_config
+    from torchvision.datasets import ImageFolder
+
+    overrides = {} if args.img_size is None else {'input_size': (3, args.img_size, args.img_size)}
+    config = resolve_data_config(overrides, model=model)
+    eval_transform = create_transform(**config, is_training=False)
+    train_transform = create_transform(**config, is_training=True)
+    datasets = {
+        'recalibrate': ImageFolder(root / 'train', transform=eval_transform),
+        'finetune': ImageFolder(root / 'train', transform=train_transform),
+        'val': ImageFolder(root / 'val', transform=eval_transform),
+    }
+    if datasets['val'].classes != datasets['recalibrate'].classes:
+        raise ValueError(f'train/ and val/ have different classes: {datasets["recalibrate"].classes} vs '
+                         f'{datasets["val"].classes}')
+    generator = torch.Generator().manual_seed(args.seed)
+    loaders = {
+        name: torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=name == 'finetune',
+                                          num_workers=args.workers, generator=generator)
+        for name, ds in datasets.items()
+    }
+    return loaders, datasets['val'].classes, config
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..checkpoint import load_variant
+    from ..convert import convert
+
+    out = _check_out(args)
+    root = _check_data_dir(args.data_dir)
+    torch.manual_seed(args.seed)
+    model = load_variant(args.checkpoint, args.model)
+    loaders, classes, data_config = _loaders(root, model, args)
+    if len(classes) != model.num_classes:
+        raise ValueError(f'the checkpoint has {model.num_classes} classes but {str(root)!r} has {len(classes)}: {classes}')
+    size = data_config['input_size']
+    check_input = torch.randn(2, *size, generator=torch.Generator().manual_seed(args.seed))
+    plain, report = convert(
+        model, loaders['recalibrate'], loaders['val'], args.recalibrate_batches, args.finetune_epochs,
+        args.finetune_lr, args.finetune_params, check_input=check_input, finetune_loader=loaders['finetune'])
+    report.update(source_model=model.pretrained_cfg['architecture'], architecture=plain.pretrained_cfg['architecture'],
+                  checkpoint=args.checkpoint, classes=list(classes), input_size=list(size),
+                  recalibrate_batches=args.recalibrate_batches, finetune_epochs=args.finetune_epochs,
+                  finetune_lr=args.finetune_lr, finetune_params=args.finetune_params, seed=args.seed)
+    _write(plain, out, classes, report)
+    print(json.dumps({k: v for k, v in report.items() if k.startswith('top1') or k.startswith('strip')}, indent=2))
+    print(f'wrote {out}')
+    return 0
+
+
+def _write(plain, out: Path, classes, report) -> None:
+    from timm.models import save_for_hf
+
+    with atomic_directory(out) as tmp:
+        save_for_hf(plain, str(tmp), model_config={'label_names': list(classes)}, safe_serialization=True)
+        (tmp / 'convert_report.json').write_text(json.dumps(report, indent=2) + '\n')
