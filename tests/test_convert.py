@@ -89,7 +89,15 @@ def test_convert_cli_ships_a_model_vanilla_timm_loads(tmp_path, data_dir, method
     # the source checkpoint is untouched, and a second run needs --overwrite
     assert torch.equal(load_file(checkpoint)['conv1.weight'], model.conv1.weight)
     assert main(args) == 2
-    assert main(args + ['--overwrite']) == 0
+    assert main(args + ['--overwrite', '--export', 'onnx']) == 0
+    assert json.loads((out / 'convert_report.json').read_text())['onnx_max_abs_difference'] <= 1e-4
+    import onnxruntime
+    converted.load_state_dict(load_file(out / 'model.safetensors'), strict=True)
+    session = onnxruntime.InferenceSession(str(out / 'model.onnx'), providers=['CPUExecutionProvider'])
+    batch = torch.randn(3, 3, SIZE, SIZE)  # another batch size: the batch axis is dynamic
+    with torch.no_grad():
+        np.testing.assert_allclose(session.run(None, {'input': batch.numpy()})[0],
+                                   converted.eval()(batch).numpy(), atol=1e-4)
 
 
 def test_strip_gives_the_plain_architecture():

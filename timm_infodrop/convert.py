@@ -22,10 +22,11 @@ from .surgery import remove_dropout
 
 __all__ = [
     'plain_architecture', 'strip', 'dropout_disabled', 'recalibrate_bn', 'finetune', 'evaluate', 'convert',
-    'check_stripped', 'STRIP_TOLERANCE',
+    'check_stripped', 'export_onnx', 'STRIP_TOLERANCE', 'ONNX_TOLERANCE',
 ]
 
 STRIP_TOLERANCE = 1e-5
+ONNX_TOLERANCE = 1e-4
 _PREFIXES = tuple(f'{method}_' for method in METHODS)
 
 
@@ -219,3 +220,29 @@ def convert(
         finetune(stripped, finetune_loader or train_loader, finetune_epochs, finetune_lr, finetune_params, device=device)
         report['top1_finetuned'] = evaluate(stripped, val_loader, device)
     return stripped, report
+
+
+def export_onnx(model: nn.Module, path, x: torch.Tensor, tolerance: float = ONNX_TOLERANCE) -> float:
+    """Export ``model`` (eval) to ONNX at ``path`` with a dynamic batch; check onnxruntime against torch.
+
+    Returns the max abs difference of the logits on ``x``; ValueError above ``tolerance``. Needs the
+    ``onnx`` extra (onnx, onnxruntime).
+    """
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ImportError("--export onnx needs onnxruntime: pip install 'timm-infodrop[onnx]'") from None
+    import warnings
+    model = model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # the TorchScript-based exporter warns that it is deprecated
+        torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=['input'], output_names=['logits'],
+                          dynamic_axes={'input': {0: 'batch'}, 'logits': {0: 'batch'}}, opset_version=17)
+    session = onnxruntime.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    got = session.run(None, {'input': x.numpy()})[0]
+    with torch.no_grad():
+        expected = model(x).numpy()
+    difference = float(abs(got - expected).max())
+    if not difference <= tolerance:
+        raise ValueError(f'the ONNX export differs from torch by {difference:.3g} (> {tolerance:g})')
+    return difference

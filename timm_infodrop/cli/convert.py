@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--finetune-epochs', type=int, default=0, help='finetuning epochs after recalibration')
     parser.add_argument('--finetune-lr', type=float, default=1e-3, help='finetuning SGD learning rate')
     parser.add_argument('--finetune-params', choices=('bn', 'all'), default='bn', help='what finetuning trains')
+    parser.add_argument('--export', choices=('onnx',), help='also write OUT/model.onnx, checked against torch')
     parser.add_argument('--img-size', type=int, default=None, help='input size (default: the model\'s)')
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--workers', type=int, default=0, help='data loader workers')
@@ -93,15 +94,19 @@ def run(args: argparse.Namespace) -> int:
                   checkpoint=args.checkpoint, classes=list(classes), input_size=list(size),
                   recalibrate_batches=args.recalibrate_batches, finetune_epochs=args.finetune_epochs,
                   finetune_lr=args.finetune_lr, finetune_params=args.finetune_params, seed=args.seed)
-    _write(plain, out, classes, report)
+    _write(plain, out, classes, report, check_input if args.export == 'onnx' else None)
     print(json.dumps({k: v for k, v in report.items() if k.startswith('top1') or k.startswith('strip')}, indent=2))
     print(f'wrote {out}')
     return 0
 
 
-def _write(plain, out: Path, classes, report) -> None:
+def _write(plain, out: Path, classes, report, onnx_input=None) -> None:
     from timm.models import save_for_hf
+
+    from ..convert import export_onnx
 
     with atomic_directory(out) as tmp:
         save_for_hf(plain, str(tmp), model_config={'label_names': list(classes)}, safe_serialization=True)
+        if onnx_input is not None:
+            report['onnx_max_abs_difference'] = export_onnx(plain, tmp / 'model.onnx', onnx_input)
         (tmp / 'convert_report.json').write_text(json.dumps(report, indent=2) + '\n')
