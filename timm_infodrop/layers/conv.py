@@ -18,6 +18,7 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import nn
 
+from ._transient import Transient
 from .informative_dropout import InfoDrop
 from .information_dropout import InformationDropout
 
@@ -35,6 +36,7 @@ def _check_plain_conv(conv: nn.Conv2d) -> None:
 
 class _RegularizedConv2d(nn.Conv2d):
     """Base: a conv whose regulariser prepares a state from the input and applies it to an output."""
+    __jit_unused_properties__ = ['_pending']
 
     def _regularizer(self) -> nn.Module:
         raise NotImplementedError
@@ -47,13 +49,15 @@ class _RegularizedConv2d(nn.Conv2d):
 
     def _init_deferred(self, deferred: bool) -> None:
         self.deferred = deferred
-        self._pending: Optional[torch.Tensor] = None
+        self._pending_state = Transient()  # may hold an autograd graph (Information Dropout's alpha)
 
-    def __getstate__(self):
-        # a pending state may hold an autograd graph (Information Dropout's alpha): never copy it
-        state = dict(super().__getstate__())
-        state['_pending'] = None
-        return state
+    @property
+    def _pending(self) -> Optional[torch.Tensor]:
+        return self._pending_state.value
+
+    @_pending.setter
+    def _pending(self, value: Optional[torch.Tensor]) -> None:
+        self._pending_state.value = value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self._conv_forward(x, self.weight, self.bias)

@@ -46,6 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._transient import Transient
+
 __all__ = [
     'InformationDropout', 'PRIORS', 'ALPHA_FLOOR', 'information_dropout_kl', 'aux_loss',
     'set_kl_to_gradient', 'beta_from_paper',
@@ -131,6 +133,7 @@ class InformationDropout(nn.Module):
         beta: weight of the per-sample KL (see the module docstring).
         kl_to_gradient: let backward add ``beta * dKL`` to the gradients automatically.
     """
+    __jit_unused_properties__ = ['kl']
 
     def __init__(
             self,
@@ -170,15 +173,8 @@ class InformationDropout(nn.Module):
         self.beta = float(beta)
         self.kl_to_gradient = kl_to_gradient
         self.enabled = True
-        self.kl: Optional[torch.Tensor] = None
+        self._kl = Transient()  # the last KL with its graph: never copied (deepcopy, EMA) nor scripted
         self._register_load_state_dict_pre_hook(self._keep_initialisation_if_absent)
-
-    def __getstate__(self):
-        # the last KL holds its autograd graph, which cannot be copied or pickled (deepcopy, EMA)
-        state = dict(super().__getstate__())
-        if state.get('kl') is not None:
-            state['kl'] = state['kl'].detach()
-        return state
 
     def _keep_initialisation_if_absent(
             self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
@@ -189,6 +185,16 @@ class InformationDropout(nn.Module):
                      prefix + '*')
         # load_state_dict works on its own copy of the dict: adding keys here leaves the caller's intact
         state_dict.update(own)
+
+    @property
+    def kl(self) -> Optional[torch.Tensor]:
+        """The last training forward's KL (sum over units, mean over the batch), with its graph; None
+        before the first one and in a copy."""
+        return self._kl.value
+
+    @kl.setter
+    def kl(self, value: Optional[torch.Tensor]) -> None:
+        self._kl.value = value
 
     def is_active(self) -> bool:
         """Noise is applied in training only (eval returns the median, ``f``)."""
