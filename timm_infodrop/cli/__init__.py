@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     'infomap': 'infomap',
     'flops': 'flops',
     'convert': 'convert',
+    'make-data': 'make_data',
 }
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError)

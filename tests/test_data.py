@@ -1,0 +1,97 @@
+"""The synthetic benchmark: determinism, labels, splits, files."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from timm_infodrop.cli import main
+from timm_infodrop.data import SHAPES, SPLITS, TEXTURES, ShapesConfig, ShapesDataset, sample
+from timm_infodrop.data.shapes import shape_mask
+
+
+def test_generation_is_a_pure_function_of_seed_split_and_index():
+    config = ShapesConfig()
+    a = sample(config, 'train', 17)
+    b = sample(config, 'train', 17)
+    assert np.array_equal(a.image, b.image) and a.texture == b.texture
+    assert not np.array_equal(sample(config, 'val', 17).image, a.image)
+    assert not np.array_equal(sample(ShapesConfig(seed=1), 'train', 17).image, a.image)
+    assert a.image.shape == (64, 64, 3) and a.image.dtype == np.float32
+    assert 0.0 <= a.image.min() and a.image.max() <= 1.0
+
+
+def test_labels_of_every_split():
+    config = ShapesConfig()
+    k = config.num_classes
+    assert k >= 10 and len(set(config.shapes)) == len(set(config.textures)) == k
+    n = 2000
+    train = [sample(config, 'train', i) for i in range(n)]
+    assert [s.shape for s in train] == [i % k for i in range(n)]  # balanced, shape is the label
+    agree = np.mean([s.shape == s.texture for s in train])
+    assert abs(agree - config.p_agree) < 4 * np.sqrt(config.p_agree * (1 - config.p_agree) / n)
+    conflict = [sample(config, 'cue_conflict', i) for i in range(200)]
+    assert all(s.shape != s.texture and s.label('cue_conflict') == s.shape for s in conflict)
+    assert len({s.texture for s in conflict}) == k
+    silhouette = sample(config, 'silhouette', 3)
+    assert silhouette.texture is None and silhouette.label('silhouette') == 3
+    texture_only = sample(config, 'texture_only', 4)
+    assert texture_only.shape is None and texture_only.label('texture_only') == 4
+
+
+def test_silhouettes_are_flat_and_texture_only_has_no_object():
+    config = ShapesConfig()
+    image = sample(config, 'silhouette', 0).image
+    assert len(np.unique(image.reshape(-1, 3).round(3), axis=0)) < 200  # two colours and their anti-aliased edge
+    texture_only = sample(config, 'texture_only', 0).image
+    # one base colour plus the +-amplitude texture: exactly two colours (values clipped at most)
+    assert len(np.unique(texture_only.reshape(-1, 3).round(5), axis=0)) <= 2
+
+
+@pytest.mark.parametrize('name', list(SHAPES))
+def test_every_silhouette_is_a_sizeable_distinct_object(name):
+    mask = shape_mask(name, 64, (32, 32), 20, 0.0)
+    assert 0.08 < mask.mean() < 0.6  # of a 64 px image, for a 20 px radius
+    others = [shape_mask(other, 64, (32, 32), 20, 0.0) for other in SHAPES if other != name]
+    assert all(np.abs(mask - other).mean() > 0.02 for other in others)
+
+
+def test_textures_differ_and_the_config_is_validated():
+    rng = np.random.default_rng(0)
+    from timm_infodrop.data.shapes import texture
+    patterns = {name: texture(name, 64, 4.0, rng) for name in TEXTURES}
+    assert all(set(np.unique(p)) <= {-1.0, 1.0} for p in patterns.values())
+    with pytest.raises(ValueError, match='p_agree'):
+        ShapesConfig(p_agree=1.5)
+    with pytest.raises(ValueError, match='unknown'):
+        ShapesConfig(shapes=('circle', 'blob'), textures=('dots', 'grid'))
+
+
+def test_dataset_gives_tensors_and_labels():
+    dataset = ShapesDataset('texture_only', 20)
+    image, label = dataset[13]
+    assert image.shape == (3, 64, 64) and image.dtype == torch.float32 and label == 13 % 10
+    assert dataset.classes == list(TEXTURES)
+    with pytest.raises(IndexError):
+        dataset[20]
+
+
+def test_make_data_writes_image_folders_and_metadata(tmp_path):
+    from torchvision.datasets import ImageFolder
+    out = tmp_path / 'bench'
+    sizes = ['--train', '30', '--val', '20', '--cue-conflict', '20', '--silhouette', '10', '--texture-only', '10']
+    assert main(['make-data', str(out), '--size', '32', *sizes, '--set', 'p_agree=0.5']) == 0
+    for split in SPLITS:
+        folder = ImageFolder(out / split)
+        metadata = json.loads((out / split / 'metadata.json').read_text())
+        assert len(folder) == len(metadata['samples'])
+        assert (out / f'contact_{split}.png').stat().st_size > 0
+    conflict = json.loads((out / 'cue_conflict' / 'metadata.json').read_text())
+    first = conflict['samples'][0]
+    assert first['file'].startswith(conflict['shapes'][first['shape']] + '/') and first['shape'] != first['texture']
+    with Image.open(out / 'train' / 'circle' / '000000.png') as image:
+        assert image.size == (32, 32)
+    assert json.loads((out / 'benchmark.json').read_text())['config']['p_agree'] == 0.5
+    assert main(['make-data', str(out)]) == 2  # exists
+    assert main(['make-data', str(tmp_path / 'x'), '--set', 'p_agree=lots']) == 2

@@ -1,0 +1,79 @@
+"""Evaluation: the shape-bias formula, the corruption loop, PGD."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from timm_infodrop.data import ShapesConfig, ShapesDataset
+from timm_infodrop.eval import shape_bias, top1
+from timm_infodrop.eval.robustness import corrupt_images, corruption_errors, evaluate_corruptions, pgd_top1
+
+
+def test_shape_bias_on_hand_made_predictions():
+    shape = [0, 1, 2, 3, 4]
+    texture = [1, 2, 3, 4, 4]   # the last image has agreeing cues: dropped
+    pred = [0, 2, 2, 9, 0]      # shape hit, texture hit, shape hit, neither (ignored), (dropped)
+    assert shape_bias(pred, shape, texture) == pytest.approx(2 / 3)
+    assert shape_bias([1, 2], [0, 1], [1, 2]) == 0.0
+    assert np.isnan(shape_bias([7], [0], [1]))
+    with pytest.raises(ValueError, match='same length'):
+        shape_bias([0], [0, 1], [1, 2])
+    assert top1([1, 2, 3], [1, 2, 0]) == pytest.approx(2 / 3)
+
+
+def _images(n=6, size=32):
+    dataset = ShapesDataset('val', n, ShapesConfig(size=size))
+    images = np.stack([(dataset.sample(i).image * 255).round().astype(np.uint8) for i in range(n)])
+    labels = np.array([dataset.sample(i).shape for i in range(n)])
+    return images, labels
+
+
+def test_corruptions_are_seeded_and_grow_with_severity():
+    images, _ = _images()
+    a = corrupt_images(images, 'gaussian_noise', 1, seed=0)
+    assert a.shape == images.shape and a.dtype == np.uint8
+    assert np.array_equal(a, corrupt_images(images, 'gaussian_noise', 1, seed=0))
+    assert not np.array_equal(a, corrupt_images(images, 'gaussian_noise', 1, seed=1))
+    mild = np.abs(a.astype(float) - images).mean()
+    strong = np.abs(corrupt_images(images, 'gaussian_noise', 5, seed=0).astype(float) - images).mean()
+    assert strong > 2 * mild > 0
+    with pytest.raises(ValueError, match='unknown corruption'):
+        corrupt_images(images, 'rain', 1)
+    with pytest.raises(ValueError, match='32x32'):
+        corrupt_images(images[:, :16, :16], 'gaussian_noise', 1)
+
+
+def test_corruption_loop_and_mce():
+    images, labels = _images()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+    results = evaluate_corruptions(model, images, labels, lambda x: x, names=['brightness', 'gaussian_noise'],
+                                   severities=(1, 5))
+    assert set(results['per_corruption']) == {'brightness', 'gaussian_noise'}
+    assert set(results['per_corruption']['brightness']) == {'1', '5'}
+    values = [v for row in results['per_corruption'].values() for v in row.values()]
+    assert results['mean_top1'] == pytest.approx(np.mean(values))
+    errors = corruption_errors(results, results)
+    assert all(ce == pytest.approx(1.0) or np.isnan(ce) for ce in errors['ce'].values())
+
+
+def test_pgd_lowers_the_accuracy_of_a_trained_model():
+    torch.manual_seed(0)
+    config = ShapesConfig(size=32, p_agree=1.0)
+    dataset = ShapesDataset('train', 400, config)
+    x = torch.stack([dataset[i][0] for i in range(400)])
+    y = torch.tensor([dataset[i][1] for i in range(400)])
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        index = torch.randint(0, 400, (64,))
+        loss = nn.functional.cross_entropy(model(x[index]), y[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    identity = lambda t: t  # noqa: E731
+    with torch.no_grad():
+        clean = (model(x[:128]).argmax(1) == y[:128]).float().mean().item()
+    attacked = pgd_top1(model, x[:128], y[:128], identity, steps=10)
+    assert clean > 0.3
+    assert attacked < clean - 0.2

@@ -1,0 +1,2 @@
+"""Evaluation: benchmark scores, shape bias, corruptions, PGD."""
+from .metrics import predict, shape_bias, top1
