@@ -77,3 +77,35 @@ def test_pgd_lowers_the_accuracy_of_a_trained_model():
     attacked = pgd_top1(model, x[:128], y[:128], identity, steps=10)
     assert clean > 0.3
     assert attacked < clean - 0.2
+
+
+def test_eval_command_writes_the_documented_results(tmp_path):
+    import json
+    from timm_infodrop.cli import main
+    data = tmp_path / 'bench'
+    sizes = ['--train', '10', '--val', '20', '--cue-conflict', '20', '--silhouette', '10', '--texture-only', '10']
+    assert main(['make-data', str(data), '--size', '32', *sizes]) == 0
+    out = tmp_path / 'eval'
+    args = ['eval', '--model', 'resnet18_infodrop', '--data', str(data), '--out', str(out),
+            '--corruption-images', '4', '--pgd-images', '4']
+    assert main(args) == 0
+    results = json.loads((out / 'results.json').read_text())
+    for key in ('top1', 'silhouette_top1', 'texture_only_top1', 'pgd_top1'):
+        assert 0.0 <= results[key] <= 1.0
+    assert 0.0 <= results['shape_bias'] <= 1.0 or np.isnan(results['shape_bias'])
+    assert len(results['corruption']['per_corruption']) == 15
+    assert all(len(row) == 5 for row in results['corruption']['per_corruption'].values())
+    assert (out / 'severity.png').stat().st_size > 0 and '| val top-1 |' in (out / 'results.md').read_text()
+    baseline = tmp_path / 'baseline.json'
+    baseline.write_text((out / 'results.json').read_text())
+    assert main(args[:-4] + ['--corruption-images', '4', '--pgd-images', '4', '--baseline', str(baseline),
+                             '--overwrite']) == 0
+    assert json.loads((out / 'results.json').read_text())['corruption']['mce'] == pytest.approx(1.0)
+
+
+def test_every_corruption_is_seeded():
+    from imagecorruptions import get_corruption_names
+    images, _ = _images(n=2)
+    for name in get_corruption_names('all'):
+        first = corrupt_images(images, name, 3, seed=5)
+        assert np.array_equal(first, corrupt_images(images, name, 3, seed=5)), name

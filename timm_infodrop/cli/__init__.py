@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     'flops': 'flops',
     'convert': 'convert',
     'make-data': 'make_data',
+    'eval': 'evaluate',
 }
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError)

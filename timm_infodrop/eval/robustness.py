@@ -20,7 +20,9 @@ SEVERITIES = (1, 2, 3, 4, 5)
 
 def corrupt_images(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
     """Corrupt uint8 images (N, H, W, 3) with one corruption at one severity, seeded; uint8 out."""
-    from imagecorruptions import corrupt, get_corruption_names
+    import inspect
+
+    from imagecorruptions import corrupt, corruption_dict, get_corruption_names
     if name not in get_corruption_names('all'):
         raise ValueError(f'unknown corruption {name!r}; known: {get_corruption_names("all")}')
     if severity not in SEVERITIES:
@@ -29,11 +31,16 @@ def corrupt_images(images: np.ndarray, name: str, severity: int, seed: int = 0) 
         raise ValueError(f'images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}')
     if min(images.shape[1:3]) < 32:
         raise ValueError(f'corruptions need images of at least 32x32, got {images.shape[1]}x{images.shape[2]}')
+    base = (seed * 1000 + get_corruption_names('all').index(name) * 10 + severity) % 2 ** 31
+    # most corruptions draw from the global np.random; some (impulse noise, glass blur) from their own
+    # generators, seeded only through a ``seed`` keyword
+    own_seed = 'seed' in inspect.signature(corruption_dict[name]).parameters
     state = np.random.get_state()
-    np.random.seed((seed * 1000 + get_corruption_names('all').index(name) * 10 + severity) % 2 ** 32)
+    np.random.seed(base)
     try:
-        out = [np.clip(np.asarray(corrupt(image, severity=severity, corruption_name=name)), 0, 255)
-               for image in images]
+        out = [np.clip(np.asarray(corrupt(image, severity=severity, corruption_name=name,
+                                          **({'seed': base + i} if own_seed else {}))), 0, 255)
+               for i, image in enumerate(images)]
     finally:
         np.random.set_state(state)
     return np.stack([o.astype(np.uint8)[:images.shape[1], :images.shape[2]] for o in out])

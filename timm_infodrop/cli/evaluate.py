@@ -1,0 +1,76 @@
+"""``timm-infodrop eval``: benchmark scores, corruptions and PGD of one model; results.json + results.md + plots."""
+import argparse
+import json
+from pathlib import Path
+
+from ..io import atomic_directory, check_output_path
+
+HELP = 'evaluate a model on a make-data benchmark folder: top-1, shape bias, corruptions, PGD'
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--model', required=True, help='timm model name (a variant or a plain arch)')
+    parser.add_argument('--checkpoint', help='weights (.safetensors or train.py .pth.tar); default: random init')
+    parser.add_argument('--data', required=True, help='folder written by timm-infodrop make-data')
+    parser.add_argument('--out', required=True, help='output folder (results.json, results.md, PNGs)')
+    parser.add_argument('--baseline', help='a baseline results.json: adds CE and mCE')
+    parser.add_argument('--corruption-images', type=int, default=200, help='val images under corruption')
+    parser.add_argument('--pgd-images', type=int, default=200, help='val images attacked with PGD')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--overwrite', action='store_true', help='replace OUT if it exists')
+
+
+def _plot_severity(results, path: Path) -> None:
+    import matplotlib
+    matplotlib.use('Agg', force=False)
+    from matplotlib import pyplot as plt
+    import numpy as np
+
+    per = results['corruption']['per_corruption']
+    severities = sorted(next(iter(per.values())), key=int)
+    fig, ax = plt.subplots(figsize=(6, 4), layout='constrained')
+    mean = [np.mean([row[s] for row in per.values()]) for s in severities]
+    ax.plot([0] + [int(s) for s in severities], [results['corruption']['clean_top1']] + mean, marker='o')
+    ax.set_xlabel('severity (0: clean)')
+    ax.set_ylabel('top-1, mean over corruptions')
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    import timm
+    import torch
+
+    import timm_infodrop  # noqa: F401
+    from ..checkpoint import load_variant
+    from ..eval.suite import evaluate_folder, results_markdown
+
+    out = check_output_path(args.out, args.overwrite, directory=True, inputs=[args.data, args.checkpoint])
+    data = Path(args.data)
+    if not (data / 'benchmark.json').is_file():
+        raise FileNotFoundError(f'--data {str(data)!r} has no benchmark.json: write it with timm-infodrop make-data')
+    classes = json.loads((data / 'val' / 'metadata.json').read_text())['classes']
+    baseline = None
+    if args.baseline:
+        baseline = json.loads(Path(args.baseline).read_text())
+        if 'corruption' not in baseline:
+            raise ValueError(f'--baseline {args.baseline!r} has no corruption results')
+    torch.manual_seed(args.seed)
+    if args.checkpoint:
+        model = load_variant(args.checkpoint, args.model)
+    else:
+        model = timm.create_model(args.model, num_classes=len(classes))
+    if model.num_classes != len(classes):
+        raise ValueError(f'the model has {model.num_classes} classes, the benchmark {len(classes)}')
+    results = evaluate_folder(model.eval(), data, args.corruption_images, args.pgd_images, baseline, args.seed)
+    results.update(model=args.model, checkpoint=args.checkpoint, data=str(data), seed=args.seed,
+                   corruption_images=args.corruption_images, pgd_images=args.pgd_images)
+    with atomic_directory(out) as tmp:
+        (tmp / 'results.json').write_text(json.dumps(results, indent=2) + '\n')
+        (tmp / 'results.md').write_text(results_markdown(results))
+        _plot_severity(results, tmp / 'severity.png')
+    print(results_markdown(results))
+    print(f'wrote {out}')
+    return 0

@@ -1,0 +1,89 @@
+"""The evaluation suite on a benchmark folder written by ``timm-infodrop make-data``.
+
+``results.json`` schema (numbers are fractions in [0, 1] unless noted):
+
+* ``top1``: val top-1; ``silhouette_top1``: shape labels on flat silhouettes; ``texture_only_top1``:
+  texture labels on shapeless textures; ``shape_bias``: on ``cue_conflict`` (shape / (shape + texture)
+  decisions);
+* ``corruption``: ``mean_top1`` over 15 corruptions x 5 severities on the first ``corruption_images``
+  val images, ``clean_top1`` on the same images, ``per_corruption`` {name: {severity: top1}}, and with a
+  baseline ``ce`` {name: CE} and ``mce``;
+* ``pgd_top1``: top-1 under PGD-Linf (eps 8/255, step 2/255, 20 steps, random start) on the first
+  ``pgd_images`` val images;
+* ``model``, ``checkpoint``, ``data``, ``seed``, ``corruption_images``, ``pgd_images``: what was run.
+"""
+import json
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .benchmark import normalizer
+from .metrics import shape_bias, top1
+from .robustness import corruption_errors, evaluate_corruptions, pgd_top1
+
+__all__ = ['load_split', 'evaluate_folder', 'results_markdown']
+
+
+def load_split(root: Path, split: str, limit: Optional[int] = None):
+    """uint8 images (N, H, W, 3) and the metadata records of a make-data split, in file order."""
+    folder = Path(root) / split
+    meta_path = folder / 'metadata.json'
+    if not meta_path.is_file():
+        raise FileNotFoundError(f'{str(folder)!r} has no metadata.json: write the data with timm-infodrop make-data')
+    metadata = json.loads(meta_path.read_text())
+    records = metadata['samples'][:limit]
+    images = np.stack([np.asarray(Image.open(folder / r['file']).convert('RGB')) for r in records])
+    return images, records, metadata
+
+
+def _predict(model: nn.Module, images: np.ndarray, normalize, batch_size: int = 128) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(images[start:start + batch_size]).permute(0, 3, 1, 2).float() / 255.0
+            out.append(model(normalize(x)).argmax(1))
+    return torch.cat(out).numpy()
+
+
+def evaluate_folder(model: nn.Module, data: Path, corruption_images: int = 200, pgd_images: int = 200,
+                    baseline: Optional[Dict] = None, seed: int = 0) -> Dict:
+    """Every score of the schema above for ``model`` on the benchmark folder ``data``."""
+    normalize = normalizer(model)
+    results: Dict = {}
+    for split, key, label in (('val', 'top1', 'shape'), ('silhouette', 'silhouette_top1', 'shape'),
+                              ('texture_only', 'texture_only_top1', 'texture')):
+        images, records, _ = load_split(data, split)
+        results[key] = top1(_predict(model, images, normalize), [r[label] for r in records])
+    images, records, _ = load_split(data, 'cue_conflict')
+    results['shape_bias'] = shape_bias(_predict(model, images, normalize), [r['shape'] for r in records],
+                                       [r['texture'] for r in records])
+    images, records, _ = load_split(data, 'val', corruption_images)
+    labels = np.array([r['shape'] for r in records])
+    corruption = evaluate_corruptions(model, images, labels, normalize, seed=seed)
+    if baseline is not None:
+        corruption.update(corruption_errors(corruption, baseline['corruption']))
+    results['corruption'] = corruption
+    images, records, _ = load_split(data, 'val', pgd_images)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    y = torch.tensor([r['shape'] for r in records])
+    results['pgd_top1'] = pgd_top1(model, x, y, normalize, seed=seed)
+    return results
+
+
+def results_markdown(results: Dict) -> str:
+    """A markdown table of the headline scores and the per-corruption top-1 (mean over severities)."""
+    corruption = results['corruption']
+    rows = [('val top-1', results['top1']), ('silhouette top-1', results['silhouette_top1']),
+            ('texture-only top-1', results['texture_only_top1']), ('shape bias', results['shape_bias']),
+            ('corruption mean top-1', corruption['mean_top1']), ('PGD-Linf 8/255 top-1', results['pgd_top1'])]
+    if 'mce' in corruption:
+        rows.append(('mCE (vs baseline)', corruption['mce']))
+    lines = ['| metric | value |', '| --- | ---: |'] + [f'| {name} | {value:.3f} |' for name, value in rows]
+    lines += ['', '| corruption | mean top-1 over severities |', '| --- | ---: |']
+    lines += [f'| {name} | {np.mean(list(row.values())):.3f} |' for name, row in corruption['per_corruption'].items()]
+    return '\n'.join(lines) + '\n'
