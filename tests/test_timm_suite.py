@@ -1,6 +1,5 @@
 """The runner of timm's model test-suite: it skips loudly without a registry and never passes on zero tests."""
 import importlib.util
-import subprocess
 from pathlib import Path
 
 import pytest

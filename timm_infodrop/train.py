@@ -5,7 +5,7 @@ KL gradient switched off, so it is counted exactly once.
 """
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List
 
 import torch
 import torch.nn.functional as F

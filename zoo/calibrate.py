@@ -67,7 +67,7 @@ def render(log: Path) -> str:
     lines = ['| # | model | knobs | train imgs | epochs | lr | seed | val top-1 | silhouette | texture-only | shape bias | train min |',
              '| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
     for i, r in enumerate(runs, 1):
-        knobs = ', '.join(f'{k}={v}' for k, v in r['knobs'].items()) or 'defaults'
+        knobs = ', '.join(f'{k}={list(v) if isinstance(v, (list, tuple)) else v}' for k, v in r['knobs'].items()) or 'defaults'
         kwargs = ', '.join(f'{k}={v}' for k, v in r.get('model_kwargs', {}).items())
         lines.append(f"| {i} | {r['model']}{f' ({kwargs})' if kwargs else ''} | {knobs} | {r['train']} | {r['epochs']} | "
                      f"{r['lr']} | {r['seed']} | {r['top1']:.3f} | {r['silhouette_top1']:.3f} | "
@@ -107,6 +107,7 @@ def main() -> int:
     scores = evaluate_benchmark(model, config, {s: args.eval for s in ('val', 'cue_conflict', 'silhouette', 'texture_only')})
     record = {'model': args.model, 'model_kwargs': json.loads(args.model_kwargs), 'epochs': args.epochs, 'lr': args.lr,
               'train': args.train, 'seed': args.seed, 'knobs': dict(parse_knob(k) for k in args.set),
+              'config': config.to_dict(),
               'train_minutes': result.seconds / 60, 'total_minutes': (time.perf_counter() - start) / 60,
               'final_train_top1': result.history[-1]['train_top1'], **scores}
     line = json.dumps(record)

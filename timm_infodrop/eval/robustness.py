@@ -4,7 +4,6 @@ Corruptions come from PyPI ``imagecorruptions-imaug`` (it draws from the global 
 (corruption, severity) is seeded). PGD is written here: the maintained library for it on PyPI,
 torchattacks, pins ``requests~=2.25`` and downgrades what huggingface-hub needs.
 """
-import math
 from typing import Dict, Optional, Sequence
 
 import numpy as np

@@ -43,7 +43,6 @@ import logging
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ._transient import Transient
