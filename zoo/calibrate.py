@@ -39,7 +39,8 @@ BENCHMARK_DOC = """# The synthetic shape-vs-texture benchmark: calibration
 should learn mostly texture but also some shape, so an intervention can move its shape bias either
 way. Targets for a plain resnet18 at the quick budget: {targets}.
 
-Every run below was made by `python zoo/calibrate.py` with the knobs shown (`--set KNOB=JSON`),
+Every run below was made by `python zoo/calibrate.py` with the knobs shown (`--set KNOB=JSON`; seed = the training seed, the data
+seed is 0),
 64 px, batch 64, SGD momentum 0.9, wd 5e-4, cosine schedule, evaluated on 1,000 images per split;
 the log is `zoo/results/calibration.jsonl`, and this file is rendered from it by
 `python zoo/calibrate.py --render docs/benchmark.md`. Train minutes were measured on the 2-core
