@@ -95,7 +95,9 @@ def test_eval_command_writes_the_documented_results(tmp_path):
     assert 0.0 <= results['shape_bias'] <= 1.0 or np.isnan(results['shape_bias'])
     assert len(results['corruption']['per_corruption']) == 15
     assert all(len(row) == 5 for row in results['corruption']['per_corruption'].values())
-    assert (out / 'severity.png').stat().st_size > 0 and '| val top-1 |' in (out / 'results.md').read_text()
+    assert '| val top-1 |' in (out / 'results.md').read_text()
+    for picture in ('severity.png', 'saliency.png', 'shape_bias.png'):
+        assert (out / picture).stat().st_size > 1000, picture
     baseline = tmp_path / 'baseline.json'
     baseline.write_text((out / 'results.json').read_text())
     assert main(args[:-4] + ['--corruption-images', '4', '--pgd-images', '4', '--baseline', str(baseline),
@@ -109,3 +111,17 @@ def test_every_corruption_is_seeded():
     for name in get_corruption_names('all'):
         first = corrupt_images(images, name, 3, seed=5)
         assert np.array_equal(first, corrupt_images(images, name, 3, seed=5)), name
+
+
+def test_smoothgrad_points_at_the_pixels_the_model_reads():
+    from timm_infodrop.eval.saliency import smoothgrad
+    weight = torch.zeros(1, 3, 8, 8)
+    weight[..., 2, 5] = 1.0  # the model reads one pixel only
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 2))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.zero_()  # class 0 wins: its logit is a sum of positive pixels
+        model[1].weight[0] = weight.flatten()
+    saliency = smoothgrad(model, torch.rand(2, 3, 8, 8), lambda t: t, samples=4)
+    assert saliency.shape == (2, 8, 8)
+    assert torch.all(saliency[:, 2, 5] > 0) and saliency.sum() == pytest.approx(saliency[:, 2, 5].sum().item())

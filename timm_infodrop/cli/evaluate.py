@@ -67,10 +67,17 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate_folder(model.eval(), data, args.corruption_images, args.pgd_images, baseline, args.seed)
     results.update(model=args.model, checkpoint=args.checkpoint, data=str(data), seed=args.seed,
                    corruption_images=args.corruption_images, pgd_images=args.pgd_images)
+    from ..eval.benchmark import normalizer
+    from ..eval.saliency import plot_saliency_grid, plot_shape_bias
+    from ..eval.suite import load_split
+
+    images, _, _ = load_split(data, 'cue_conflict', limit=6)
     with atomic_directory(out) as tmp:
         (tmp / 'results.json').write_text(json.dumps(results, indent=2) + '\n')
         (tmp / 'results.md').write_text(results_markdown(results))
         _plot_severity(results, tmp / 'severity.png')
+        plot_saliency_grid(images, {args.model: model}, normalizer(model), tmp / 'saliency.png', seed=args.seed)
+        plot_shape_bias({args.model: results['shape_bias']}, tmp / 'shape_bias.png')
     print(results_markdown(results))
     print(f'wrote {out}')
     return 0
