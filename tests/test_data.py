@@ -40,6 +40,15 @@ def test_labels_of_every_split():
     assert texture_only.shape is None and texture_only.label('texture_only') == 4
 
 
+def test_labels_without_images_match_the_samples():
+    from timm_infodrop.data.shapes import sample_labels
+    config = ShapesConfig()
+    for split in SPLITS:
+        for i in range(30):
+            item = sample(config, split, i)
+            assert sample_labels(config, split, i) == (item.shape, item.texture)
+
+
 def test_silhouettes_are_flat_and_texture_only_has_no_object():
     config = ShapesConfig()
     image = sample(config, 'silhouette', 0).image

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .eval.metrics import predict_with_labels, top1
 from .layers import InfoDrop, InformationDropout
-from .models._builder import METHODS
+from .models._builder import METHOD_PREFIXES, METHODS
 from .surgery import remove_dropout
 
 __all__ = [
@@ -27,7 +28,6 @@ __all__ = [
 
 STRIP_TOLERANCE = 1e-5
 ONNX_TOLERANCE = 1e-4
-_PREFIXES = tuple(f'{method}_' for method in METHODS)
 
 
 def plain_architecture(name: str) -> str:
@@ -55,7 +55,7 @@ def strip(model: nn.Module) -> nn.Module:
     """
     arch = plain_architecture(_architecture(model))
     source = remove_dropout(copy.deepcopy(model))
-    kwargs = {k: v for k, v in getattr(model, '_model_args', {}).items() if not k.startswith(_PREFIXES)}
+    kwargs = {k: v for k, v in getattr(model, '_model_args', {}).items() if not k.startswith(METHOD_PREFIXES)}
     kwargs['num_classes'] = model.num_classes
     cfg = dict(model.pretrained_cfg, architecture=arch)
     plain = timm.create_model(arch, pretrained=False, pretrained_cfg=cfg, **kwargs)
@@ -169,17 +169,8 @@ def finetune(model: nn.Module, loader: Iterable, epochs: int, lr: float = 1e-3, 
 
 
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device = torch.device('cpu')) -> float:
-    """Top-1 accuracy (0-1) in eval."""
-    correct = total = 0
-    model.eval()
-    with torch.no_grad():
-        for images, targets in _batches(loader, None, 'evaluating'):
-            predictions = model(images.to(device)).argmax(1)
-            correct += (predictions == targets.to(device)).sum().item()
-            total += targets.numel()
-    if total == 0:
-        raise ValueError('evaluate got no sample: the loader is empty')
-    return correct / total
+    """Top-1 accuracy (0-1) in eval; ValueError for an empty loader."""
+    return top1(*predict_with_labels(model, loader, device, 'evaluating'))
 
 
 def convert(

@@ -9,6 +9,7 @@ from typing import Optional, Union
 
 import numpy as np
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from .layers.informative_dropout import drop_distribution, keep_probability, sample_info_drop_mask, self_information
 
@@ -16,8 +17,6 @@ __all__ = ['InfoMap', 'load_image', 'builtin_image', 'synthetic_image', 'compute
 
 STEM_CONV = dict(kernel_size=7, stride=2, padding=3)
 STEM_POOL = dict(pool_kernel_size=3, pool_stride=2, pool_padding=1)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_SIZE = 16
 
 
@@ -98,8 +97,8 @@ def builtin_image(size: int = 224) -> np.ndarray:
 
 def _normalise(image: np.ndarray) -> torch.Tensor:
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1)
     return (x - mean) / std
 
 

@@ -25,9 +25,9 @@ from timm_infodrop.train import FitConfig, fit
 
 def materialize(split: str, length: int, config: ShapesConfig, model) -> torch.utils.data.TensorDataset:
     """Generate a split once into memory (uint8), normalised per batch by the loader's collate."""
-    dataset = ShapesDataset(split, length, config)
-    images = np.stack([dataset.sample(i).image for i in range(length)])
-    labels = torch.tensor([i % config.num_classes for i in range(length)])
+    samples = [ShapesDataset(split, length, config).sample(i) for i in range(length)]
+    images = np.stack([s.image for s in samples])
+    labels = torch.tensor([s.label(split) for s in samples])
     norm = normalizer(model)
     return torch.utils.data.TensorDataset(norm(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()), labels)
 

@@ -20,7 +20,8 @@ from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-__all__ = ['SHAPES', 'TEXTURES', 'SPLITS', 'ShapesConfig', 'Sample', 'render', 'sample', 'shape_mask', 'texture']
+__all__ = ['SHAPES', 'TEXTURES', 'SPLITS', 'ShapesConfig', 'Sample', 'render', 'sample', 'sample_labels',
+           'shape_mask', 'texture']
 
 SPLITS = ('train', 'val', 'cue_conflict', 'silhouette', 'texture_only')
 _SPLIT_IDS = {name: i for i, name in enumerate(SPLITS)}
@@ -224,8 +225,8 @@ def render(config: ShapesConfig, shape: Optional[int], texture_class: Optional[i
     return np.clip(image, 0.0, 1.0)
 
 
-def sample(config: ShapesConfig, split: str, index: int) -> Sample:
-    """Image ``index`` of ``split``: a pure function of (config.seed, split, index)."""
+def _draw_labels(config: ShapesConfig, split: str, index: int):
+    """(shape, texture, rng): the labels of image ``index``, and the generator that then draws its image."""
     if split not in _SPLIT_IDS:
         raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
     if index < 0:
@@ -234,11 +235,22 @@ def sample(config: ShapesConfig, split: str, index: int) -> Sample:
     k = config.num_classes
     cls = index % k  # balanced classes
     if split == 'silhouette':
-        return Sample(render(config, cls, None, rng), cls, None)
+        return cls, None, rng
     if split == 'texture_only':
-        return Sample(render(config, None, cls, rng), None, cls)
+        return None, cls, rng
     if split == 'cue_conflict':
-        other = (cls + 1 + rng.integers(k - 1)) % k
-        return Sample(render(config, cls, other, rng), cls, int(other))
+        return cls, int((cls + 1 + rng.integers(k - 1)) % k), rng
     texture_class = cls if rng.random() < config.p_agree else int((cls + 1 + rng.integers(k - 1)) % k)
-    return Sample(render(config, cls, texture_class, rng), cls, texture_class)
+    return cls, texture_class, rng
+
+
+def sample_labels(config: ShapesConfig, split: str, index: int) -> Tuple[Optional[int], Optional[int]]:
+    """(shape, texture) classes of image ``index`` of ``split`` without drawing the image."""
+    shape, texture_class, _ = _draw_labels(config, split, index)
+    return shape, texture_class
+
+
+def sample(config: ShapesConfig, split: str, index: int) -> Sample:
+    """Image ``index`` of ``split``: a pure function of (config.seed, split, index)."""
+    shape, texture_class, rng = _draw_labels(config, split, index)
+    return Sample(render(config, shape, texture_class, rng), shape, texture_class)

@@ -2,11 +2,12 @@
 from typing import Dict, Optional
 
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
 from ..data.benchmark import ShapesDataset
-from ..data.shapes import ShapesConfig
-from .metrics import predict, shape_bias, top1
+from ..data.shapes import ShapesConfig, sample_labels
+from .metrics import predict_with_labels, shape_bias, top1
 
 __all__ = ['normalizer', 'benchmark_loader', 'evaluate_benchmark', 'EVAL_SIZES']
 
@@ -25,7 +26,7 @@ class _Normalize:
 def normalizer(model: nn.Module) -> _Normalize:
     """Normalisation with the model's pretrained_cfg mean/std (ImageNet's by default)."""
     cfg = getattr(model, 'pretrained_cfg', {}) or {}
-    return _Normalize(cfg.get('mean', (0.485, 0.456, 0.406)), cfg.get('std', (0.229, 0.224, 0.225)))
+    return _Normalize(cfg.get('mean', IMAGENET_DEFAULT_MEAN), cfg.get('std', IMAGENET_DEFAULT_STD))
 
 
 class _Mapped(torch.utils.data.Dataset):
@@ -54,10 +55,9 @@ def evaluate_benchmark(model: nn.Module, config: ShapesConfig, sizes: Optional[D
     results = {}
     for split, key in (('val', 'top1'), ('silhouette', 'silhouette_top1'), ('texture_only', 'texture_only_top1')):
         loader = benchmark_loader(split, sizes[split], config, model, batch_size)
-        labels = [loader.dataset.dataset.sample(i).label(split) for i in range(sizes[split])]
-        results[key] = top1(predict(model, loader, desc=split), labels)
+        results[key] = top1(*predict_with_labels(model, loader, desc=split))
     loader = benchmark_loader('cue_conflict', sizes['cue_conflict'], config, model, batch_size)
-    samples = [loader.dataset.dataset.sample(i) for i in range(sizes['cue_conflict'])]
-    results['shape_bias'] = shape_bias(predict(model, loader, desc='cue_conflict'),
-                                       [s.shape for s in samples], [s.texture for s in samples])
+    predictions, shapes = predict_with_labels(model, loader, desc='cue_conflict')
+    textures = [sample_labels(config, 'cue_conflict', i)[1] for i in range(sizes['cue_conflict'])]
+    results['shape_bias'] = shape_bias(predictions, shapes, textures)
     return results

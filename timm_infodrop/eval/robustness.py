@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .metrics import predict_images, top1
+
 __all__ = ['corrupt_images', 'evaluate_corruptions', 'corruption_errors', 'pgd_attack', 'pgd_top1', 'SEVERITIES']
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -46,14 +48,7 @@ def corrupt_images(images: np.ndarray, name: str, severity: int, seed: int = 0) 
 
 
 def _top1_on(model: nn.Module, images: np.ndarray, labels: np.ndarray, normalize, batch_size: int) -> float:
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(images[start:start + batch_size]).permute(0, 3, 1, 2).float() / 255.0
-            predictions = model(normalize(x)).argmax(1).numpy()
-            correct += int((predictions == labels[start:start + batch_size]).sum())
-    return correct / len(images)
+    return top1(predict_images(model, images, normalize, batch_size), labels)
 
 
 def evaluate_corruptions(model: nn.Module, images: np.ndarray, labels: Sequence[int], normalize,

@@ -7,6 +7,7 @@ from torch import nn
 
 from ..layers.informative_dropout import self_information
 from ..viz import STEM_CONV
+from .metrics import images_to_tensor
 
 __all__ = ['smoothgrad', 'plot_saliency_grid', 'plot_shape_bias']
 
@@ -37,7 +38,7 @@ def plot_saliency_grid(images: np.ndarray, models: Dict[str, nn.Module], normali
     matplotlib.use('Agg', force=False)
     from matplotlib import pyplot as plt
 
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    x = images_to_tensor(images)
     info = self_information(normalize(x), **STEM_CONV, generator=torch.Generator().manual_seed(seed))[:, 0]
     maps = {name: smoothgrad(model, x, normalize, seed=seed) for name, model in models.items()}
     columns = 2 + len(maps)

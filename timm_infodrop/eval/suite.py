@@ -22,7 +22,7 @@ from PIL import Image
 from torch import nn
 
 from .benchmark import normalizer
-from .metrics import shape_bias, top1
+from .metrics import images_to_tensor, predict_images, shape_bias, top1
 from .robustness import corruption_errors, evaluate_corruptions, pgd_top1
 
 __all__ = ['load_split', 'evaluate_folder', 'results_markdown']
@@ -40,38 +40,28 @@ def load_split(root: Path, split: str, limit: Optional[int] = None):
     return images, records, metadata
 
 
-def _predict(model: nn.Module, images: np.ndarray, normalize, batch_size: int = 128) -> np.ndarray:
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(images[start:start + batch_size]).permute(0, 3, 1, 2).float() / 255.0
-            out.append(model(normalize(x)).argmax(1))
-    return torch.cat(out).numpy()
-
-
 def evaluate_folder(model: nn.Module, data: Path, corruption_images: int = 200, pgd_images: int = 200,
                     baseline: Optional[Dict] = None, seed: int = 0) -> Dict:
     """Every score of the schema above for ``model`` on the benchmark folder ``data``."""
     normalize = normalizer(model)
     results: Dict = {}
+    splits = {split: load_split(data, split)[:2] for split in ('val', 'silhouette', 'texture_only', 'cue_conflict')}
     for split, key, label in (('val', 'top1', 'shape'), ('silhouette', 'silhouette_top1', 'shape'),
                               ('texture_only', 'texture_only_top1', 'texture')):
-        images, records, _ = load_split(data, split)
-        results[key] = top1(_predict(model, images, normalize), [r[label] for r in records])
-    images, records, _ = load_split(data, 'cue_conflict')
-    results['shape_bias'] = shape_bias(_predict(model, images, normalize), [r['shape'] for r in records],
+        images, records = splits[split]
+        results[key] = top1(predict_images(model, images, normalize), [r[label] for r in records])
+    images, records = splits['cue_conflict']
+    results['shape_bias'] = shape_bias(predict_images(model, images, normalize), [r['shape'] for r in records],
                                        [r['texture'] for r in records])
-    images, records, _ = load_split(data, 'val', corruption_images)
-    labels = np.array([r['shape'] for r in records])
-    corruption = evaluate_corruptions(model, images, labels, normalize, seed=seed)
+    val_images, val_records = splits['val']
+    val_labels = np.array([r['shape'] for r in val_records])
+    corruption = evaluate_corruptions(model, val_images[:corruption_images], val_labels[:corruption_images],
+                                      normalize, seed=seed)
     if baseline is not None:
         corruption.update(corruption_errors(corruption, baseline['corruption']))
     results['corruption'] = corruption
-    images, records, _ = load_split(data, 'val', pgd_images)
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-    y = torch.tensor([r['shape'] for r in records])
-    results['pgd_top1'] = pgd_top1(model, x, y, normalize, seed=seed)
+    results['pgd_top1'] = pgd_top1(model, images_to_tensor(val_images[:pgd_images]),
+                                   torch.from_numpy(val_labels[:pgd_images]), normalize, seed=seed)
     return results
 
 

@@ -20,7 +20,7 @@ from timm.models import get_pretrained_cfg, load_pretrained, resolve_pretrained_
 
 from ..surgery import add_info_drop, add_information_dropout
 
-__all__ = ['METHODS', 'build_regularized', 'derived_cfg', 'split_method_kwargs']
+__all__ = ['METHODS', 'METHOD_PREFIXES', 'build_regularized', 'derived_cfg', 'split_method_kwargs']
 
 # method -> (surgery, {prefixed keyword: the surgery's keyword})
 METHODS: Dict[str, Any] = {
@@ -34,6 +34,9 @@ METHODS: Dict[str, Any] = {
         'infodropout_beta': 'beta', 'infodropout_kl_to_gradient': 'kl_to_gradient',
     }),
 }
+
+# every model keyword of a method starts with one of these
+METHOD_PREFIXES = tuple(f'{method}_' for method in METHODS)
 
 # fields of the plain architecture's default pretrained cfg that describe the model, not its weights
 _ARCH_FIELDS = (
@@ -62,8 +65,7 @@ def split_method_kwargs(method: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
         TypeError: for a prefixed keyword the method does not know (a typo would otherwise reach timm).
     """
     _, names = METHODS[method]
-    prefixes = tuple(f'{m}_' for m in METHODS)
-    unknown = [k for k in kwargs if k.startswith(prefixes) and k not in names]
+    unknown = [k for k in kwargs if k.startswith(METHOD_PREFIXES) and k not in names]
     if unknown:
         raise TypeError(f'unknown keyword(s) {unknown} for a *_{method} model; known: {sorted(names)}')
     return {names[k]: kwargs.pop(k) for k in list(kwargs) if k in names}
