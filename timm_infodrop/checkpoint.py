@@ -6,9 +6,10 @@ import timm
 import torch
 from torch import nn
 
-__all__ = ['load_variant', 'read_state_dict', 'CHECKPOINT_SUFFIXES']
+__all__ = ['load_variant', 'read_state_dict', 'model_folder', 'CHECKPOINT_SUFFIXES', 'MODEL_FOLDER_PREFIXES']
 
 CHECKPOINT_SUFFIXES = ('.safetensors', '.pth.tar', '.pth', '.pt', '.bin')
+MODEL_FOLDER_PREFIXES = ('hf-hub:', 'local-dir:')  # timm model folders: config.json + weights
 _LISTED = 10
 
 
@@ -42,8 +43,22 @@ def _listing(keys) -> str:
     return ', '.join(keys[:_LISTED]) + more
 
 
+def model_folder(checkpoint: str) -> Optional[Path]:
+    """The folder of a ``local-dir:`` checkpoint (FileNotFoundError without config.json); else None."""
+    if not checkpoint.startswith('local-dir:'):
+        return None
+    folder = Path(checkpoint[len('local-dir:'):])
+    if not (folder / 'config.json').is_file():
+        raise FileNotFoundError(f'{checkpoint!r}: {str(folder)!r} has no config.json (a timm model folder has '
+                                'config.json and model.safetensors)')
+    return folder
+
+
 def load_variant(checkpoint: str, model_name: Optional[str] = None) -> nn.Module:
-    """Build ``model_name`` and load ``checkpoint`` into it strictly; ``hf-hub:org/name`` also works.
+    """Build ``model_name`` and load ``checkpoint`` into it strictly.
+
+    ``hf-hub:org/name`` and ``local-dir:FOLDER`` (a folder with timm's config.json, as ``timm-infodrop
+    train`` writes) build the model their config describes; ``model_name`` then only checks it.
 
     Raises:
         ValueError: naming the missing and unexpected keys, or the mismatched shapes, when the
@@ -51,7 +66,8 @@ def load_variant(checkpoint: str, model_name: Optional[str] = None) -> nn.Module
     """
     import timm_infodrop  # noqa: F401  the variants must be registered
 
-    if checkpoint.startswith('hf-hub:'):
+    if checkpoint.startswith(MODEL_FOLDER_PREFIXES):
+        model_folder(checkpoint)
         model = timm.create_model(checkpoint, pretrained=True)
         if model_name and model.pretrained_cfg.get('architecture') != model_name.split('.')[0]:
             raise ValueError(f'{checkpoint} holds a {model.pretrained_cfg.get("architecture")}, not a {model_name}')

@@ -1,6 +1,7 @@
 """The ``timm-infodrop`` command: one subcommand per module, registered in ``SUBCOMMANDS``.
 
-A subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
+A subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``,
+and optionally ``reparse(parser, subparser, args, argv) -> args`` (e.g. to apply a recipe file).
 Errors a user can fix (bad paths, sizes, formats) print one line and exit with status 2;
 ``--debug`` shows the traceback instead.
 """
@@ -18,6 +19,9 @@ SUBCOMMANDS = {
     'convert': 'convert',
     'make-data': 'make_data',
     'eval': 'evaluate',
+    'cue-conflict': 'cue_conflict',
+    'train': 'train',
+    'zoo': 'zoo',
 }
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError)
@@ -38,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument('--debug', action='store_true', default=argparse.SUPPRESS,
                          help='show tracebacks instead of one-line errors')
         module.add_arguments(sub)
-        sub.set_defaults(_run=module.run)
+        sub.set_defaults(_run=module.run, _reparse=getattr(module, 'reparse', None), _subparser=sub)
     return parser
 
 
@@ -46,6 +50,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args._reparse is not None:
+            args = args._reparse(parser, args._subparser, args, argv)
         return int(args._run(args) or 0)
     except USER_ERRORS as error:
         if args.debug:

@@ -10,9 +10,10 @@ SPLITS = ('train', 'val')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--model', help='the trained variant, e.g. resnet18_infodrop (default: from an hf-hub: config)')
+    parser.add_argument('--model', help='the trained variant, e.g. resnet18_infodrop (default: from a folder\'s config)')
     parser.add_argument('--checkpoint', required=True,
-                        help='file.safetensors, a timm train.py .pth.tar (state_dict / state_dict_ema) or hf-hub:org/name')
+                        help='file.safetensors, a timm train.py .pth.tar (state_dict / state_dict_ema), '
+                             'local-dir:RUN (a timm-infodrop train run) or hf-hub:org/name')
     parser.add_argument('--data-dir', required=True, help='ImageFolder root with train/ and val/')
     parser.add_argument('--out', required=True, help='output folder (model.safetensors, config.json, convert_report.json)')
     parser.add_argument('--recalibrate-batches', type=int, default=None,
@@ -20,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--finetune-epochs', type=int, default=0, help='finetuning epochs after recalibration')
     parser.add_argument('--finetune-lr', type=float, default=1e-3, help='finetuning SGD learning rate')
     parser.add_argument('--finetune-params', choices=('bn', 'all'), default='bn', help='what finetuning trains')
+    parser.add_argument('--no-aug', action='store_true',
+                        help='finetune without augmentation (as a model trained with timm\'s --no-aug)')
     parser.add_argument('--export', choices=('onnx',), help='also write OUT/model.onnx, checked against torch')
     parser.add_argument('--img-size', type=int, default=None, help='input size (default: the model\'s)')
     parser.add_argument('--batch-size', type=int, default=32)
@@ -30,8 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_out(args: argparse.Namespace) -> Path:
     out = check_output_path(args.out, args.overwrite, directory=True)
+    from ..checkpoint import model_folder
+
     if not args.checkpoint.startswith('hf-hub:'):
-        folder = Path(args.checkpoint).resolve().parent
+        local = model_folder(args.checkpoint)
+        folder = local.resolve() if local is not None else Path(args.checkpoint).resolve().parent
         resolved = out.resolve()
         if resolved == folder or folder in resolved.parents:
             raise OutputError(f'--out {str(out)!r} is, or is inside, the checkpoint\'s folder {str(folder)!r}: refused')
@@ -54,7 +60,7 @@ def _loaders(root: Path, model, args: argparse.Namespace):
     overrides = {} if args.img_size is None else {'input_size': (3, args.img_size, args.img_size)}
     config = resolve_data_config(overrides, model=model)
     eval_transform = create_transform(**config, is_training=False)
-    train_transform = create_transform(**config, is_training=True)
+    train_transform = create_transform(**config, is_training=True, no_aug=args.no_aug)
     datasets = {
         'recalibrate': ImageFolder(root / 'train', transform=eval_transform),
         'finetune': ImageFolder(root / 'train', transform=train_transform),
@@ -93,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     report.update(source_model=model.pretrained_cfg['architecture'], architecture=plain.pretrained_cfg['architecture'],
                   checkpoint=args.checkpoint, classes=list(classes), input_size=list(size),
                   recalibrate_batches=args.recalibrate_batches, finetune_epochs=args.finetune_epochs,
-                  finetune_lr=args.finetune_lr, finetune_params=args.finetune_params, seed=args.seed)
+                  finetune_lr=args.finetune_lr, finetune_params=args.finetune_params, no_aug=args.no_aug, seed=args.seed)
     _write(plain, out, classes, report, check_input if args.export == 'onnx' else None)
     print(json.dumps({k: v for k, v in report.items() if k.startswith('top1') or k.startswith('strip')}, indent=2))
     print(f'wrote {out}')

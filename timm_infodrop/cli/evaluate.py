@@ -9,8 +9,9 @@ HELP = 'evaluate a model on a make-data benchmark folder: top-1, shape bias, cor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--model', required=True, help='timm model name (a variant or a plain arch)')
-    parser.add_argument('--checkpoint', help='weights (.safetensors or train.py .pth.tar); default: random init')
+    parser.add_argument('--model', help='timm model name (a variant or a plain arch); default: the folder\'s config')
+    parser.add_argument('--checkpoint', help='weights (.safetensors, train.py .pth.tar, local-dir:FOLDER or '
+                                             'hf-hub:org/name); default: random init')
     parser.add_argument('--data', required=True, help='folder written by timm-infodrop make-data')
     parser.add_argument('--out', required=True, help='output folder (results.json, results.md, PNGs)')
     parser.add_argument('--baseline', help='a baseline results.json: adds CE and mCE')
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         if 'corruption' not in baseline:
             raise ValueError(f'--baseline {args.baseline!r} has no corruption results')
     torch.manual_seed(args.seed)
+    if not args.model and not (args.checkpoint or '').startswith(('hf-hub:', 'local-dir:')):
+        raise ValueError('--model is needed unless --checkpoint is a local-dir: or hf-hub: model folder')
     if args.checkpoint:
         model = load_variant(args.checkpoint, args.model)
     else:
@@ -65,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if model.num_classes != len(classes):
         raise ValueError(f'the model has {model.num_classes} classes, the benchmark {len(classes)}')
     results = evaluate_folder(model.eval(), data, args.corruption_images, args.pgd_images, baseline, args.seed)
-    results.update(model=args.model, checkpoint=args.checkpoint, data=str(data), seed=args.seed,
+    name = args.model or model.pretrained_cfg['architecture']
+    results.update(model=name, checkpoint=args.checkpoint, data=str(data), seed=args.seed,
                    corruption_images=args.corruption_images, pgd_images=args.pgd_images)
     from ..eval.benchmark import normalizer
     from ..eval.saliency import plot_saliency_grid, plot_shape_bias
@@ -76,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
         (tmp / 'results.json').write_text(json.dumps(results, indent=2) + '\n')
         (tmp / 'results.md').write_text(results_markdown(results))
         _plot_severity(results, tmp / 'severity.png')
-        plot_saliency_grid(images, {args.model: model}, normalizer(model), tmp / 'saliency.png', seed=args.seed)
-        plot_shape_bias({args.model: results['shape_bias']}, tmp / 'shape_bias.png')
+        plot_saliency_grid(images, {name: model}, normalizer(model), tmp / 'saliency.png', seed=args.seed)
+        plot_shape_bias({name: results['shape_bias']}, tmp / 'shape_bias.png')
     print(results_markdown(results))
     print(f'wrote {out}')
     return 0

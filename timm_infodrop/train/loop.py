@@ -1,0 +1,169 @@
+"""Training loops on timm's pieces (optimizer and scheduler factories, loss and mixup classes).
+
+The Information Dropout KL is added to the loss explicitly (``aux_loss``) with the layers' automatic
+KL gradient switched off (:func:`prepare_for_training`), so it is counted exactly once.
+"""
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional
+
+import torch
+import torch.nn.functional as F
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from torch import nn
+from tqdm import tqdm
+
+from ..eval.metrics import predict_with_labels, top1
+from ..layers import aux_loss, set_kl_to_gradient
+
+__all__ = ['FitConfig', 'FitResult', 'fit', 'prepare_for_training', 'train_one_epoch', 'EpochStats', 'validate']
+
+AMP_DTYPES = {'bfloat16': torch.bfloat16, 'float16': torch.float16}
+
+
+def prepare_for_training(model: nn.Module) -> nn.Module:
+    """Switch the automatic KL gradient off: :func:`train_one_epoch` adds the KL to the loss itself."""
+    set_kl_to_gradient(model, False)
+    return model
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+@dataclass
+class EpochStats:
+    loss: float  # mean total loss (task + KL) over the epoch's samples
+    kl_loss: float  # mean of the added Information Dropout term (beta * KL)
+    top1: Optional[float]  # training top-1 (None with mixup/cutmix targets)
+    steps: int
+    seconds: float
+
+
+def train_one_epoch(
+        model: nn.Module,
+        loader: Iterable,
+        optimizer: torch.optim.Optimizer,
+        scheduler=None,
+        loss_fn: Callable = F.cross_entropy,
+        epoch: int = 0,
+        step: int = 0,
+        device: torch.device = torch.device('cpu'),
+        amp_dtype: Optional[str] = None,
+        channels_last: bool = False,
+        mixup_fn: Optional[Callable] = None,
+        clip_grad: Optional[float] = None,
+        max_steps: Optional[int] = None,
+        ema=None,
+        progress: bool = True,
+        desc: str = '',
+) -> EpochStats:
+    """One pass over ``loader`` (at most ``max_steps`` batches); ``step`` counts updates before it.
+
+    ``amp_dtype`` (``'bfloat16'``/``'float16'``) turns autocast on for the forward and loss.
+    """
+    model.train()
+    autocast = (torch.autocast(device.type, dtype=AMP_DTYPES[amp_dtype]) if amp_dtype
+                else contextlib.nullcontext())
+    # float16 needs loss scaling against gradient underflow; bfloat16 has float32's range
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == 'float16' else None
+    total_loss = total_kl = correct = count = 0.0
+    steps = 0
+    start = time.perf_counter()
+    limit = len(loader) if max_steps is None else min(max_steps, len(loader))
+    bar = tqdm(loader, total=limit, desc=desc, unit='batch', leave=False, disable=not progress)
+    for images, targets in bar:
+        if steps >= limit:
+            break
+        images, targets = images.to(device), targets.to(device)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        hard_targets = targets
+        if mixup_fn is not None:
+            images, targets = mixup_fn(images, targets)
+        with autocast:
+            logits = model(images)
+            task = loss_fn(logits, targets)
+        kl = aux_loss(_unwrap(model)).float()
+        loss = task.float() + kl
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f'non-finite loss {loss.item()} at epoch {epoch + 1}, update {step + 1}')
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        step += 1
+        steps += 1
+        if ema is not None:
+            ema.update(_unwrap(model), step=step)
+        if scheduler is not None:
+            scheduler.step_update(num_updates=step)
+        n = hard_targets.shape[0]
+        total_loss += loss.item() * n
+        total_kl += kl.item() * n
+        if mixup_fn is None:
+            correct += (logits.argmax(1) == hard_targets).sum().item()
+        count += n
+        bar.set_postfix(loss=f'{total_loss / count:.3f}', lr=f"{optimizer.param_groups[0]['lr']:.3g}")
+    if count == 0:
+        raise ValueError('the training loader gave no batch: the dataset is smaller than one batch')
+    return EpochStats(loss=total_loss / count, kl_loss=total_kl / count,
+                      top1=None if mixup_fn is not None else correct / count, steps=steps,
+                      seconds=time.perf_counter() - start)
+
+
+def validate(model: nn.Module, loader: Iterable, device: torch.device = torch.device('cpu')) -> Dict[str, float]:
+    """``{'top1': ...}`` of ``model`` in eval on ``loader``."""
+    return {'top1': top1(*predict_with_labels(_unwrap(model), loader, device, 'validating'))}
+
+
+@dataclass
+class FitConfig:
+    epochs: int = 6
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    opt: str = 'sgd'
+    sched: str = 'cosine'
+    warmup_epochs: int = 0
+    seed: int = 0
+
+
+@dataclass
+class FitResult:
+    history: List[Dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def fit(model: nn.Module, loader: Iterable, config: FitConfig, device: torch.device = torch.device('cpu'),
+        progress: bool = True) -> FitResult:
+    """Train ``model`` in memory with cross-entropy (+ the Information Dropout KL, once)."""
+    torch.manual_seed(config.seed)
+    prepare_for_training(model)
+    optimizer = create_optimizer_v2(model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay,
+                                    momentum=config.momentum)
+    scheduler, _ = create_scheduler_v2(optimizer, sched=config.sched, num_epochs=config.epochs,
+                                       warmup_epochs=config.warmup_epochs, updates_per_epoch=len(loader))
+    result = FitResult()
+    model.to(device)
+    step = 0
+    for epoch in range(config.epochs):
+        stats = train_one_epoch(model, loader, optimizer, scheduler, epoch=epoch, step=step, device=device,
+                                progress=progress, desc=f'epoch {epoch + 1}/{config.epochs}')
+        step += stats.steps
+        scheduler.step(epoch + 1)
+        result.seconds += stats.seconds
+        result.history.append({'epoch': epoch + 1, 'loss': stats.loss, 'train_top1': stats.top1,
+                               'lr': optimizer.param_groups[0]['lr']})
+    return result
