@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 TIMM_SUBSET := $(foreach arch,resnet18 resnet26d resnext50_32x4d wide_resnet50_2 convnext_atto \
 	efficientnet_b0 mobilenetv3_large_100 regnety_016,$(arch)_infodrop $(arch)_infodropout)
 
-.PHONY: venv test test-timm bench demo clean
+.PHONY: venv test test-timm bench demo zoo clean
 
 venv: $(STAMP)
 
@@ -29,8 +29,14 @@ test-timm: venv
 bench: venv
 	$(BIN)/python bench/bench_layers.py
 
+# the main job: the quick zoo (3 models trained, converted and evaluated on the synthetic benchmark)
 demo: venv
-	$(BIN)/timm-infodrop infomap -o out/infomap.png --overwrite
+	$(BIN)/timm-infodrop zoo run --quick
+
+# the full zoo behind MODEL_CARD.md: 3 seeds at the recipes' budget (about 70 minutes on 2 cores)
+zoo: venv
+	$(BIN)/timm-infodrop zoo run --seeds 3
+	$(BIN)/timm-infodrop zoo card
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .hypothesis .cache
+	rm -rf $(VENV) out .pytest_cache .hypothesis .cache zoo/results-quick
