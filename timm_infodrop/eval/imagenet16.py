@@ -1,0 +1,102 @@
+"""Shape bias of ImageNet-1k models on cue-conflict stimuli (Geirhos et al., ICLR 2019).
+
+The stimuli (1,280 PNGs of the texture-vs-shape repository, CC-BY-4.0) are not shipped: pass their
+folder. File names carry both labels, ``<shape><k>-<texture><j>.png`` (e.g. ``cat3-elephant1.png``).
+A model's 1000 ImageNet probabilities are mapped to the 16 categories by averaging the softmax over
+each category's ImageNet indices (``imagenet16.json``, shipped); images whose shape and texture
+categories agree are dropped.
+"""
+import json
+import re
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .metrics import shape_bias
+
+__all__ = ['categories', 'category_indices', 'category_probabilities', 'parse_stimulus_name',
+           'find_stimuli', 'evaluate_cue_conflict']
+
+_NAME = re.compile(r'^([a-z]+)\d+-([a-z]+)\d+$')
+
+
+@lru_cache(maxsize=1)
+def _mapping() -> Dict:
+    return json.loads(resources.files(__package__).joinpath('imagenet16.json').read_text())
+
+
+def categories() -> List[str]:
+    """The 16 entry-level categories, in their fixed order."""
+    return list(_mapping()['categories'])
+
+
+def category_indices() -> Dict[str, List[int]]:
+    """ImageNet-1k class indices of every category."""
+    return {k: list(v) for k, v in _mapping()['indices'].items()}
+
+
+def category_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """(N, 1000) ImageNet logits -> (N, 16) mean softmax probability over each category's indices."""
+    if logits.ndim != 2 or logits.shape[1] != 1000:
+        raise ValueError(f'expected ImageNet-1k logits of shape (N, 1000), got {tuple(logits.shape)}')
+    probs = logits.float().softmax(dim=1)
+    indices = category_indices()
+    return torch.stack([probs[:, indices[c]].mean(dim=1) for c in categories()], dim=1)
+
+
+def parse_stimulus_name(path: Path) -> Tuple[str, str]:
+    """``.../cat3-elephant1.png`` -> ``('cat', 'elephant')``: shape and texture category."""
+    match = _NAME.match(Path(path).stem)
+    known = set(categories())
+    if not match or not {match.group(1), match.group(2)} <= known:
+        raise ValueError(f'{str(path)!r} is not a cue-conflict stimulus name <shape><k>-<texture><j> '
+                         f'with categories among {sorted(known)}')
+    return match.group(1), match.group(2)
+
+
+def find_stimuli(folder: Path) -> List[Path]:
+    """Every PNG under ``folder`` (sorted); FileNotFoundError when there is none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f'{str(folder)!r}: no such stimuli folder')
+    files = sorted(p for p in folder.rglob('*') if p.suffix.lower() == '.png')
+    if not files:
+        raise FileNotFoundError(f'{str(folder)!r} holds no .png stimuli')
+    return files
+
+
+def evaluate_cue_conflict(model: nn.Module, folder: Path, batch_size: int = 32,
+                          device: torch.device = torch.device('cpu')) -> Dict:
+    """Shape bias of an ImageNet-1k ``model`` (eval, its own preprocessing) on the stimuli in ``folder``.
+
+    Returns ``shape_bias``, ``images`` (found), ``used`` (shape != texture), ``shape_hits``,
+    ``texture_hits`` and ``per_shape`` {category: shape bias of the stimuli with that shape}.
+    """
+    from PIL import Image
+    from timm.data import create_transform, resolve_data_config
+
+    files = find_stimuli(folder)
+    labels = [parse_stimulus_name(f) for f in files]
+    transform = create_transform(**resolve_data_config({}, model=model), is_training=False)
+    names = categories()
+    model.eval()
+    predictions = []
+    with torch.no_grad():
+        for start in tqdm(range(0, len(files), batch_size), desc='cue-conflict', unit='batch', leave=False):
+            batch = torch.stack([transform(Image.open(f).convert('RGB')) for f in files[start:start + batch_size]])
+            predictions.append(category_probabilities(model(batch.to(device))).argmax(1).cpu())
+    pred = torch.cat(predictions).numpy()
+    shape = np.array([names.index(s) for s, _ in labels])
+    texture = np.array([names.index(t) for _, t in labels])
+    keep = shape != texture
+    per_shape = {c: shape_bias(pred[shape == i], shape[shape == i], texture[shape == i])
+                 for i, c in enumerate(names) if np.any((shape == i) & keep)}
+    return {'shape_bias': shape_bias(pred, shape, texture), 'images': len(files), 'used': int(keep.sum()),
+            'shape_hits': int(np.sum((pred == shape) & keep)), 'texture_hits': int(np.sum((pred == texture) & keep)),
+            'per_shape': per_shape}
