@@ -125,3 +125,49 @@ def test_smoothgrad_points_at_the_pixels_the_model_reads():
     saliency = smoothgrad(model, torch.rand(2, 3, 8, 8), lambda t: t, samples=4)
     assert saliency.shape == (2, 8, 8)
     assert torch.all(saliency[:, 2, 5] > 0) and saliency.sum() == pytest.approx(saliency[:, 2, 5].sum().item())
+
+
+class FolderOracle(nn.Module):
+    """Answers the ImageFolder class of every image it has seen in a data folder (looked up by pixels)."""
+
+    def __init__(self, root, splits=('val', 'silhouette', 'cue_conflict')):
+        super().__init__()
+        from PIL import Image
+        from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+        from torchvision.datasets import ImageFolder
+        self.mean = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1)
+        self.std = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1)
+        self.answers, classes = {}, None
+        for split in splits:
+            folder = ImageFolder(str(root / split))
+            classes = classes or folder.classes
+            for path, label in folder.samples:
+                self.answers[np.asarray(Image.open(path).convert('RGB')).tobytes()] = label
+        self.pretrained_cfg = {'label_names': classes}
+        self.num_classes = len(classes)
+
+    def forward(self, x):
+        pixels = ((x * self.std + self.mean) * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        logits = torch.zeros(x.shape[0], self.num_classes)
+        for i, image in enumerate(pixels.numpy()):
+            logits[i, self.answers.get(np.ascontiguousarray(image).tobytes(), 0)] = 1.0
+        return logits + 0 * x.sum(dim=(1, 2, 3))[:, None]  # differentiable, for PGD
+
+
+def test_folder_evaluation_speaks_the_imagefolder_class_order(tmp_path):
+    """A model that answers each image's ImageFolder class scores 1.0 and shape bias 1.0."""
+    from timm_infodrop.cli import main
+    from timm_infodrop.eval.suite import evaluate_folder, model_label_map
+
+    root = tmp_path / 'data'
+    assert main(['make-data', str(root), '--size', '32', '--train', '10', '--val', '40', '--cue-conflict', '30',
+                 '--silhouette', '20', '--texture-only', '10']) == 0
+    config = ShapesConfig()
+    assert list(config.shapes) != sorted(config.shapes)  # else the test could not tell the orders apart
+    oracle = FolderOracle(root)
+    assert model_label_map(oracle, config.shapes).tolist() == [sorted(config.shapes).index(s) for s in config.shapes]
+    results = evaluate_folder(oracle, root, corruption_images=2, pgd_images=2)
+    assert results['top1'] == 1.0 and results['silhouette_top1'] == 1.0 and results['shape_bias'] == 1.0
+    oracle.pretrained_cfg = {'label_names': ['a', 'b']}
+    with pytest.raises(ValueError, match='lack the benchmark'):
+        evaluate_folder(oracle, root, corruption_images=2, pgd_images=2)

@@ -14,7 +14,7 @@
 """
 import json
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from .benchmark import normalizer
 from .metrics import images_to_tensor, predict_images, shape_bias, top1
 from .robustness import corruption_errors, evaluate_corruptions, pgd_top1
 
-__all__ = ['load_split', 'evaluate_folder', 'results_markdown']
+__all__ = ['load_split', 'evaluate_folder', 'model_label_map', 'results_markdown']
 
 
 def load_split(root: Path, split: str, limit: Optional[int] = None):
@@ -40,21 +40,39 @@ def load_split(root: Path, split: str, limit: Optional[int] = None):
     return images, records, metadata
 
 
+def model_label_map(model: nn.Module, shapes: Sequence[str]) -> np.ndarray:
+    """Benchmark label index (the order of ``shapes``; a texture's index is its home shape's) -> model class.
+
+    The model's classes are its ``pretrained_cfg['label_names']`` when it has them (``timm-infodrop
+    train`` and ``convert`` record them), else the ImageFolder order of the class folders (sorted).
+    """
+    names = list((getattr(model, 'pretrained_cfg', None) or {}).get('label_names') or sorted(shapes))
+    missing = sorted(set(shapes) - set(names))
+    if missing:
+        raise ValueError(f'the model\'s classes {names} lack the benchmark\'s {missing}')
+    return np.array([names.index(name) for name in shapes])
+
+
 def evaluate_folder(model: nn.Module, data: Path, corruption_images: int = 200, pgd_images: int = 200,
                     baseline: Optional[Dict] = None, seed: int = 0) -> Dict:
     """Every score of the schema above for ``model`` on the benchmark folder ``data``."""
     normalize = normalizer(model)
     results: Dict = {}
-    splits = {split: load_split(data, split)[:2] for split in ('val', 'silhouette', 'texture_only', 'cue_conflict')}
+    splits = {split: load_split(data, split) for split in ('val', 'silhouette', 'texture_only', 'cue_conflict')}
+    to_model = model_label_map(model, splits['val'][2]['shapes'])
+
+    def labels(records, key):
+        return to_model[[r[key] for r in records]]
+
     for split, key, label in (('val', 'top1', 'shape'), ('silhouette', 'silhouette_top1', 'shape'),
                               ('texture_only', 'texture_only_top1', 'texture')):
-        images, records = splits[split]
-        results[key] = top1(predict_images(model, images, normalize), [r[label] for r in records])
-    images, records = splits['cue_conflict']
-    results['shape_bias'] = shape_bias(predict_images(model, images, normalize), [r['shape'] for r in records],
-                                       [r['texture'] for r in records])
-    val_images, val_records = splits['val']
-    val_labels = np.array([r['shape'] for r in val_records])
+        images, records, _ = splits[split]
+        results[key] = top1(predict_images(model, images, normalize), labels(records, label))
+    images, records, _ = splits['cue_conflict']
+    results['shape_bias'] = shape_bias(predict_images(model, images, normalize), labels(records, 'shape'),
+                                       labels(records, 'texture'))
+    val_images, val_records, _ = splits['val']
+    val_labels = labels(val_records, 'shape')
     corruption = evaluate_corruptions(model, val_images[:corruption_images], val_labels[:corruption_images],
                                       normalize, seed=seed)
     if baseline is not None:
