@@ -1,4 +1,5 @@
 """Run by ``torchrun`` in tests/test_train.py: train a few steps, then save this rank's weights."""
+import os
 import sys
 from pathlib import Path
 
@@ -12,7 +13,6 @@ def main() -> None:
     dump, argv = Path(sys.argv[1]), sys.argv[2:]
     args = build_parser().parse_args(['train'] + argv)
     model = train(args)
-    import os
     rank = int(os.environ['RANK'])
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(dump / f'rank{rank}.safetensors'))
 

@@ -230,20 +230,73 @@ def _save_model(model, folder: Path, args, data_config, classes) -> None:
             os.replace(Path(tmp) / name, folder / name)
 
 
-def train(args: argparse.Namespace):
-    """Run the training that ``args`` describes; returns the trained model (unwrapped) on every rank."""
+def _build_model(args: argparse.Namespace, ctx, num_classes: int):
+    """The timm model on the run's device, its automatic KL gradient off (the loop adds the KL)."""
     import timm
     import torch
-    import yaml
-    from timm.data import Mixup, resolve_data_config
+
+    import timm_infodrop  # noqa: F401  registers the variants
+    from ..train import prepare_for_training
+
+    kwargs = dict(args.model_kwargs)
+    if args.drop_path is not None:
+        kwargs['drop_path_rate'] = args.drop_path
+    model = timm.create_model(args.model, pretrained=args.pretrained, num_classes=num_classes,
+                              drop_rate=args.drop, checkpoint_path=args.initial_checkpoint or None, **kwargs)
+    prepare_for_training(model).to(ctx.device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if args.sync_bn and ctx.distributed:
+        if ctx.device.type != 'cuda':
+            raise ValueError('--sync-bn needs CUDA (torch SyncBatchNorm does not run on CPU)')
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def _criterion(args: argparse.Namespace, num_classes: int):
+    """timm's loss for the run (soft targets with mixup/cutmix, label smoothing) and its Mixup, if any."""
+    import torch
+    from timm.data import Mixup
     from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+    if args.mixup or args.cutmix:
+        mixup = Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, prob=args.mixup_prob,
+                      switch_prob=args.mixup_switch_prob, label_smoothing=args.smoothing, num_classes=num_classes)
+        return SoftTargetCrossEntropy(), mixup
+    if args.smoothing:
+        return LabelSmoothingCrossEntropy(args.smoothing), None
+    return torch.nn.CrossEntropyLoss(), None
+
+
+def _log_epoch(path: Path, epoch: int, epochs: int, stats, eval_top1, lr: float) -> None:
+    """One summary.csv row and one printed line per epoch."""
+    _write_log(path, {
+        'epoch': epoch, 'train_loss': round(stats.loss, 6), 'train_kl_loss': round(stats.kl_loss, 6),
+        'train_top1': None if stats.top1 is None else round(stats.top1, 6),
+        'eval_top1': None if eval_top1 is None else round(eval_top1, 6), 'lr': lr, 'seconds': round(stats.seconds, 2)})
+    print(f'epoch {epoch}/{epochs}: loss {stats.loss:.4f}' + ('' if eval_top1 is None else f', val top-1 {eval_top1:.4f}')
+          + f' ({stats.seconds:.0f} s)', flush=True)
+
+
+def _save_weights(model, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    with atomic_output(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp),
+                  metadata={'format': 'pt'})
+
+
+def train(args: argparse.Namespace):
+    """Run the training that ``args`` describes; returns the trained model (unwrapped) on every rank."""
+    import torch
+    import yaml
+    from timm.data import resolve_data_config
     from timm.optim import create_optimizer_v2, optimizer_kwargs
     from timm.scheduler import create_scheduler_v2, scheduler_kwargs
     from timm.utils import ModelEmaV3, distribute_bn
 
-    import timm_infodrop  # noqa: F401  registers the variants
-    from ..train import (TrainingState, cleanup_distributed, load_training_state, prepare_for_training,
-                         save_training_state, setup_distributed, train_one_epoch, validate)
+    from ..train import (TrainingState, cleanup_distributed, load_training_state, save_training_state,
+                         setup_distributed, train_one_epoch, validate)
 
     _check_args(args)
     root = _data_root(args)
@@ -252,20 +305,8 @@ def train(args: argparse.Namespace):
         out = _run_dir(args) if ctx.is_main else None
         torch.manual_seed(args.seed + ctx.rank)
         num_classes = _num_classes(args, root)
-        kwargs = dict(args.model_kwargs)
-        if args.drop_path is not None:
-            kwargs['drop_path_rate'] = args.drop_path
-        model = timm.create_model(args.model, pretrained=args.pretrained, num_classes=num_classes,
-                                  drop_rate=args.drop, checkpoint_path=args.initial_checkpoint or None, **kwargs)
+        model = _build_model(args, ctx, num_classes)
         data_config = resolve_data_config(vars(args), model=model, verbose=False)
-        prepare_for_training(model)
-        model.to(ctx.device)
-        if args.channels_last:
-            model.to(memory_format=torch.channels_last)
-        if args.sync_bn and ctx.distributed:
-            if ctx.device.type != 'cuda':
-                raise ValueError('--sync-bn needs CUDA (torch SyncBatchNorm does not run on CPU)')
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         args.lr = _lr(args, ctx.world_size)
         optimizer = create_optimizer_v2(model, **optimizer_kwargs(args))
         ema = ModelEmaV3(model, decay=args.model_ema_decay) if args.model_ema else None
@@ -279,13 +320,7 @@ def train(args: argparse.Namespace):
             scheduler.step(state.epoch)
         ddp = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == 'cuda'
                                                          else None) if ctx.distributed else model)
-        if args.smoothing and not (args.mixup or args.cutmix):
-            loss_fn = LabelSmoothingCrossEntropy(args.smoothing)
-        else:
-            loss_fn = SoftTargetCrossEntropy() if (args.mixup or args.cutmix) else torch.nn.CrossEntropyLoss()
-        mixup_fn = (Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, prob=args.mixup_prob,
-                          switch_prob=args.mixup_switch_prob, label_smoothing=args.smoothing,
-                          num_classes=num_classes) if (args.mixup or args.cutmix) else None)
+        loss_fn, mixup_fn = _criterion(args, num_classes)
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
             with atomic_output(out / 'args.yaml') as tmp:
@@ -307,24 +342,14 @@ def train(args: argparse.Namespace):
             if ctx.is_main:
                 eval_top1 = validate(ema.module if ema else model, val_loader, ctx.device)['top1'] if val_loader else None
                 save_training_state(out / STATE_FILE, model, optimizer, state, ema.module if ema else None)
-                _write_log(out / 'summary.csv', {
-                    'epoch': state.epoch, 'train_loss': round(stats.loss, 6), 'train_kl_loss': round(stats.kl_loss, 6),
-                    'train_top1': None if stats.top1 is None else round(stats.top1, 6),
-                    'eval_top1': None if eval_top1 is None else round(eval_top1, 6),
-                    'lr': optimizer.param_groups[0]['lr'], 'seconds': round(stats.seconds, 2)})
-                print(f'epoch {state.epoch}/{epochs}: loss {stats.loss:.4f}'
-                      + ('' if eval_top1 is None else f', val top-1 {eval_top1:.4f}')
-                      + f' ({stats.seconds:.0f} s)', flush=True)
+                _log_epoch(out / 'summary.csv', state.epoch, epochs, stats, eval_top1, optimizer.param_groups[0]['lr'])
             ctx.barrier()
         if args.channels_last:
             model.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors only
         if ctx.is_main:
             _save_model(model, out, args, data_config, classes)
             if ema is not None:
-                from safetensors.torch import save_file
-                with atomic_output(out / 'model_ema.safetensors') as tmp:
-                    save_file({k: v.detach().cpu().contiguous() for k, v in ema.module.state_dict().items()},
-                              str(tmp), metadata={'format': 'pt'})
+                _save_weights(ema.module, out / 'model_ema.safetensors')
             print(f'wrote {out}')
         ctx.barrier()
         model.train(False)
