@@ -155,3 +155,18 @@ def test_convert_bad_input_is_named(tmp_path, data_dir, capsys, case, message):
     assert code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_recalibration_batches_mix_classes(data_dir):
+    """ImageFolder lists images class by class: unshuffled BN batches would each hold one class."""
+    import argparse
+
+    from timm_infodrop.cli.convert import _loaders
+
+    model = timm.create_model('resnet18', num_classes=2)
+    args = argparse.Namespace(img_size=SIZE, batch_size=4, workers=0, seed=0, no_aug=True)
+    loaders, classes, _ = _loaders(data_dir, model, args)
+    assert classes == ['noise', 'square']
+    batches = [labels.tolist() for _, labels in loaders['recalibrate']]
+    assert any(len(set(b)) > 1 for b in batches)
+    assert [label for _, labels in loaders['val'] for label in labels.tolist()] == [0] * 4 + [1] * 4

@@ -70,8 +70,10 @@ def _loaders(root: Path, model, args: argparse.Namespace):
         raise ValueError(f'train/ and val/ have different classes: {datasets["recalibrate"].classes} vs '
                          f'{datasets["val"].classes}')
     generator = torch.Generator().manual_seed(args.seed)
+    # recalibration batches are shuffled too: ImageFolder lists images class by class, and BN's
+    # per-batch statistics over one-class batches are not the statistics the model will see
     loaders = {
-        name: torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=name == 'finetune',
+        name: torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=name != 'val',
                                           num_workers=args.workers, generator=generator)
         for name, ds in datasets.items()
     }
