@@ -144,6 +144,13 @@ def _experiments(calibration: Path) -> str:
     return '\n'.join(lines)
 
 
+RECALIBRATION_CAVEAT = """
+These runs predate the zoo recording its commit and the converter's fix (commit a90d8fc and later shuffle
+the recalibration batches): BN recalibration then used class-ordered batches, so the "after BN recalibration"
+row understates what recalibration recovers. The finetune epoch uses shuffled batches; every other score is
+of the finetuned model.
+"""
+
 CARD = """# Model card: the timm-infodrop zoo on the synthetic shape-vs-texture benchmark
 
 Rendered by `{render}` from `zoo/results/summary.json` and `zoo/results/run.json`, which `{command}`
@@ -174,7 +181,7 @@ dropout layers.
 ## Converter: val top-1 at each step (mean ± std over seeds)
 
 {convert}
-
+{convert_caveat}
 ## Against the target
 Target, the paper's claim at our scale: {targets}.
 
@@ -218,4 +225,5 @@ def render_model_card(summary: Dict, run: Dict, calibration: Path, baseline: str
         render='timm-infodrop zoo card', command=run['command'], seeds=run['seeds'], sizes=run['sizes'],
         epochs=run['epochs'], table=summary_table(summary, metrics), convert=summary_table(summary, CONVERT_LABELS),
         targets=TARGETS, verdicts='\n'.join(_verdicts(summary, baseline)),
+        convert_caveat='' if run.get('commit') else RECALIBRATION_CAVEAT,
         experiments=_experiments(calibration) or '(none logged)')
