@@ -112,10 +112,12 @@ def _verdicts(summary: Dict, baseline: str) -> List[str]:
         parts = [f"{name} {value} ({'met' if ok else 'not met'})" for name, value, ok in checks]
         shape_cue = s['silhouette_top1']['mean'] - base['silhouette_top1']['mean']
         texture_cue = s['texture_only_top1']['mean'] - base['texture_only_top1']['mean']
-        leaning = ('more on shape' if shape_cue > 0 > texture_cue else 'more on texture' if texture_cue > 0 > shape_cue
-                   else 'on both cues alike')
+        if (shape_cue > 0) != (texture_cue > 0):
+            reading = f"it leans more on {'shape' if shape_cue > 0 else 'texture'} than the baseline"
+        else:
+            reading = f"it uses both cues {'more' if shape_cue > 0 else 'less'} than the baseline"
         lines.append(f'- **{model}** vs {baseline}: ' + '; '.join(parts) + '. Cues: silhouette top-1 change '
-                     f'{shape_cue:+.3f}, texture-only top-1 change {texture_cue:+.3f}: it leans {leaning} than the baseline.')
+                     f'{shape_cue:+.3f}, texture-only top-1 change {texture_cue:+.3f}: {reading}.')
     return lines
 
 
