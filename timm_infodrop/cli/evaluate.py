@@ -21,25 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--overwrite', action='store_true', help='replace OUT if it exists')
 
 
-def _plot_severity(results, path: Path) -> None:
-    import matplotlib
-    matplotlib.use('Agg', force=False)
-    from matplotlib import pyplot as plt
-    import numpy as np
-
-    per = results['corruption']['per_corruption']
-    severities = sorted(next(iter(per.values())), key=int)
-    fig, ax = plt.subplots(figsize=(6, 4), layout='constrained')
-    mean = [np.mean([row[s] for row in per.values()]) for s in severities]
-    ax.plot([0] + [int(s) for s in severities], [results['corruption']['clean_top1']] + mean, marker='o')
-    ax.set_xlabel('severity (0: clean)')
-    ax.set_ylabel('top-1, mean over corruptions')
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def run(args: argparse.Namespace) -> int:
     import timm
     import torch
@@ -72,14 +53,14 @@ def run(args: argparse.Namespace) -> int:
     results.update(model=name, checkpoint=args.checkpoint, data=str(data), seed=args.seed,
                    corruption_images=args.corruption_images, pgd_images=args.pgd_images)
     from ..eval.benchmark import normalizer
-    from ..eval.saliency import plot_saliency_grid, plot_shape_bias
+    from ..eval.saliency import plot_saliency_grid, plot_severity, plot_shape_bias
     from ..eval.suite import load_split
 
     images, _, _ = load_split(data, 'cue_conflict', limit=6)
     with atomic_directory(out) as tmp:
         (tmp / 'results.json').write_text(json.dumps(results, indent=2) + '\n')
         (tmp / 'results.md').write_text(results_markdown(results))
-        _plot_severity(results, tmp / 'severity.png')
+        plot_severity({name: [results]}, tmp / 'severity.png')
         plot_saliency_grid(images, {name: model}, normalizer(model), tmp / 'saliency.png', seed=args.seed)
         plot_shape_bias({name: results['shape_bias']}, tmp / 'shape_bias.png')
     print(results_markdown(results))

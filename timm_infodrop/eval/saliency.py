@@ -1,5 +1,6 @@
-"""Pictures: SmoothGrad saliency beside InfoDrop's self-information map, and a shape-bias bar chart."""
-from typing import Dict, Sequence
+"""Pictures: SmoothGrad saliency beside InfoDrop's self-information map, a shape-bias bar chart and
+top-1 against corruption severity."""
+from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
@@ -9,7 +10,7 @@ from ..layers.informative_dropout import self_information
 from ..viz import STEM_CONV
 from .metrics import images_to_tensor
 
-__all__ = ['smoothgrad', 'plot_saliency_grid', 'plot_shape_bias']
+__all__ = ['smoothgrad', 'plot_saliency_grid', 'plot_shape_bias', 'plot_severity']
 
 
 def smoothgrad(model: nn.Module, x: torch.Tensor, normalize, samples: int = 16, noise: float = 0.1,
@@ -71,5 +72,32 @@ def plot_shape_bias(scores: Dict[str, float], path, errors: Sequence[float] = ()
     ax.set_ylabel('shape bias')
     ax.axhline(0.5, color='grey', lw=0.8, ls='--')
     ax.tick_params(axis='x', labelrotation=20)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_severity(runs: Dict[str, List[Dict]], path) -> None:
+    """Top-1 (mean over corruptions) against severity, one curve per model; 0 is the clean top-1.
+
+    ``runs``: {model: [results.json dicts, one per seed]}; several seeds give mean and std error bars.
+    """
+    import matplotlib
+    matplotlib.use('Agg', force=False)
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), layout='constrained')
+    for model, results in runs.items():
+        per = [r['corruption']['per_corruption'] for r in results]
+        severities = sorted(next(iter(per[0].values())), key=int)
+        curves = [[r['corruption']['clean_top1']] + [np.mean([row[s] for row in p.values()]) for s in severities]
+                  for r, p in zip(results, per)]
+        xs = [0] + [int(s) for s in severities]
+        ax.errorbar(xs, np.mean(curves, axis=0), yerr=np.std(curves, axis=0) if len(curves) > 1 else None,
+                    marker='o', capsize=3, label=model)
+    ax.set_xlabel('corruption severity (0: clean)')
+    ax.set_ylabel('top-1, mean over 15 corruptions')
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
     fig.savefig(path, dpi=110)
     plt.close(fig)

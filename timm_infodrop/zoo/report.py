@@ -45,32 +45,14 @@ def _seed_results(results: Path) -> Dict[str, List[Dict]]:
 def plot_zoo(summary: Dict, results: Path, deploy_dirs: Optional[Dict[str, Path]] = None,
              data: Optional[Path] = None) -> List[str]:
     """shape_bias.png, severity.png (and saliency.png given deploy folders and data) in ``results``."""
-    import matplotlib
-    matplotlib.use('Agg', force=False)
-    from matplotlib import pyplot as plt
-
-    from ..eval.saliency import plot_shape_bias
+    from ..eval.saliency import plot_severity, plot_shape_bias
 
     models = list(summary)
     written = []
     plot_shape_bias({m: summary[m]['shape_bias']['mean'] for m in models}, results / 'shape_bias.png',
                     errors=[summary[m]['shape_bias']['std'] for m in models])
     written.append('shape_bias.png')
-    fig, ax = plt.subplots(figsize=(6, 4), layout='constrained')
-    for model, runs in _seed_results(results).items():
-        severities = sorted(next(iter(runs[0]['corruption']['per_corruption'].values())), key=int)
-        curves = [[r['corruption']['clean_top1']] + [np.mean([row[s] for row in r['corruption']['per_corruption'].values()])
-                                                     for s in severities] for r in runs]
-        mean, std = np.mean(curves, axis=0), np.std(curves, axis=0)
-        xs = [0] + [int(s) for s in severities]
-        ax.errorbar(xs, mean, yerr=std if len(runs) > 1 else None, marker='o', capsize=3, label=model)
-    ax.set_xlabel('corruption severity (0: clean)')
-    ax.set_ylabel('top-1, mean over 15 corruptions')
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.savefig(results / 'severity.png', dpi=110)
-    plt.close(fig)
+    plot_severity(_seed_results(results), results / 'severity.png')
     written.append('severity.png')
     if deploy_dirs and data is not None:
         import timm
