@@ -169,11 +169,16 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f'--workers must be >= 0, got {args.workers}')
 
 
-def _loaders(args, model, root: Path, ctx, data_config):
+def _train_dataset(args, root: Path):
+    from timm.data import create_dataset
+
+    return create_dataset(args.dataset, root=str(root), split=args.train_split, is_training=True,
+                          batch_size=args.batch_size, seed=args.seed)
+
+
+def _loaders(args, train_set, root: Path, ctx, data_config):
     from timm.data import create_dataset, create_loader
 
-    train_set = create_dataset(args.dataset, root=str(root), split=args.train_split, is_training=True,
-                               batch_size=args.batch_size, seed=args.seed)
     if len(train_set) < args.batch_size * ctx.world_size:
         raise ValueError(f'{args.train_split}/ has {len(train_set)} images, fewer than one global batch '
                          f'({args.batch_size} x {ctx.world_size} processes)')
@@ -190,15 +195,17 @@ def _loaders(args, model, root: Path, ctx, data_config):
                                  batch_size=args.batch_size)
         val_loader = create_loader(val_set, batch_size=args.validation_batch_size or args.batch_size,
                                    is_training=False, interpolation=data_config['interpolation'], **common)
-    return train_set, train_loader, val_loader
+    return train_loader, val_loader
 
 
-def _num_classes(args, root: Path) -> int:
+def _classes(train_set) -> list:
+    """The training set's class names (ImageFolder order); empty for readers without a class map."""
+    return list(getattr(train_set.reader, 'class_to_idx', None) or [])
+
+
+def _num_classes(args, classes) -> int:
     if args.num_classes is not None:
         return args.num_classes
-    from timm.data import create_dataset
-    reader = create_dataset(args.dataset, root=str(root), split=args.train_split, is_training=True)
-    classes = getattr(reader.reader, 'class_to_idx', None)
     if not classes:
         raise ValueError('cannot infer the class count from the dataset: give --num-classes')
     return len(classes)
@@ -295,7 +302,7 @@ def train(args: argparse.Namespace):
     from timm.scheduler import create_scheduler_v2, scheduler_kwargs
     from timm.utils import ModelEmaV3, distribute_bn
 
-    from ..train import (TrainingState, cleanup_distributed, load_training_state, save_training_state,
+    from ..train import (TrainingState, cleanup_distributed, grad_scaler, load_training_state, save_training_state,
                          setup_distributed, train_one_epoch, validate)
 
     _check_args(args)
@@ -304,7 +311,9 @@ def train(args: argparse.Namespace):
     try:
         out = _run_dir(args) if ctx.is_main else None
         torch.manual_seed(args.seed + ctx.rank)
-        num_classes = _num_classes(args, root)
+        train_set = _train_dataset(args, root)
+        classes = _classes(train_set)
+        num_classes = _num_classes(args, classes)
         model = _build_model(args, ctx, num_classes)
         data_config = resolve_data_config(vars(args), model=model, verbose=False)
         args.lr = _lr(args, ctx.world_size)
@@ -313,14 +322,15 @@ def train(args: argparse.Namespace):
         state = TrainingState(epoch=0, step=0)
         if args.resume:
             state = load_training_state(Path(args.resume), model, optimizer, ema.module if ema else None)
-        train_set, train_loader, val_loader = _loaders(args, model, root, ctx, data_config)
-        classes = list(getattr(train_set.reader, 'class_to_idx', {}) or [])
+        train_loader, val_loader = _loaders(args, train_set, root, ctx, data_config)
         scheduler, epochs = create_scheduler_v2(optimizer, **scheduler_kwargs(args), updates_per_epoch=len(train_loader))
         if state.epoch:
             scheduler.step(state.epoch)
         ddp = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == 'cuda'
                                                          else None) if ctx.distributed else model)
         loss_fn, mixup_fn = _criterion(args, num_classes)
+        amp_dtype = args.amp_dtype if args.amp else None
+        scaler = grad_scaler(amp_dtype, ctx.device)
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
             with atomic_output(out / 'args.yaml') as tmp:
@@ -332,8 +342,8 @@ def train(args: argparse.Namespace):
                 train_loader.sampler.set_epoch(epoch)
             stats = train_one_epoch(
                 ddp, train_loader, optimizer, scheduler, loss_fn, epoch=epoch, step=state.step, device=ctx.device,
-                amp_dtype=args.amp_dtype if args.amp else None, channels_last=args.channels_last,
-                mixup_fn=mixup_fn, clip_grad=args.clip_grad, max_steps=args.train_batches_per_epoch, ema=ema,
+                amp_dtype=amp_dtype, channels_last=args.channels_last, mixup_fn=mixup_fn, clip_grad=args.clip_grad,
+                max_steps=args.train_batches_per_epoch, ema=ema, scaler=scaler,
                 progress=ctx.is_main and not args.no_progress, desc=f'epoch {epoch + 1}/{epochs}')
             state = TrainingState(epoch=epoch + 1, step=state.step + stats.steps)
             if ctx.distributed and args.dist_bn and not args.sync_bn:

@@ -15,10 +15,10 @@ from timm.scheduler import create_scheduler_v2
 from torch import nn
 from tqdm import tqdm
 
-from ..eval.metrics import predict_with_labels, top1
 from ..layers import aux_loss, set_kl_to_gradient
 
-__all__ = ['FitConfig', 'FitResult', 'fit', 'prepare_for_training', 'train_one_epoch', 'EpochStats', 'validate']
+__all__ = ['FitConfig', 'FitResult', 'fit', 'prepare_for_training', 'train_one_epoch', 'EpochStats', 'validate',
+           'grad_scaler']
 
 AMP_DTYPES = {'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
@@ -57,18 +57,18 @@ def train_one_epoch(
         clip_grad: Optional[float] = None,
         max_steps: Optional[int] = None,
         ema=None,
+        scaler: Optional[torch.amp.GradScaler] = None,
         progress: bool = True,
         desc: str = '',
 ) -> EpochStats:
     """One pass over ``loader`` (at most ``max_steps`` batches); ``step`` counts updates before it.
 
-    ``amp_dtype`` (``'bfloat16'``/``'float16'``) turns autocast on for the forward and loss.
+    ``amp_dtype`` (``'bfloat16'``/``'float16'``) turns autocast on for the forward and loss; with
+    float16 pass a ``scaler`` (:func:`grad_scaler`) that lives for the whole run.
     """
     model.train()
     autocast = (torch.autocast(device.type, dtype=AMP_DTYPES[amp_dtype]) if amp_dtype
                 else contextlib.nullcontext())
-    # float16 needs loss scaling against gradient underflow; bfloat16 has float32's range
-    scaler = torch.amp.GradScaler(device.type) if amp_dtype == 'float16' else None
     total_loss = total_kl = correct = count = 0.0
     steps = 0
     start = time.perf_counter()
@@ -123,9 +123,15 @@ def train_one_epoch(
                       seconds=time.perf_counter() - start)
 
 
+def grad_scaler(amp_dtype: Optional[str], device: torch.device) -> Optional[torch.amp.GradScaler]:
+    """A loss scaler for float16 autocast (against gradient underflow); None otherwise (bfloat16 has float32's range)."""
+    return torch.amp.GradScaler(device.type) if amp_dtype == 'float16' else None
+
+
 def validate(model: nn.Module, loader: Iterable, device: torch.device = torch.device('cpu')) -> Dict[str, float]:
     """``{'top1': ...}`` of ``model`` in eval on ``loader``."""
-    return {'top1': top1(*predict_with_labels(_unwrap(model), loader, device, 'validating'))}
+    from ..convert import evaluate
+    return {'top1': evaluate(_unwrap(model), loader, device)}
 
 
 @dataclass
