@@ -21,16 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--card', default='MODEL_CARD.md', help='card output (action card)')
 
 
-def _commit() -> str:
-    """The repository commit the zoo ran at ('' outside a git checkout)."""
-    import subprocess
-    try:
-        return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ''
-
-
 def _results(args) -> Path:
     return Path(args.results or ('zoo/results-quick' if args.quick else 'zoo/results'))
 
@@ -70,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     run_info = {'command': f'timm-infodrop zoo run{" --quick" if args.quick else ""} --seeds {len(seeds)}',
                 'budget': budget.name, 'seeds': seeds, 'sizes': budget.sizes,
                 'epochs': f'{budget.epochs} epochs' if budget.epochs else "the recipes' epochs",
-                'minutes': round(sum(r['total_minutes'] for r in records), 1), 'commit': _commit()}
+                'minutes': round(sum(r['total_minutes'] for r in records), 1),
+                # the code the runs were made with: one commit, or '' when unknown or mixed
+                'commit': commits.pop() if len(commits := {r.get('commit', '') for r in records}) == 1 else ''}
     with atomic_output(results / 'summary.json') as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + '\n')
     with atomic_output(results / 'run.json') as tmp:

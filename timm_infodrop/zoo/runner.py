@@ -43,6 +43,16 @@ BUDGETS = {
 }
 
 
+def _commit() -> str:
+    """The repository commit the zoo runs at ('' outside a git checkout)."""
+    import subprocess
+    try:
+        return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ''
+
+
 def _call(argv: List[str]) -> None:
     code = cli(argv)
     if code != 0:
@@ -85,7 +95,7 @@ def run_one(recipe: Path, seed: int, data: Path, work: Path, results: Path, budg
                 shutil.copy2(folder / item, target / item)
     record = {'model': model, 'seed': seed, 'train_minutes': train_minutes,
               'total_minutes': (time.perf_counter() - start) / 60, 'budget': budget.name,
-              'deploy': str(deploy)}
+              'deploy': str(deploy), 'commit': _commit()}
     (target / 'run.json').write_text(json.dumps(record, indent=2) + '\n')
     return record
 
