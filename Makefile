@@ -33,10 +33,12 @@ bench: venv
 demo: venv
 	$(BIN)/timm-infodrop zoo run --quick
 
-# the full zoo behind MODEL_CARD.md: 3 seeds at the recipes' budget (about 70 minutes on 2 cores)
+# the full zoo behind MODEL_CARD.md and hub_configs/: 3 seeds at the recipes' budget (about 75 minutes on 2 cores)
 zoo: venv
+	$(BIN)/python zoo/drop_sites.py
 	$(BIN)/timm-infodrop zoo run --seeds 3
 	$(BIN)/timm-infodrop zoo card
+	$(BIN)/timm-infodrop hub render
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis .cache zoo/results-quick

@@ -104,3 +104,17 @@ def test_make_data_writes_image_folders_and_metadata(tmp_path):
     assert json.loads((out / 'benchmark.json').read_text())['config']['p_agree'] == 0.5
     assert main(['make-data', str(out)]) == 2  # exists
     assert main(['make-data', str(tmp_path / 'x'), '--set', 'p_agree=lots']) == 2
+
+
+def test_silhouette_mask_marks_the_flat_object():
+    from timm_infodrop.data.shapes import ShapesConfig, sample, silhouette_mask
+
+    config = ShapesConfig()
+    for index in range(5):
+        mask = silhouette_mask(config, 'silhouette', index)
+        image = sample(config, 'silhouette', index).image
+        inside, outside = image[mask > 0.99], image[mask < 0.01]
+        assert len(inside) > 50 and len(outside) > 50
+        assert np.ptp(inside, axis=0).max() < 1e-6 and np.ptp(outside, axis=0).max() < 1e-6  # both flat
+        assert np.abs(inside.mean(0) - outside.mean(0)).max() > 0.1
+    assert not silhouette_mask(config, 'texture_only', 0).any()

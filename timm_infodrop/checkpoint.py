@@ -6,6 +6,8 @@ import timm
 import torch
 from torch import nn
 
+from .hub import explain_hub_error
+
 __all__ = ['load_variant', 'read_state_dict', 'model_folder', 'CHECKPOINT_SUFFIXES', 'MODEL_FOLDER_PREFIXES']
 
 CHECKPOINT_SUFFIXES = ('.safetensors', '.pth.tar', '.pth', '.pt', '.bin')
@@ -68,7 +70,13 @@ def load_variant(checkpoint: str, model_name: Optional[str] = None) -> nn.Module
 
     if checkpoint.startswith(MODEL_FOLDER_PREFIXES):
         model_folder(checkpoint)
-        model = timm.create_model(checkpoint, pretrained=True)
+        try:
+            model = timm.create_model(checkpoint, pretrained=True)
+        except Exception as error:
+            explained = explain_hub_error(checkpoint[len('hf-hub:'):], error)
+            if explained is error:
+                raise
+            raise explained from None
         if model_name and model.pretrained_cfg.get('architecture') != model_name.split('.')[0]:
             raise ValueError(f'{checkpoint} holds a {model.pretrained_cfg.get("architecture")}, not a {model_name}')
         return model

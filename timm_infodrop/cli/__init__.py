@@ -10,6 +10,8 @@ import importlib
 import sys
 from typing import List, Optional
 
+from ..hub import HubWeightsError
+
 __all__ = ['main', 'build_parser', 'SUBCOMMANDS']
 
 # name -> module under timm_infodrop.cli, imported only when the subcommand runs or is listed
@@ -22,9 +24,11 @@ SUBCOMMANDS = {
     'cue-conflict': 'cue_conflict',
     'train': 'train',
     'zoo': 'zoo',
+    'hub': 'hub',
+    'publish': 'publish',
 }
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError, HubWeightsError)
 
 
 def _load(name: str):

@@ -20,7 +20,7 @@ from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-__all__ = ['SHAPES', 'TEXTURES', 'SPLITS', 'ShapesConfig', 'Sample', 'render', 'sample', 'sample_labels',
+__all__ = ['SHAPES', 'TEXTURES', 'SPLITS', 'ShapesConfig', 'Sample', 'render', 'sample', 'sample_labels', 'silhouette_mask',
            'shape_mask', 'texture']
 
 SPLITS = ('train', 'val', 'cue_conflict', 'silhouette', 'texture_only')
@@ -201,8 +201,12 @@ def _colour(rng: np.random.Generator, luminance: float) -> np.ndarray:
     return np.clip(luminance + tint - tint.mean(), 0.0, 1.0).astype(np.float32)
 
 
-def render(config: ShapesConfig, shape: Optional[int], texture_class: Optional[int], rng: np.random.Generator) -> np.ndarray:
-    """One image: ``shape`` (None: no object) textured with ``texture_class`` (None: flat)."""
+def render(config: ShapesConfig, shape: Optional[int], texture_class: Optional[int], rng: np.random.Generator,
+           with_mask: bool = False) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+    """One image: ``shape`` (None: no object) textured with ``texture_class`` (None: flat).
+
+    With ``with_mask`` also the silhouette's soft mask (H, W) in [0, 1] (zeros without an object).
+    """
     size = config.size
     contrast = rng.uniform(*config.contrast)
     background_level = rng.uniform(0.2, 0.8 - contrast) if rng.random() < 0.5 else rng.uniform(0.2 + contrast, 0.8)
@@ -222,7 +226,8 @@ def render(config: ShapesConfig, shape: Optional[int], texture_class: Optional[i
         pattern = texture(config.textures[texture_class], size, rng.uniform(*config.texture_period), rng)
         cover = np.ones_like(mask) if config.background_texture or shape is None else mask
         image += (amplitude * pattern * cover)[..., None]
-    return np.clip(image, 0.0, 1.0)
+    image = np.clip(image, 0.0, 1.0)
+    return (image, mask) if with_mask else image
 
 
 def _draw_labels(config: ShapesConfig, split: str, index: int):
@@ -254,3 +259,9 @@ def sample(config: ShapesConfig, split: str, index: int) -> Sample:
     """Image ``index`` of ``split``: a pure function of (config.seed, split, index)."""
     shape, texture_class, rng = _draw_labels(config, split, index)
     return Sample(render(config, shape, texture_class, rng), shape, texture_class)
+
+
+def silhouette_mask(config: ShapesConfig, split: str, index: int) -> np.ndarray:
+    """The soft silhouette mask (H, W) in [0, 1] of image ``index`` of ``split`` (where the object is)."""
+    shape, texture_class, rng = _draw_labels(config, split, index)
+    return render(config, shape, texture_class, rng, with_mask=True)[1]

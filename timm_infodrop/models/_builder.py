@@ -17,10 +17,12 @@ from typing import Any, Callable, Dict, Optional
 from torch import nn
 import timm
 from timm.models import get_pretrained_cfg, load_pretrained, resolve_pretrained_cfg
+from timm.models._registry import DefaultCfg
 
+from ..hub import explain_hub_error
 from ..surgery import add_info_drop, add_information_dropout
 
-__all__ = ['METHODS', 'METHOD_PREFIXES', 'build_regularized', 'derived_cfg', 'split_method_kwargs']
+__all__ = ['METHODS', 'METHOD_PREFIXES', 'build_regularized', 'derived_cfg', 'split_method_kwargs', 'untagged_default']
 
 # method -> (surgery, {prefixed keyword: the surgery's keyword})
 METHODS: Dict[str, Any] = {
@@ -56,6 +58,19 @@ def derived_cfg(arch: str, method: str, **overrides: Any) -> Dict[str, Any]:
     cfg['description'] = f'{arch} with {"InfoDrop" if method == "infodrop" else "Information Dropout"} (timm-infodrop)'
     cfg.update(overrides)
     return cfg
+
+
+def untagged_default(default_cfgs: Dict[str, DefaultCfg]) -> Dict[str, DefaultCfg]:
+    """Make every architecture's untagged cfg its default again (in place; returns ``default_cfgs``).
+
+    timm makes the first tag with weights the default, so ``resnet18_infodrop`` would build the 10-class
+    zoo model (``.shapes64``); the untagged name stays the ImageNet-shaped architecture without weights.
+    """
+    for cfg in default_cfgs.values():
+        if '' in cfg.tags:
+            cfg.tags.remove('')
+            cfg.tags.appendleft('')
+    return default_cfgs
 
 
 def split_method_kwargs(method: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
@@ -111,7 +126,14 @@ def build_regularized(
     model = timm.create_model(arch, pretrained=False, pretrained_cfg=cfg, **kwargs)
     surgery(model, **method_kwargs)
     if pretrained:
-        load_pretrained(
-            model, pretrained_cfg=model.pretrained_cfg, num_classes=model.num_classes,
-            in_chans=kwargs.get('in_chans', 3), filter_fn=filter_fn, strict=kwargs.get('pretrained_strict', True))
+        try:
+            load_pretrained(
+                model, pretrained_cfg=model.pretrained_cfg, num_classes=model.num_classes,
+                in_chans=kwargs.get('in_chans', 3), filter_fn=filter_fn, strict=kwargs.get('pretrained_strict', True))
+        except Exception as error:
+            hf_hub_id = model.pretrained_cfg.get('hf_hub_id')
+            explained = explain_hub_error(hf_hub_id, error) if hf_hub_id else error
+            if explained is error:
+                raise
+            raise explained from None
     return model

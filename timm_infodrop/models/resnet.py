@@ -7,7 +7,8 @@ same preprocessing, and plain ``<arch>`` weights load into it.
 from timm.models import generate_default_cfgs, register_model
 from timm.models.resnet import ResNet
 
-from ._builder import build_regularized, derived_cfg
+from ..hub import zoo_weights_cfg
+from ._builder import build_regularized, derived_cfg, untagged_default
 
 __all__ = []  # filled by register_model
 
@@ -16,9 +17,11 @@ def _create(arch: str, method: str, pretrained: bool, **kwargs) -> ResNet:
     return build_regularized(arch, method, pretrained, **kwargs)
 
 
-default_cfgs = generate_default_cfgs({
+default_cfgs = untagged_default(generate_default_cfgs({
     'resnet18_infodrop': derived_cfg('resnet18', 'infodrop'),
+    'resnet18_infodrop.shapes64': derived_cfg('resnet18', 'infodrop', **zoo_weights_cfg('resnet18_infodrop')),
     'resnet18_infodropout': derived_cfg('resnet18', 'infodropout'),
+    'resnet18_infodropout.shapes64': derived_cfg('resnet18', 'infodropout', **zoo_weights_cfg('resnet18_infodropout')),
     'resnet26_infodrop': derived_cfg('resnet26', 'infodrop'),
     'resnet26_infodropout': derived_cfg('resnet26', 'infodropout'),
     'resnet34_infodrop': derived_cfg('resnet34', 'infodrop'),
@@ -43,7 +46,7 @@ default_cfgs = generate_default_cfgs({
     'resnext50_32x4d_infodropout': derived_cfg('resnext50_32x4d', 'infodropout'),
     'wide_resnet50_2_infodrop': derived_cfg('wide_resnet50_2', 'infodrop'),
     'wide_resnet50_2_infodropout': derived_cfg('wide_resnet50_2', 'infodropout'),
-})
+}))
 
 
 @register_model

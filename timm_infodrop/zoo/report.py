@@ -117,19 +117,37 @@ def _experiments(calibration: Path) -> str:
     rows = [r for r in runs if r['model'] != 'resnet18' or r.get('model_kwargs')]
     if not rows:
         return ''
-    lines = ['| model | settings | seed | val top-1 | silhouette | texture-only | shape bias |',
-             '| --- | --- | ---: | ---: | ---: | ---: | ---: |']
+    lines = ['| model | settings | seed | evaluated | val top-1 (as trained) | silhouette | texture-only | shape bias |',
+             '| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |']
     for r in rows:
         kwargs = ', '.join(f'{k}={v}' for k, v in r.get('model_kwargs', {}).items()) or 'defaults'
-        lines.append(f"| {r['model']} | {kwargs} | {r['seed']} | {r['top1']:.3f} | {r['silhouette_top1']:.3f} | "
+        as_trained = f" ({r['top1_as_trained']:.3f})" if 'top1_as_trained' in r else ''
+        lines.append(f"| {r['model']} | {kwargs} | {r['seed']} | {r.get('evaluated', 'as trained')} | "
+                     f"{r['top1']:.3f}{as_trained} | {r['silhouette_top1']:.3f} | "
                      f"{r['texture_only_top1']:.3f} | {r['shape_bias']:.3f} |")
     target = rows[0].get('config', {})
     baselines = [r for r in runs if r['model'] == 'resnet18' and not r.get('model_kwargs') and _same_benchmark(r, target)]
     if baselines:
         lines.append('| resnet18 (mean of the plain runs on the same benchmark) | - | '
-                     + ', '.join(str(r['seed']) for r in baselines) + ' | '
+                     + ', '.join(str(r['seed']) for r in baselines) + ' | as trained | '
                      + ' | '.join(f"{np.mean([r[k] for r in baselines]):.3f}"
                                   for k in ('top1', 'silhouette_top1', 'texture_only_top1', 'shape_bias')) + ' |')
+    return '\n'.join(lines)
+
+
+def _drop_sites(path: Path) -> str:
+    """The table of ``zoo/drop_sites.py``'s record: expected stem drop fraction per region and setting."""
+    if not path.is_file():
+        return '(not measured)'
+    record = json.loads(path.read_text())
+    area = record['area']
+    lines = [f"`{record['command']}` ({record['images']} val images; share of the pooled grid: "
+             + ', '.join(f'{k} {v:.2f}' for k, v in area.items()) + ')', '',
+             '| T | drop rate | radius | all | outline | object interior | background |',
+             '| ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+    for r in record['settings']:
+        lines.append(f"| {r['temperature']} | {r['drop_rate']} | {r['radius']} | {r['all']:.2f} | {r['outline']:.2f} | "
+                     f"{r['interior']:.2f} | {r['background']:.2f} |")
     return '\n'.join(lines)
 
 
@@ -139,6 +157,21 @@ the recalibration batches): BN recalibration then used class-ordered batches, so
 row understates what recalibration recovers. The finetune epoch uses shuffled batches; every other score is
 of the finetuned model.
 """
+
+BIBTEX = """```bibtex
+@inproceedings{shi2020informative,
+  title={Informative Dropout for Robust Representation Learning: A Shape-bias Perspective},
+  author={Shi, Baifeng and Zhang, Dinghuai and Dai, Qi and Zhu, Zhanxing and Mu, Yadong and Wang, Jingdong},
+  booktitle={International Conference on Machine Learning (ICML)},
+  year={2020}
+}
+@article{achille2018information,
+  title={Information Dropout: Learning Optimal Representations Through Noisy Computation},
+  author={Achille, Alessandro and Soatto, Stefano},
+  journal={IEEE Transactions on Pattern Analysis and Machine Intelligence},
+  year={2018}
+}
+```"""
 
 CARD = """# Model card: the timm-infodrop zoo on the synthetic shape-vs-texture benchmark
 
@@ -194,20 +227,7 @@ Single runs of `python zoo/calibrate.py --model MODEL --model-kwargs JSON` (same
 - Corruptions are ImageNet-C's functions (imagecorruptions) at ImageNet-scale parameters on 64 px images.
 
 ## Citation
-```bibtex
-@inproceedings{{shi2020informative,
-  title={{Informative Dropout for Robust Representation Learning: A Shape-bias Perspective}},
-  author={{Shi, Baifeng and Zhang, Dinghuai and Dai, Qi and Zhu, Zhanxing and Mu, Yadong and Wang, Jingdong}},
-  booktitle={{International Conference on Machine Learning (ICML)}},
-  year={{2020}}
-}}
-@article{{achille2018information,
-  title={{Information Dropout: Learning Optimal Representations Through Noisy Computation}},
-  author={{Achille, Alessandro and Soatto, Stefano}},
-  journal={{IEEE Transactions on Pattern Analysis and Machine Intelligence}},
-  year={{2018}}
-}}
-```
+{bibtex}
 """
 
 
@@ -216,9 +236,11 @@ def render_model_card(summary: Dict, run: Dict, calibration: Path, baseline: str
     metrics = dict(LABELS, params_m='params (M)', gflops_train='GFLOPs, training forward',
                    gflops_deploy='GFLOPs, deployed')
     return CARD.format(
+        bibtex=BIBTEX,
         render='timm-infodrop zoo card', command=run['command'], seeds=run['seeds'],
         sizes=', '.join(f'{split} {count:,}' for split, count in run['sizes'].items()),
         epochs=run['epochs'], table=summary_table(summary, metrics), convert=summary_table(summary, CONVERT_LABELS),
         targets=TARGETS, verdicts='\n'.join(_verdicts(summary, baseline)),
         convert_caveat='' if run.get('commit') else RECALIBRATION_CAVEAT,
-        experiments=_experiments(calibration) or '(none logged)')
+        experiments=_experiments(calibration) or '(none logged)',
+        drop_sites=_drop_sites(calibration.parent / 'drop_sites.json'))
