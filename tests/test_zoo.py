@@ -91,3 +91,30 @@ def test_model_card_regenerates_identically_from_the_committed_results():
     run = json.loads((results / 'run.json').read_text())
     assert run['budget'] == 'full' and len(run['seeds']) >= 3
     assert render_model_card(summary, run, results / 'calibration.jsonl') == (ROOT / 'MODEL_CARD.md').read_text()
+
+
+def _calibration_run(model, kwargs, shape_bias, evaluated='recalibrated'):
+    return {'model': model, 'model_kwargs': kwargs, 'seed': 0, 'evaluated': evaluated, 'knobs': {}, 'config': {'size': 64},
+            'top1': 0.9, 'silhouette_top1': 0.5, 'texture_only_top1': 0.6, 'shape_bias': shape_bias}
+
+
+def test_the_investigation_is_worded_from_its_numbers(tmp_path):
+    from timm_infodrop.zoo.report import _drop_reading, _experiment_reading
+
+    sites = tmp_path / 'drop_sites.json'
+    sites.write_text(json.dumps({'settings': [{'outline': 0.1, 'interior': 0.7, 'background': 0.5}]}))
+    assert 'avoid the outline' in _drop_reading(sites) and '10%' in _drop_reading(sites)
+    sites.write_text(json.dumps({'settings': [{'outline': 0.6, 'interior': 0.3, 'background': 0.5}]}))
+    assert 'do not avoid the outline' in _drop_reading(sites)
+
+    log = tmp_path / 'calibration.jsonl'
+    runs = [_calibration_run('resnet18', {}, 0.30, 'as trained'), _calibration_run('resnet18_infodrop', {}, 0.25),
+            _calibration_run('resnet18_infodrop', {'infodrop_temperature': 0.1}, 0.27)]
+    log.write_text(''.join(json.dumps(r) + '\n' for r in runs))
+    text = _experiment_reading(log)
+    assert 'plain resnet18 0.300' in text and 'No setting reaches the target (plain + 0.20 = 0.500)' in text
+    assert 'the defaults stay the released ones' in text
+    runs.append(_calibration_run('resnet18_infodrop', {'infodrop_rate': 0.5}, 0.55))
+    log.write_text(''.join(json.dumps(r) + '\n' for r in runs))
+    text = _experiment_reading(log)
+    assert 'That setting reaches the target' in text and 'infodrop_rate=0.5 beats the defaults' in text

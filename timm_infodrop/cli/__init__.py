@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     'zoo': 'zoo',
     'hub': 'hub',
     'publish': 'publish',
+    'suppress-texture': 'suppress_texture',
 }
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError, HubWeightsError)

@@ -90,6 +90,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     aug.add_argument('--mixup-switch-prob', type=float, default=0.5)
     aug.add_argument('--smoothing', type=float, default=0.1, help='label smoothing')
     aug.add_argument('--train-interpolation', default='random')
+    aug.add_argument('--texture-suppression', default=None, choices=('anisotropic', 'bilateral', 'cartoon'),
+                     help='filter training images with this texture suppression (timm_infodrop.data.texture) '
+                          'before timm\'s transforms')
+    aug.add_argument('--texture-suppression-prob', type=float, default=0.5,
+                     help='probability an image is filtered (0.5: half the images, like the doubled dataset)')
     run = parser.add_argument_group('run')
     run.add_argument('--model-ema', action='store_true', help='keep an EMA of the weights (timm ModelEmaV3)')
     run.add_argument('--model-ema-decay', type=float, default=0.9998)
@@ -167,6 +172,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f'--train-batches-per-epoch must be >= 1, got {args.train_batches_per_epoch}')
     if args.workers < 0:
         raise ValueError(f'--workers must be >= 0, got {args.workers}')
+    if not 0.0 <= args.texture_suppression_prob <= 1.0:
+        raise ValueError(f'--texture-suppression-prob must be in [0, 1], got {args.texture_suppression_prob}')
 
 
 def _train_dataset(args, root: Path):
@@ -189,6 +196,13 @@ def _loaders(args, train_set, root: Path, ctx, data_config):
         train_set, batch_size=args.batch_size, is_training=True, no_aug=args.no_aug, re_prob=args.reprob,
         scale=args.scale, ratio=args.ratio, hflip=args.hflip, vflip=args.vflip, color_jitter=args.color_jitter,
         auto_augment=args.aa, interpolation=args.train_interpolation, distributed=ctx.distributed, **common)
+    if args.texture_suppression:
+        from torchvision import transforms
+
+        from ..data.texture import TextureSuppression
+
+        train_set.transform = transforms.Compose([
+            TextureSuppression(args.texture_suppression, args.texture_suppression_prob), train_set.transform])
     val_loader = None
     if args.val_split and (args.dataset or (root / args.val_split).is_dir()) and ctx.is_main:
         val_set = create_dataset(args.dataset, root=str(root), split=args.val_split, is_training=False,

@@ -1,0 +1,93 @@
+"""``timm-infodrop suppress-texture``: a texture-suppressed copy of an image folder, alone or doubled."""
+import argparse
+import shutil
+from pathlib import Path
+
+HELP = 'write a texture-suppressed copy of an image folder (anisotropic diffusion, bilateral, cartoon)'
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..data.texture import METHODS
+
+    parser.add_argument('--method', required=True, choices=sorted(METHODS), help='the filter (defaults of '
+                        'timm_infodrop.data.texture)')
+    parser.add_argument('--in', dest='source', required=True, help='image folder (e.g. an ImageFolder split)')
+    parser.add_argument('--out', required=True, help='output folder, the same tree; written whole or not at all')
+    parser.add_argument('--double', action='store_true',
+                        help="keep the originals and add the filtered copy beside each as <name>_<method><suffix> "
+                             "(the paper's doubled dataset)")
+    parser.add_argument('--batch-size', type=int, default=64, help='images of one size filtered together')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing --out')
+
+
+def _load(path: Path):
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert('L' if image.mode in ('L', 'I;16', '1') else 'RGB')
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f'{str(path)!r} is not a readable image ({error})') from None
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    return torch.from_numpy(array.reshape(array.shape[0], array.shape[1], -1)).permute(2, 0, 1)
+
+
+def _save(tensor, path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    array = (tensor.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from ..data.texture import METHODS
+    from ..io import atomic_directory, check_output_path
+
+    source = Path(args.source)
+    if not source.is_dir():
+        raise FileNotFoundError(f'--in {str(source)!r} is not a folder')
+    out = Path(args.out)
+    if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents \
+            or out.resolve() in source.resolve().parents:
+        raise ValueError(f'--out {str(out)!r} must be outside --in {str(source)!r} (and not contain it)')
+    check_output_path(out, args.overwrite, directory=True)
+    if args.batch_size < 1:
+        raise ValueError(f'--batch-size must be >= 1, got {args.batch_size}')
+    files = sorted(p for p in source.rglob('*') if p.is_file())
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        raise ValueError(f'--in {str(source)!r} holds no images ({", ".join(IMAGE_SUFFIXES)})')
+    fn = METHODS[args.method]
+    with atomic_directory(out) as tmp, tqdm(total=len(images), desc=f'{args.method} filtering', unit='img') as bar:
+        for path in files:  # the rest of the tree (labels, metadata) is copied as it is
+            if path.suffix.lower() not in IMAGE_SUFFIXES or args.double:
+                (tmp / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, tmp / path.relative_to(source))
+        pending = []
+
+        def flush():
+            batch = fn(torch.stack([tensor for _, tensor in pending]))
+            for (target, _), filtered in zip(pending, batch):
+                _save(filtered, target)
+            bar.update(len(pending))
+            pending.clear()
+
+        for path in images:
+            relative = path.relative_to(source)
+            target = tmp / (relative.with_name(f'{path.stem}_{args.method}{path.suffix}') if args.double else relative)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tensor = _load(path)
+            if pending and (tensor.shape != pending[0][1].shape or len(pending) == args.batch_size):
+                flush()
+            pending.append((target, tensor))
+        if pending:
+            flush()
+    print(f'wrote {out} ({len(images)} images {"doubled" if args.double else "filtered"} with {args.method})')
+    return 0
