@@ -145,7 +145,8 @@ def test_cli_filters_or_doubles_an_image_folder(split, tmp_path):
     expected = anisotropic_diffusion(original).permute(1, 2, 0).numpy()
     assert np.abs(written - expected).max() <= 1 / 255 + 1e-6  # the filter, up to 8-bit rounding
     assert main(['suppress-texture', '--method', 'cartoon', '--in', str(split), '--out', str(tmp_path / 'd'),
-                 '--double']) == 0
+                 '--double', '--preview', str(tmp_path / 'grid.png')]) == 0
+    assert Image.open(tmp_path / 'grid.png').size[0] > 300
     doubled = _tree(tmp_path / 'd')
     images = [p for p in _tree(split) if p.endswith('.png')]
     assert len([p for p in doubled if p.endswith('_cartoon.png')]) == len(images)

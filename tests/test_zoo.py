@@ -112,9 +112,12 @@ def test_the_investigation_is_worded_from_its_numbers(tmp_path):
             _calibration_run('resnet18_infodrop', {'infodrop_temperature': 0.1}, 0.27)]
     log.write_text(''.join(json.dumps(r) + '\n' for r in runs))
     text = _experiment_reading(log)
-    assert 'plain resnet18 0.300' in text and 'No setting reaches the target (plain + 0.20 = 0.500)' in text
+    assert 'plain resnet18 0.300 (as trained, mean of 1 run)' in text and 'No setting reaches the target (plain + 0.20 = 0.500)' in text
     assert 'the defaults stay the released ones' in text
     runs.append(_calibration_run('resnet18_infodrop', {'infodrop_rate': 0.5}, 0.55))
     log.write_text(''.join(json.dumps(r) + '\n' for r in runs))
     text = _experiment_reading(log)
     assert 'That setting reaches the target' in text and 'infodrop_rate=0.5 beats the defaults' in text
+    runs.append(_calibration_run('resnet18', {}, 0.40))  # a plain run scored like the InfoDrop runs is preferred
+    log.write_text(''.join(json.dumps(r) + '\n' for r in runs))
+    assert 'plain resnet18 0.400 (recalibrated, mean of 1 run)' in _experiment_reading(log)

@@ -5,7 +5,7 @@ the ImageNet-normalised image, so the picture shows what ``resnet*_infodrop`` do
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Dict, Optional, Union
 
 import numpy as np
 import torch
@@ -155,4 +155,25 @@ def plot_infomap(infomap: InfoMap, title: Optional[str] = None):
         ax.set_yticks([])
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def plot_texture_suppression(images: np.ndarray, filtered: Dict[str, np.ndarray]):
+    """A grid figure: one column per image, the originals on the first row, then one row per method.
+
+    images: (N, H, W, 3) floats in [0, 1]; filtered: method -> the same images filtered, same shape.
+    """
+    import matplotlib
+    matplotlib.use('Agg', force=False)
+    from matplotlib import pyplot as plt
+
+    rows = {'original': images, **filtered}
+    fig, axes = plt.subplots(len(rows), len(images), figsize=(1.6 * len(images), 1.7 * len(rows)),
+                             layout='constrained', squeeze=False)
+    for r, (name, batch) in enumerate(rows.items()):
+        for c, image in enumerate(batch):
+            axes[r, c].imshow(np.clip(image, 0, 1), interpolation='nearest')
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+        axes[r, 0].set_ylabel(name)
     return fig

@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(the paper's doubled dataset)")
     parser.add_argument('--batch-size', type=int, default=64, help='images of one size filtered together')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --out')
+    parser.add_argument('--preview', default=None, metavar='PNG',
+                        help='also draw the first 8 images of --in before and after every method (a grid)')
 
 
 def _load(path: Path):
@@ -58,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
             or out.resolve() in source.resolve().parents:
         raise ValueError(f'--out {str(out)!r} must be outside --in {str(source)!r} (and not contain it)')
     check_output_path(out, args.overwrite, directory=True)
+    if args.preview:
+        check_output_path(args.preview, args.overwrite, suffixes=('.png',))
     if args.batch_size < 1:
         raise ValueError(f'--batch-size must be >= 1, got {args.batch_size}')
     files = sorted(p for p in source.rglob('*') if p.is_file())
@@ -90,4 +94,26 @@ def run(args: argparse.Namespace) -> int:
         if pending:
             flush()
     print(f'wrote {out} ({len(images)} images {"doubled" if args.double else "filtered"} with {args.method})')
+    if args.preview:
+        _preview(images[:8], Path(args.preview))
+        print(f'wrote {args.preview}')
     return 0
+
+
+def _preview(paths, png: Path) -> None:
+    """Before/after grid of ``paths`` (RGB) under every method."""
+    import torch
+    from matplotlib import pyplot as plt
+
+    from ..data.texture import METHODS
+    from ..io import atomic_output
+    from ..viz import plot_texture_suppression
+
+    tensors = [_load(p) for p in paths]
+    tensors = [t.expand(3, -1, -1) for t in tensors if t.shape == tensors[0].shape]
+    batch = torch.stack(tensors)
+    to_numpy = lambda t: t.permute(0, 2, 3, 1).numpy()  # noqa: E731
+    fig = plot_texture_suppression(to_numpy(batch), {name: to_numpy(fn(batch)) for name, fn in METHODS.items()})
+    with atomic_output(png) as tmp:
+        fig.savefig(tmp, dpi=100, format='png')
+    plt.close(fig)
