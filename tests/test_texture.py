@@ -186,3 +186,15 @@ def test_trainer_filters_training_images(split, tmp_path, monkeypatch):
     train(args)
     assert len(calls) >= 20  # every training image, once per epoch
     assert main(['train', '--data-dir', str(split.parent), '--texture-suppression-prob', '2']) == 2
+
+
+def test_transform_probability_follows_torch_seed():
+    image = stripes(4)
+    transform = TextureSuppression('anisotropic', p=0.5, iterations=2)
+
+    def draws():
+        torch.manual_seed(3)
+        return [not torch.equal(transform(image), image) for _ in range(40)]
+
+    first = draws()
+    assert first == draws() and 10 <= sum(first) <= 30

@@ -12,7 +12,6 @@ was filtered away, usually beside the originals. Each filter takes a float tenso
 
 :class:`TextureSuppression` wraps them for timm/torchvision pipelines (PIL images or tensors).
 """
-import random
 from typing import Callable, Dict, Tuple, Union
 
 import numpy as np
@@ -178,7 +177,7 @@ class TextureSuppression:
         self.fn = METHODS[method]
 
     def __call__(self, img: Union[Image.Image, torch.Tensor]):
-        if self.p < 1.0 and random.random() >= self.p:
+        if self.p < 1.0 and torch.rand(()).item() >= self.p:  # torch's RNG: the trainer seeds it per epoch
             return img
         if isinstance(img, torch.Tensor):
             return self.fn(img, **self.kwargs)
