@@ -6,7 +6,7 @@ import timm
 import torch
 from torch import nn
 
-from .hub import explain_hub_error
+from .hub import hub_errors
 
 __all__ = ['load_variant', 'read_state_dict', 'model_folder', 'CHECKPOINT_SUFFIXES', 'MODEL_FOLDER_PREFIXES']
 
@@ -70,13 +70,9 @@ def load_variant(checkpoint: str, model_name: Optional[str] = None) -> nn.Module
 
     if checkpoint.startswith(MODEL_FOLDER_PREFIXES):
         model_folder(checkpoint)
-        try:
+        hub_id = checkpoint[len('hf-hub:'):] if checkpoint.startswith('hf-hub:') else None
+        with hub_errors(hub_id):
             model = timm.create_model(checkpoint, pretrained=True)
-        except Exception as error:
-            explained = explain_hub_error(checkpoint[len('hf-hub:'):], error)
-            if explained is error:
-                raise
-            raise explained from None
         if model_name and model.pretrained_cfg.get('architecture') != model_name.split('.')[0]:
             raise ValueError(f'{checkpoint} holds a {model.pretrained_cfg.get("architecture")}, not a {model_name}')
         return model

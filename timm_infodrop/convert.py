@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .eval.metrics import predict_with_labels, top1
 from .layers import InfoDrop, InformationDropout
-from .models._builder import METHOD_PREFIXES, METHODS
+from .models._builder import METHOD_PREFIXES, METHODS, plain_architecture
 from .surgery import remove_dropout
 
 __all__ = [
@@ -28,15 +28,6 @@ __all__ = [
 
 STRIP_TOLERANCE = 1e-5
 ONNX_TOLERANCE = 1e-4
-
-
-def plain_architecture(name: str) -> str:
-    """``'resnet18_infodrop'`` -> ``'resnet18'`` (a tag after ``.`` is dropped); plain names pass through."""
-    name = name.split('.', 1)[0]
-    for method in METHODS:
-        if name.endswith(f'_{method}'):
-            return name[: -len(method) - 1]
-    return name
 
 
 def _architecture(model: nn.Module) -> str:

@@ -13,17 +13,20 @@ The organisation is ``$TIMM_INFODROP_HUB_ORG`` (default ``timm-infodrop``), read
 Downloads go through timm and ``huggingface_hub``, so ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and the cache
 (``HF_HUB_CACHE``) apply.
 """
+import contextlib
 import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Union
+
+from .io import atomic_directory, check_output_path
+from .models._builder import plain_architecture
 
 __all__ = ['HUB_ORG_ENV', 'DEFAULT_HUB_ORG', 'ZOO_TAG', 'HubRepo', 'HubWeightsError', 'hub_org', 'zoo_repos',
-           'repo_for', 'explain_hub_error', 'stage_folder', 'publish', 'PUBLISHED_FILES']
+           'repo_for', 'explain_hub_error', 'hub_errors', 'stage_folder', 'publish', 'PUBLISHED_FILES']
 
 HUB_ORG_ENV = 'TIMM_INFODROP_HUB_ORG'
 DEFAULT_HUB_ORG = 'timm-infodrop'
@@ -63,23 +66,19 @@ class HubRepo:
 
     @property
     def needs_plugin(self) -> bool:
-        return self.architecture != _plain_arch(self.architecture)
+        return self.architecture != plain_architecture(self.architecture)
 
-
-def _plain_arch(model: str) -> str:
-    from .models._builder import METHODS
-
-    for method in METHODS:
-        if model.endswith(f'_{method}'):
-            return model[:-len(method) - 1]
-    return model
+    @property
+    def method(self) -> str:
+        """The zoo model's regulariser (``'infodrop'``, ``'infodropout'``), ``''`` for the plain baseline."""
+        return self.zoo_model[len(plain_architecture(self.zoo_model)) + 1:]
 
 
 def repo_for(zoo_model: str, deploy: bool) -> HubRepo:
     """The repo a zoo model's training (``deploy=False``) or deploy variant is published to."""
-    plain = _plain_arch(zoo_model)
     if not deploy:
         return HubRepo(f'{zoo_model}.{ZOO_TAG}', zoo_model, zoo_model, deploy=False)
+    plain = plain_architecture(zoo_model)
     method = zoo_model[len(plain) + 1:]
     suffix = f'_{method}' if method else ''
     return HubRepo(f'{plain}.{ZOO_TAG}{suffix}_deploy', zoo_model, plain, deploy=True)
@@ -115,6 +114,19 @@ def explain_hub_error(repo_id: str, error: Exception) -> Exception:
     else:
         return error
     return HubWeightsError(f'cannot fetch {where}: {what}; {advice}')
+
+
+@contextlib.contextmanager
+def hub_errors(repo_id: Optional[str]) -> Iterator[None]:
+    """Re-raise huggingface_hub errors inside the block as :func:`explain_hub_error`'s
+    :class:`HubWeightsError` for ``repo_id``; other errors (or any, when ``repo_id`` is None) pass."""
+    try:
+        yield
+    except Exception as error:
+        explained = explain_hub_error(repo_id, error) if repo_id else error
+        if explained is error:
+            raise
+        raise explained from None
 
 
 def _read_config(folder: Path) -> Dict:
@@ -161,7 +173,7 @@ def _check_weights(folder: Path, config: Dict) -> None:
 def minimal_card(repo_id: str, config: Dict) -> str:
     """A short model card for a folder published without a rendered one."""
     arch = config['architecture']
-    plain = _plain_arch(arch)
+    plain = plain_architecture(arch)
     plugin = '' if plain == arch else '\nNeeds the plugin: `pip install timm-infodrop` (and `import timm_infodrop`).\n'
     return (f'---\nlibrary_name: timm\nlicense: apache-2.0\ntags:\n- image-classification\n- timm\n- shape-bias\n---\n'
             f'# {repo_id.split("/")[-1]}\n\nA `{arch}` ({config.get("num_classes", "?")} classes) published with '
@@ -181,26 +193,17 @@ def stage_folder(model_dir: Union[str, Path], out: Union[str, Path], repo_id: st
         raise FileNotFoundError(f'--model-dir {str(model_dir)!r} is not a folder')
     if out.resolve() == model_dir.resolve() or model_dir.resolve() in out.resolve().parents:
         raise ValueError(f'the staging folder {str(out)!r} must not be the model folder or inside it')
-    if out.exists() and not overwrite:
-        raise FileExistsError(f'{str(out)!r} exists; pass --overwrite to replace it')
+    check_output_path(out, overwrite, directory=True)
     config = _read_config(model_dir)
     _check_weights(model_dir, config)
     if card is not None:
         card_text = _checked_card(Path(card))
     else:
         card_text = minimal_card(repo_id, config)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
-    try:
+    with atomic_directory(out) as staging:
         shutil.copyfile(model_dir / 'model.safetensors', staging / 'model.safetensors')
         shutil.copyfile(model_dir / 'config.json', staging / 'config.json')
         (staging / 'README.md').write_text(card_text)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return out
 
 
@@ -222,7 +225,7 @@ def publish(folder: Union[str, Path], repo_id: str, private: bool = False, revis
     """Create ``repo_id`` if needed and upload ``folder`` (a :func:`stage_folder` result) as one commit.
 
     Files equal to the repo's are skipped by huggingface_hub, so publishing the same folder twice makes no
-    new commit. The token comes from huggingface_hub's usual sources (``HF_TOKEN``, ``hf auth login``).
+    new commit. Hub errors are raised as :class:`HubWeightsError`, naming the repo. The token comes from huggingface_hub's usual sources (``HF_TOKEN``, ``hf auth login``).
     Returns huggingface_hub's ``CommitInfo``.
     """
     from huggingface_hub import HfApi
@@ -233,11 +236,12 @@ def publish(folder: Union[str, Path], repo_id: str, private: bool = False, revis
         raise ValueError(f'{str(folder)!r} must hold exactly {list(PUBLISHED_FILES)}; '
                          f'found {sorted(p.name for p in folder.iterdir())}')
     api = HfApi()
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    if revision:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    return api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=revision,
-                             commit_message=commit_message or f'Publish {repo_id} with timm-infodrop')
+    with hub_errors(repo_id):
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        return api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=revision,
+                                 commit_message=commit_message or f'Publish {repo_id} with timm-infodrop')
 
 
 def zoo_weights_cfg(variant: str) -> Dict:

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from huggingface_hub.utils import validate_repo_id
 
-    from ..hub import explain_hub_error, publish, stage_folder
+    from ..hub import publish, stage_folder
 
     try:
         validate_repo_id(args.repo_id)
@@ -37,12 +37,6 @@ def run(args: argparse.Namespace) -> int:
     print(f'staged {folder} (card: {card or "minimal"})')
     if args.dry_run:
         return 0
-    try:
-        info = publish(folder, args.repo_id, private=args.private, revision=args.revision)
-    except Exception as error:
-        explained = explain_hub_error(args.repo_id, error)
-        if explained is error:
-            raise
-        raise ValueError(str(explained)) from None
+    info = publish(folder, args.repo_id, private=args.private, revision=args.revision)
     print(f'published {args.repo_id}: {info.commit_url}')
     return 0

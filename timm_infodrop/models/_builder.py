@@ -19,10 +19,10 @@ import timm
 from timm.models import get_pretrained_cfg, load_pretrained, resolve_pretrained_cfg
 from timm.models._registry import DefaultCfg
 
-from ..hub import explain_hub_error
 from ..surgery import add_info_drop, add_information_dropout
 
-__all__ = ['METHODS', 'METHOD_PREFIXES', 'build_regularized', 'derived_cfg', 'split_method_kwargs', 'untagged_default']
+__all__ = ['METHODS', 'METHOD_PREFIXES', 'build_regularized', 'derived_cfg', 'plain_architecture',
+           'split_method_kwargs', 'untagged_default']
 
 # method -> (surgery, {prefixed keyword: the surgery's keyword})
 METHODS: Dict[str, Any] = {
@@ -46,6 +46,15 @@ _ARCH_FIELDS = (
     'test_crop_pct', 'crop_mode', 'mean', 'std', 'num_classes', 'pool_size', 'test_pool_size',
     'first_conv', 'classifier', 'license',
 )
+
+
+def plain_architecture(name: str) -> str:
+    """``'resnet18_infodrop'`` -> ``'resnet18'`` (a tag after ``.`` is dropped); plain names pass through."""
+    name = name.split('.', 1)[0]
+    for method in METHODS:
+        if name.endswith(f'_{method}'):
+            return name[: -len(method) - 1]
+    return name
 
 
 def derived_cfg(arch: str, method: str, **overrides: Any) -> Dict[str, Any]:
@@ -126,14 +135,10 @@ def build_regularized(
     model = timm.create_model(arch, pretrained=False, pretrained_cfg=cfg, **kwargs)
     surgery(model, **method_kwargs)
     if pretrained:
-        try:
+        from ..hub import hub_errors  # imported here: the hub module names repos with this module's helpers
+
+        with hub_errors(model.pretrained_cfg.get('hf_hub_id')):
             load_pretrained(
                 model, pretrained_cfg=model.pretrained_cfg, num_classes=model.num_classes,
                 in_chans=kwargs.get('in_chans', 3), filter_fn=filter_fn, strict=kwargs.get('pretrained_strict', True))
-        except Exception as error:
-            hf_hub_id = model.pretrained_cfg.get('hf_hub_id')
-            explained = explain_hub_error(hf_hub_id, error) if hf_hub_id else error
-            if explained is error:
-                raise
-            raise explained from None
     return model

@@ -4,13 +4,12 @@ Every number in a card comes from ``zoo/results/summary.json`` (mean ± std over
 published weights are seed 0's. ``config.json`` is written by timm's own ``save_config_for_hf``.
 """
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Dict, List
 
-from ..hub import ZOO_TAG, HubRepo, _plain_arch, zoo_repos, zoo_weights_cfg
-from ..models._builder import derived_cfg
+from ..hub import ZOO_TAG, HubRepo, zoo_repos, zoo_weights_cfg
+from ..io import atomic_directory
+from ..models._builder import derived_cfg, plain_architecture
 from .report import BIBTEX, CONVERT_LABELS, LABELS
 
 __all__ = ['render_hub_configs', 'render_card', 'render_config']
@@ -48,7 +47,7 @@ def render_config(repo: HubRepo, model_kwargs: Dict, path: Path) -> None:
     kwargs = {} if repo.deploy else dict(model_kwargs)
     model = timm.create_model(repo.architecture, num_classes=cfg['num_classes'], **kwargs)
     # the architecture's preprocessing without the plain ImageNet weights' tag, test size and provenance
-    arch_cfg = derived_cfg(_plain_arch(repo.zoo_model), 'infodrop')
+    arch_cfg = derived_cfg(plain_architecture(repo.zoo_model), 'infodrop')
     arch_cfg = {k: v for k, v in arch_cfg.items() if not k.startswith('test_')}
     model.pretrained_cfg = dict(arch_cfg, architecture=repo.architecture, input_size=cfg['input_size'], crop_pct=cfg['crop_pct'],
                                 pool_size=cfg['pool_size'], num_classes=cfg['num_classes'],
@@ -66,7 +65,7 @@ def _front_matter(repo: HubRepo, summary: Dict) -> str:
                           dataset_split=split, metric_type=kind, metric_name=(LABELS | CONVERT_LABELS)[key],
                           metric_value=round(stats[key]['mean'], 4))
                for key, (kind, split) in metrics.items() if key in stats]
-    method = _method(repo.zoo_model)
+    method = repo.method
     tags = ['image-classification', 'timm', 'shape-bias', 'timm-infodrop'] + ([method] if method else [])
     tags += ['deploy'] if repo.deploy else ['needs-plugin']
     data = ModelCardData(library_name='timm', license='apache-2.0', pipeline_tag='image-classification', tags=tags,
@@ -74,17 +73,10 @@ def _front_matter(repo: HubRepo, summary: Dict) -> str:
     return f'---\n{data.to_yaml()}\n---\n'
 
 
-def _method(zoo_model: str) -> str:
-    for method in ('infodropout', 'infodrop'):
-        if zoo_model.endswith(f'_{method}'):
-            return method
-    return ''
-
-
 def render_card(repo: HubRepo, summary: Dict, run: Dict, siblings: List[HubRepo]) -> str:
     """The README.md (model card) of ``repo``: a pure function of the zoo's summary and run record."""
     stats = summary[repo.zoo_model]
-    method = _method(repo.zoo_model)
+    method = repo.method
     train_repo = next(r for r in siblings if r.zoo_model == repo.zoo_model and not r.deploy)
     deploy_repo = next(r for r in siblings if r.zoo_model == repo.zoo_model and r.deploy)
     kind = ('the deploy variant: the converter stripped the regulariser and finetuned it, a plain timm '
@@ -152,19 +144,11 @@ def render_hub_configs(results: Path, out: Path) -> List[Path]:
     summary = json.loads((results / 'summary.json').read_text())
     run = json.loads((results / 'run.json').read_text())
     repos = zoo_repos(list(summary))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
-    try:
+    with atomic_directory(out) as staging:
         for repo in repos:
             args = yaml.safe_load((results / repo.zoo_model / 'seed0' / 'args.yaml').read_text())
             folder = staging / repo.name
             folder.mkdir()
             render_config(repo, args.get('model_kwargs') or {}, folder / 'config.json')
             (folder / 'README.md').write_text(render_card(repo, summary, run, repos))
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return [out / repo.name for repo in repos]
