@@ -20,9 +20,8 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from timm_infodrop.data.shapes import ShapesConfig, sample, silhouette_mask
 from timm_infodrop.layers.informative_dropout import drop_distribution, keep_probability, self_information
+from timm_infodrop.viz import STEM_CONV, STEM_POOL  # the released resnet stem's geometry
 
-STEM_CONV = dict(kernel_size=7, stride=2, padding=3)
-STEM_POOL = dict(pool_kernel_size=3, pool_stride=2, pool_padding=1)
 CELL = 4  # pixels per unit of the pooled grid (stride 2 x 2)
 # (temperature, drop rate, radius): the released defaults, then one change at a time
 SETTINGS = [(0.03, 1.5, 3), (0.1, 1.5, 3), (1.0, 1.5, 3), (0.03, 0.5, 3), (0.03, 1.5, 6)]

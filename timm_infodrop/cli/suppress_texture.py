@@ -24,32 +24,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(path: Path):
-    import numpy as np
-    import torch
     from PIL import Image, UnidentifiedImageError
+
+    from ..data.texture import pil_to_tensor
 
     try:
         with Image.open(path) as image:
             image = image.convert('L' if image.mode in ('L', 'I;16', '1') else 'RGB')
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f'{str(path)!r} is not a readable image ({error})') from None
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    return torch.from_numpy(array.reshape(array.shape[0], array.shape[1], -1)).permute(2, 0, 1)
-
-
-def _save(tensor, path: Path) -> None:
-    import numpy as np
-    from PIL import Image
-
-    array = (tensor.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
-    Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(path)
+    return pil_to_tensor(image)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..data.texture import METHODS
+    from ..data.texture import METHODS, tensor_to_pil
     from ..io import atomic_directory, check_output_path
 
     source = Path(args.source)
@@ -79,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         def flush():
             batch = fn(torch.stack([tensor for _, tensor in pending]))
             for (target, _), filtered in zip(pending, batch):
-                _save(filtered, target)
+                tensor_to_pil(filtered).save(target)
             bar.update(len(pending))
             pending.clear()
 

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-__all__ = ['anisotropic_diffusion', 'bilateral', 'cartoonize', 'TextureSuppression', 'METHODS']
+__all__ = ['anisotropic_diffusion', 'bilateral', 'cartoonize', 'TextureSuppression', 'METHODS', 'pil_to_tensor',
+           'tensor_to_pil']
 
 
 def _as_batch(img: torch.Tensor, name: str) -> Tuple[torch.Tensor, bool]:
@@ -161,6 +162,18 @@ METHODS: Dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB or L PIL image as a float tensor (C, H, W) in [0, 1]."""
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    return torch.from_numpy(array.reshape(array.shape[0], array.shape[1], -1)).permute(2, 0, 1)
+
+
+def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
+    """A float tensor (1 or 3, H, W) in [0, 1] as an 8-bit L or RGB PIL image."""
+    array = (tensor.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    return Image.fromarray(array[..., 0] if array.shape[2] == 1 else array, mode='L' if array.shape[2] == 1 else 'RGB')
+
+
 class TextureSuppression:
     """A pipeline transform: filter a PIL image or a (C, H, W) float tensor with ``method``, with probability ``p``.
 
@@ -184,11 +197,8 @@ class TextureSuppression:
         if not isinstance(img, Image.Image):
             raise TypeError(f'TextureSuppression takes a PIL image or a tensor, got {type(img).__name__}')
         mode = img.mode
-        array = np.asarray(img.convert('RGB' if mode not in ('RGB', 'L') else mode), dtype=np.float32) / 255.0
-        tensor = torch.from_numpy(array.reshape(array.shape[0], array.shape[1], -1)).permute(2, 0, 1)
-        out = self.fn(tensor, **self.kwargs).permute(1, 2, 0).numpy()
-        out = (out * 255.0).round().astype(np.uint8)
-        return Image.fromarray(out[..., 0] if out.shape[2] == 1 else out, mode='L' if out.shape[2] == 1 else 'RGB')
+        return tensor_to_pil(self.fn(pil_to_tensor(img.convert('RGB' if mode not in ('RGB', 'L') else mode)),
+                                     **self.kwargs))
 
     def __repr__(self) -> str:
         kwargs = ''.join(f', {k}={v!r}' for k, v in self.kwargs.items())
