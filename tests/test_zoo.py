@@ -9,8 +9,8 @@ from PIL import Image
 from timm_infodrop.cli import build_parser
 from timm_infodrop.cli.train import train
 from timm_infodrop.zoo.report import plot_zoo, render_model_card, render_report
-from timm_infodrop.zoo.runner import Budget, run_zoo
-from timm_infodrop.zoo.summary import METRICS, collect, summarize
+from timm_infodrop.zoo.runner import ZOO_MODELS, Budget, run_zoo, suppressed_data
+from timm_infodrop.zoo.summary import METRICS, architectures, collect, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / 'zoo' / 'recipes').glob('*.yaml'))
@@ -54,18 +54,25 @@ def test_recipe_smoke_two_steps(tmp_path, two_class_folder, recipe):
 
 
 def test_zoo_runs_end_to_end_on_a_tiny_budget(tmp_path):
+    """Baseline and InfoDrop on the doubled anisotropic data, 2 seeds: runs, summary, pictures, report, card."""
     budget = Budget('tiny', sizes={'train': 128, 'val': 32, 'cue_conflict': 20, 'silhouette': 20, 'texture_only': 20},
                     epochs=1, finetune_epochs=1, corruption_images=4, pgd_images=4)
-    recipes = [ROOT / 'zoo' / 'recipes' / f'{m}.yaml' for m in ('resnet18_infodrop', 'resnet18')]
+    models = [ZOO_MODELS[m] for m in ('resnet18_infodrop_anisotropic', 'resnet18')]
     results = tmp_path / 'results'
-    records = run_zoo(recipes, [0, 1], budget, tmp_path / 'work', results)
-    assert [r['model'] for r in records] == ['resnet18', 'resnet18_infodrop'] * 2
-    for model in ('resnet18', 'resnet18_infodrop'):
+    records = run_zoo(models, ROOT / 'zoo' / 'recipes', [0, 1], budget, tmp_path / 'work', results)
+    assert [r['model'] for r in records] == ['resnet18', 'resnet18_infodrop_anisotropic'] * 2
+    assert [r['architecture'] for r in records[:2]] == ['resnet18', 'resnet18_infodrop']
+    data, doubled = tmp_path / 'work' / 'data-tiny', tmp_path / 'work' / 'data-tiny-anisotropic-doubled'
+    count = lambda folder: sorted(str(p.relative_to(folder)) for p in folder.rglob('*.png'))  # noqa: E731
+    originals = count(data / 'train')
+    assert len(originals) == 128 and set(originals) < set(count(doubled / 'train'))
+    assert len(count(doubled / 'train')) == 256 and count(doubled / 'val') == count(data / 'val')
+    for model in ('resnet18', 'resnet18_infodrop_anisotropic'):
         for seed in (0, 1):
             folder = results / model / f'seed{seed}'
             assert {'results.json', 'convert_report.json', 'summary.csv', 'run.json'} <= {p.name for p in folder.iterdir()}
     runs = collect(results, 'resnet18')
-    summary = summarize(runs)
+    summary = summarize(runs, architectures(results))
     for model in summary:
         assert set(METRICS) <= set(summary[model])
         assert summary[model]['top1']['n'] == 2
@@ -73,16 +80,43 @@ def test_zoo_runs_end_to_end_on_a_tiny_budget(tmp_path):
         assert summary[model]['shape_bias']['mean'] == pytest.approx(np.mean(values))
         assert summary[model]['shape_bias']['std'] == pytest.approx(np.std(values, ddof=1))
     assert summary['resnet18']['mce']['mean'] == pytest.approx(1.0)
-    assert summary['resnet18_infodrop']['gflops_train']['mean'] > summary['resnet18_infodrop']['gflops_deploy']['mean']
-    pictures = plot_zoo(summary, results, {r['model']: Path(r['deploy']) for r in records if r['seed'] == 0},
-                        tmp_path / 'work' / 'data-tiny')
+    infodrop = summary['resnet18_infodrop_anisotropic']
+    assert infodrop['gflops_train']['mean'] > infodrop['gflops_deploy']['mean']
+    assert infodrop['params_m']['mean'] == summary['resnet18']['params_m']['mean']
+    pictures = plot_zoo(summary, results, {r['model']: Path(r['deploy']) for r in records if r['seed'] == 0}, data)
     assert all((results / p).stat().st_size > 1000 for p in pictures) and 'saliency.png' in pictures
     run = {'command': 'test', 'budget': 'tiny', 'seeds': [0, 1], 'sizes': budget.sizes, 'epochs': '1 epochs'}
     report = render_report(summary, run, pictures)
-    assert '![saliency.png](saliency.png)' in report and 'resnet18_infodrop' in report
+    assert '![saliency.png](saliency.png)' in report and 'resnet18_infodrop_anisotropic' in report
     card = render_model_card(summary, run, tmp_path / 'none.jsonl')
     assert card == render_model_card(json.loads(json.dumps(summary)), run, tmp_path / 'none.jsonl')
     assert f"{summary['resnet18']['top1']['mean']:.3f} ± {summary['resnet18']['top1']['std']:.3f}" in card
+    assert '**resnet18_infodrop_anisotropic**: the resnet18_infodrop recipe, trained on' in card
+
+
+def test_the_doubled_data_is_made_once_and_remade_when_the_benchmark_changes(tmp_path, monkeypatch):
+    data = tmp_path / 'data'
+    for split in ('train', 'val'):
+        (data / split / 'a').mkdir(parents=True)
+        Image.new('RGB', (16, 16), 'white').save(data / split / 'a' / '0.png')
+    (data / 'benchmark.json').write_text('{"seed": 0}')
+    folder = suppressed_data(data, 'anisotropic')
+    assert sorted(p.name for p in (folder / 'train' / 'a').iterdir()) == ['0.png', '0_anisotropic.png']
+    calls = []
+    monkeypatch.setattr('timm_infodrop.zoo.runner._call', calls.append)
+    assert suppressed_data(data, 'anisotropic') == folder and calls == []  # reused
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    (data / 'benchmark.json').write_text('{"seed": 1}')
+    monkeypatch.setattr('timm_infodrop.zoo.runner._call', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        suppressed_data(data, 'anisotropic')
+    assert (folder / 'benchmark.json').read_text() == '{"seed": 0}'  # the old folder stays whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['data', 'data-anisotropic-doubled']
+    monkeypatch.undo()
+    assert (suppressed_data(data, 'anisotropic') / 'benchmark.json').read_text() == '{"seed": 1}'  # remade
 
 
 def test_model_card_regenerates_identically_from_the_committed_results():

@@ -2,6 +2,7 @@
 import argparse
 import json
 from pathlib import Path
+from typing import Dict, List
 
 from ..io import atomic_output
 
@@ -15,7 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--quick', action='store_true', help='the demo budget: 2,000 training images, 3 epochs')
     parser.add_argument('--seeds', type=int, default=None, help='seeds 0..N-1 (default: 1 with --quick, else 3)')
     parser.add_argument('--recipes', default='zoo/recipes', help='folder of the CPU recipes')
-    parser.add_argument('--models', nargs='+', default=None, help='recipe names (default: the CPU zoo)')
+    parser.add_argument('--models', nargs='+', default=None,
+                        help='zoo models (default: the budget\'s; a name outside the zoo is a recipe on the plain '
+                             'benchmark). Results of models not run are kept and summarised with the new ones')
     parser.add_argument('--results', default=None, help='default: zoo/results (zoo/results-quick with --quick)')
     parser.add_argument('--work', default='out/zoo', help='data, checkpoints and deploy folders')
     parser.add_argument('--card', default='MODEL_CARD.md', help='card output (action card)')
@@ -27,8 +30,8 @@ def _results(args) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from ..zoo.report import plot_zoo, render_model_card, render_report, summary_table, LABELS
-    from ..zoo.runner import BUDGETS, CPU_RECIPES, run_zoo
-    from ..zoo.summary import collect, summarize
+    from ..zoo.runner import BASELINE, BUDGETS, ZOO_MODELS, run_zoo, zoo_model
+    from ..zoo.summary import architectures, collect, summarize
 
     results = _results(args)
     if args.action == 'card':
@@ -43,31 +46,35 @@ def run(args: argparse.Namespace) -> int:
     seeds = list(range(args.seeds if args.seeds is not None else (1 if args.quick else 3)))
     if not seeds:
         raise ValueError(f'--seeds must be >= 1, got {args.seeds}')
-    names = args.models or list(CPU_RECIPES)
-    recipes = [Path(args.recipes) / f'{name}.yaml' for name in names]
-    missing = [str(r) for r in recipes if not r.is_file()]
-    if missing:
-        raise FileNotFoundError(f'no recipe {missing} (run from the repository root or pass --recipes)')
-    if 'resnet18' not in names:
-        raise ValueError('the zoo needs the resnet18 baseline recipe (mCE is relative to it)')
+    names = args.models or list(budget.models)
     work = Path(args.work)
     if args.action == 'run':
-        records = run_zoo(recipes, seeds, budget, work, results)
-    else:
-        records = [json.loads((results / name / f'seed{seed}' / 'run.json').read_text()) for seed in seeds
-                   for name in names]
-    summary = summarize(collect(results, 'resnet18'))
+        if BASELINE not in names and not (results / BASELINE).is_dir():
+            raise ValueError(f'the zoo needs {BASELINE} runs (mCE is relative to it): add it to --models')
+        run_zoo([zoo_model(name) for name in names], Path(args.recipes), seeds, budget, work, results)
+    # every model with results, in the zoo's order; the per-seed records say how each was made
+    runs = collect(results, BASELINE)
+    order = list(ZOO_MODELS)
+    runs = {m: runs[m] for m in sorted(runs, key=lambda m: (order.index(m) if m in order else len(order), m))}
+    records = [json.loads((results / model / f'seed{seed}' / 'run.json').read_text())
+               for model in runs for seed in sorted(runs[model])]
+    summary = summarize(runs, architectures(results))
+    by_commit: Dict[str, List[str]] = {}
+    for record in records:
+        models = by_commit.setdefault(record.get('commit', ''), [])
+        models += [] if record['model'] in models else [record['model']]
     run_info = {'command': f'timm-infodrop zoo run{" --quick" if args.quick else ""} --seeds {len(seeds)}',
                 'budget': budget.name, 'seeds': seeds, 'sizes': budget.sizes,
                 'epochs': f'{budget.epochs} epochs' if budget.epochs else "the recipes' epochs",
                 'minutes': round(sum(r['total_minutes'] for r in records), 1),
                 # the code the runs were made with: one commit, or '' when unknown or mixed
-                'commit': commits.pop() if len(commits := {r.get('commit', '') for r in records}) == 1 else ''}
+                'commit': next(iter(by_commit)) if len(by_commit) == 1 else '',
+                'commits': by_commit}
     with atomic_output(results / 'summary.json') as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + '\n')
     with atomic_output(results / 'run.json') as tmp:
         tmp.write_text(json.dumps(run_info, indent=2) + '\n')
-    deploys = {r['model']: Path(r['deploy']) for r in records if r['seed'] == seeds[0]}
+    deploys = {r['model']: Path(r['deploy']) for r in records if r['seed'] == seeds[0] and Path(r['deploy']).is_dir()}
     pictures = plot_zoo(summary, results, deploys, work / f'data-{budget.name}')
     with atomic_output(results / 'REPORT.md') as tmp:
         tmp.write_text(render_report(summary, run_info, pictures))

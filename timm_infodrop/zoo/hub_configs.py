@@ -5,14 +5,15 @@ published weights are seed 0's. ``config.json`` is written by timm's own ``save_
 """
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterable, List
 
 from ..hub import ZOO_TAG, HubRepo, zoo_repos, zoo_weights_cfg
 from ..io import atomic_directory
 from ..models._builder import derived_cfg, plain_architecture
 from .report import BIBTEX, CONVERT_LABELS, LABELS
+from .runner import zoo_model
 
-__all__ = ['render_hub_configs', 'render_card', 'render_config']
+__all__ = ['render_hub_configs', 'published_models', 'render_card', 'render_config']
 
 DATASET = {'name': 'timm-infodrop synthetic shape-vs-texture benchmark (64 px)', 'type': f'timm-infodrop/{ZOO_TAG}'}
 # metric -> (model-index metric type, dataset split it is measured on)
@@ -133,6 +134,12 @@ def render_card(repo: HubRepo, summary: Dict, run: Dict, siblings: List[HubRepo]
     ])
 
 
+def published_models(models: Iterable[str]) -> List[str]:
+    """The zoo models with Hub repos: those trained on the plain benchmark, which the registered
+    ``.shapes64`` tags name (the texture-suppressed rows are compared in MODEL_CARD.md only)."""
+    return [model for model in models if not zoo_model(model).texture]
+
+
 def render_hub_configs(results: Path, out: Path) -> List[Path]:
     """Write ``out/<repo>/{config.json,README.md}`` for both variants of every zoo model; returns the folders.
 
@@ -143,7 +150,7 @@ def render_hub_configs(results: Path, out: Path) -> List[Path]:
     results, out = Path(results), Path(out)
     summary = json.loads((results / 'summary.json').read_text())
     run = json.loads((results / 'run.json').read_text())
-    repos = zoo_repos(list(summary))
+    repos = zoo_repos(published_models(summary))
     with atomic_directory(out) as staging:
         for repo in repos:
             args = yaml.safe_load((results / repo.zoo_model / 'seed0' / 'args.yaml').read_text())

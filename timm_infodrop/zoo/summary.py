@@ -6,13 +6,13 @@ with ``std`` 0.
 """
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
 from ..eval.robustness import corruption_errors
 
-__all__ = ['collect', 'summarize', 'METRICS', 'CONVERT_METRICS', 'model_costs']
+__all__ = ['collect', 'architectures', 'summarize', 'METRICS', 'CONVERT_METRICS', 'model_costs']
 
 METRICS = ('top1', 'shape_bias', 'silhouette_top1', 'texture_only_top1', 'corruption_mean_top1', 'mce', 'pgd_top1',
            'train_minutes')
@@ -47,6 +47,14 @@ def collect(results: Path, baseline: str) -> Dict[str, Dict[int, Dict[str, float
     return runs
 
 
+def architectures(results: Path) -> Dict[str, str]:
+    """``{model: timm architecture}`` from the per-seed run records (a record without one: the model's name)."""
+    found = {}
+    for file in sorted(Path(results).glob('*/seed*/run.json')):
+        found[file.parent.parent.name] = json.loads(file.read_text()).get('architecture', file.parent.parent.name)
+    return found
+
+
 def _stats(values: List[float]) -> Dict[str, float]:
     values = np.asarray(values, dtype=float)
     return {'mean': float(values.mean()), 'std': float(values.std(ddof=1)) if len(values) > 1 else 0.0,
@@ -70,11 +78,14 @@ def model_costs(model: str, input_size) -> Dict[str, float]:
             'gflops_deploy': count_flops(plain, input_size, every_op=False) / 1e9}
 
 
-def summarize(runs: Dict[str, Dict[int, Dict[str, float]]], input_size=(3, 64, 64)) -> Dict[str, Dict]:
-    """``{model: {metric: {mean, std, n}}}`` over seeds, plus the model's params and FLOPs."""
+def summarize(runs: Dict[str, Dict[int, Dict[str, float]]], architecture: Optional[Dict[str, str]] = None,
+              input_size=(3, 64, 64)) -> Dict[str, Dict]:
+    """``{model: {metric: {mean, std, n}}}`` over seeds, plus the params and FLOPs of the model's timm
+    ``architecture`` (default: the model's name)."""
     summary = {}
     for model, seeds in runs.items():
         metrics = sorted({k for row in seeds.values() for k in row}, key=lambda k: (k not in METRICS, k))
         summary[model] = {k: _stats([row[k] for row in seeds.values() if k in row]) for k in metrics}
-        summary[model].update({k: {'mean': v, 'std': 0.0, 'n': 1} for k, v in model_costs(model, input_size).items()})
+        costs = model_costs((architecture or {}).get(model, model), input_size)
+        summary[model].update({k: {'mean': v, 'std': 0.0, 'n': 1} for k, v in costs.items()})
     return summary
