@@ -1,7 +1,8 @@
 """A small local HTTP endpoint speaking the Hub calls ``huggingface_hub`` makes to publish a folder.
 
 No upload-capable Hub runs offline, so the publish tests point ``HF_ENDPOINT`` here. It implements
-create repo, branch, model info, YAML validation, preupload (every file "regular", with the stored
+create repo, branch, model info, the error answers of a download (missing repo, revision or file),
+YAML validation, preupload (every file "regular", with the stored
 file's git OID so unchanged files are skipped) and the NDJSON commit. Repos live in memory:
 ``repos[repo_id]['branches'][branch] = {path: bytes}``; ``commits`` counts the commits made.
 """
@@ -74,6 +75,27 @@ class FakeHub:
                     return self._reply(200, {'id': repo_id, 'sha': hub.repos[repo_id]['heads'][branch],
                                              'siblings': [{'rfilename': path} for path in sorted(files)]})
                 self._reply(404, {'error': f'not implemented: GET {self.path}'})
+
+            def do_HEAD(self):
+                """File metadata (``/<org>/<name>/resolve/<revision>/<path>``): the Hub's error codes only,
+                so downloads of a missing repo, revision or file fail as they do on the Hub."""
+                parts = self.path.split('?')[0].strip('/').split('/')
+                repo_id, branch, path = '/'.join(parts[:2]), parts[3] if len(parts) > 3 else '', '/'.join(parts[4:])
+                if parts[2:3] != ['resolve']:
+                    code = None
+                elif repo_id not in hub.repos:
+                    code = 'RepoNotFound'
+                elif branch not in hub.repos[repo_id]['branches']:
+                    code = 'RevisionNotFound'
+                elif path not in hub.repos[repo_id]['branches'][branch]:
+                    code = 'EntryNotFound'
+                else:
+                    code = None
+                self.send_response(404 if code else 501)
+                if code:
+                    self.send_header('X-Error-Code', code)
+                self.send_header('Content-Length', '0')
+                self.end_headers()
 
             def do_POST(self):
                 parts = self.path.split('?')[0].strip('/').split('/')

@@ -14,12 +14,13 @@ import pytest
 import timm
 import torch
 from huggingface_hub import ModelCard
+from huggingface_hub.errors import EntryNotFoundError
 from timm.models import save_for_hf
 
 import timm_infodrop  # noqa: F401
 from timm_infodrop.cli import main
 from timm_infodrop.convert import strip
-from timm_infodrop.hub import HUB_ORG_ENV, repo_for, zoo_repos
+from timm_infodrop.hub import HUB_ORG_ENV, HubWeightsError, hub_errors, repo_for, zoo_repos
 from timm_infodrop.zoo.hub_configs import published_models, render_hub_configs
 
 from hub_server import FakeHub
@@ -166,6 +167,40 @@ def test_missing_repo_gives_our_error(olah, tmp_path):
     assert HUB_ORG_ENV in done.stdout
 
 
+def test_wrong_revision_is_a_one_line_error(tmp_path):
+    """Served by FakeHub, which answers a download from a missing branch with the Hub's RevisionNotFound
+    code (olah answers it as a missing repo)."""
+    for split in ('train', 'val'):
+        (tmp_path / 'data' / split / 'a').mkdir(parents=True)
+        shutil.copy2(ROOT / 'docs' / 'infomap.png', tmp_path / 'data' / split / 'a')
+    model_id = f'{ORG}/{TRAIN_REPO.name}@no-such-branch'
+    command = [str(Path(sys.executable).parent / 'timm-infodrop'), 'convert', '--checkpoint', f'hf-hub:{model_id}',
+               '--data-dir', str(tmp_path / 'data'), '--out', str(tmp_path / 'out')]
+    with FakeHub() as fake:
+        fake.repos[model_id.split('@')[0]] = {'branches': {'main': {'config.json': b'{}'}}, 'heads': {'main': '0' * 40}}
+        done = subprocess.run(command, env=_env(HF_ENDPOINT=fake.endpoint, HF_HUB_CACHE=str(tmp_path / 'cache')),
+                              capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and 'Traceback' not in done.stderr, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert 'no such revision' in last and f"'{model_id}' on {fake.endpoint}" in last, last
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('error, message', [
+    (EntryNotFoundError('404 Client Error: Entry Not Found'), 'the repo has no weights file'),
+    (ValueError('not a Hub error'), None),
+], ids=['missing file', 'other error'])
+def test_a_missing_file_is_explained_and_other_errors_pass(error, message):
+    """The Hub's EntryNotFound (olah answers a missing file as a missing repo, so this is checked here)."""
+    with pytest.raises(HubWeightsError if message else ValueError) as raised:
+        with hub_errors(f'{ORG}/x'):
+            raise error
+    if message:
+        assert message in str(raised.value) and f"'{ORG}/x'" in str(raised.value)
+    else:
+        assert raised.value is error
+
+
 def test_the_org_comes_from_the_environment():
     script = '''
         import timm, timm_infodrop
@@ -263,7 +298,8 @@ def test_hub_configs_regenerate_identically(tmp_path, monkeypatch):
 
 def test_cli_hf_hub_checkpoint_offline_is_a_one_line_error(tmp_path):
     for split in ('train', 'val'):
-        (tmp_path / 'data' / split).mkdir(parents=True)
+        (tmp_path / 'data' / split / 'a').mkdir(parents=True)
+        shutil.copy2(ROOT / 'docs' / 'infomap.png', tmp_path / 'data' / split / 'a')
     command = [str(Path(sys.executable).parent / 'timm-infodrop'), 'convert', '--checkpoint', f'hf-hub:{ORG}/none',
                '--data-dir', str(tmp_path / 'data'), '--out', str(tmp_path / 'out')]
     done = subprocess.run(command, env=_env(HF_HUB_CACHE=str(tmp_path / 'cold'), HF_HUB_OFFLINE='1'),

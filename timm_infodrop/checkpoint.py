@@ -6,7 +6,7 @@ import timm
 import torch
 from torch import nn
 
-from .hub import hub_errors
+from .hub import HubWeightsError, explain_hub_error, hub_errors, read_model_config
 
 __all__ = ['load_variant', 'read_state_dict', 'model_folder', 'CHECKPOINT_SUFFIXES', 'MODEL_FOLDER_PREFIXES']
 
@@ -53,6 +53,7 @@ def model_folder(checkpoint: str) -> Optional[Path]:
     if not (folder / 'config.json').is_file():
         raise FileNotFoundError(f'{checkpoint!r}: {str(folder)!r} has no config.json (a timm model folder has '
                                 'config.json and model.safetensors)')
+    read_model_config(folder)
     return folder
 
 
@@ -72,7 +73,16 @@ def load_variant(checkpoint: str, model_name: Optional[str] = None) -> nn.Module
         model_folder(checkpoint)
         hub_id = checkpoint[len('hf-hub:'):] if checkpoint.startswith('hf-hub:') else None
         with hub_errors(hub_id):
-            model = timm.create_model(checkpoint, pretrained=True)
+            try:
+                model = timm.create_model(checkpoint, pretrained=True)
+            except HubWeightsError:  # explained already (by the registered tag's builder)
+                raise
+            except Exception as error:  # safetensors, JSON, state-dict and Hub errors have no common base
+                if hub_id and explain_hub_error(hub_id, error) is not error:
+                    raise  # hub_errors explains it
+                first_line = str(error).strip().splitlines()[0] if str(error).strip() else ''
+                raise ValueError(f'{checkpoint!r} does not load as a timm model folder '
+                                 f'({type(error).__name__}: {first_line})') from None
         if model_name and model.pretrained_cfg.get('architecture') != model_name.split('.')[0]:
             raise ValueError(f'{checkpoint} holds a {model.pretrained_cfg.get("architecture")}, not a {model_name}')
         return model

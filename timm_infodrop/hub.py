@@ -26,7 +26,8 @@ from .io import atomic_directory, check_output_path
 from .models._builder import plain_architecture
 
 __all__ = ['HUB_ORG_ENV', 'DEFAULT_HUB_ORG', 'ZOO_TAG', 'HubRepo', 'HubWeightsError', 'hub_org', 'zoo_repos',
-           'repo_for', 'explain_hub_error', 'hub_errors', 'stage_folder', 'publish', 'PUBLISHED_FILES']
+           'repo_for', 'explain_hub_error', 'hub_errors', 'read_model_config', 'stage_folder', 'publish',
+           'PUBLISHED_FILES']
 
 HUB_ORG_ENV = 'TIMM_INFODROP_HUB_ORG'
 DEFAULT_HUB_ORG = 'timm-infodrop'
@@ -129,7 +130,8 @@ def hub_errors(repo_id: Optional[str]) -> Iterator[None]:
         raise explained from None
 
 
-def _read_config(folder: Path) -> Dict:
+def read_model_config(folder: Path) -> Dict:
+    """A timm model folder's ``config.json`` as a dict; errors name the file and what is wrong with it."""
     path = folder / 'config.json'
     if not path.is_file():
         raise FileNotFoundError(f'{str(folder)!r} has no config.json: give a model folder written by '
@@ -194,7 +196,7 @@ def stage_folder(model_dir: Union[str, Path], out: Union[str, Path], repo_id: st
     if out.resolve() == model_dir.resolve() or model_dir.resolve() in out.resolve().parents:
         raise ValueError(f'the staging folder {str(out)!r} must not be the model folder or inside it')
     check_output_path(out, overwrite, directory=True)
-    config = _read_config(model_dir)
+    config = read_model_config(model_dir)
     _check_weights(model_dir, config)
     if card is not None:
         card_text = _checked_card(Path(card))

@@ -46,6 +46,9 @@ def check_output_path(
     if out.is_dir() != directory and out.exists():
         kind = 'a directory; give a file name' if out.is_dir() else 'a file; give a directory'
         raise OutputError(f'{str(out)!r} is {kind}')
+    existing = next(parent for parent in out.absolute().parents if parent.exists())
+    if not existing.is_dir():
+        raise OutputError(f'{str(out)!r}: {str(existing)!r} is a file, not a folder')
     resolved = out.resolve()
     for item in inputs:
         if item is not None and Path(item).resolve() == resolved:

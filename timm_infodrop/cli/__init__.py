@@ -2,7 +2,8 @@
 
 A subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``,
 and optionally ``reparse(parser, subparser, args, argv) -> args`` (e.g. to apply a recipe file).
-Errors a user can fix (bad paths, sizes, formats) print one line and exit with status 2;
+Errors a user can fix (bad paths, sizes, formats, unreadable files, a full disk) print one line and exit
+with status 2;
 ``--debug`` shows the traceback instead.
 """
 import argparse
@@ -29,7 +30,9 @@ SUBCOMMANDS = {
     'suppress-texture': 'suppress_texture',
 }
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError, HubWeightsError)
+# what a user can fix: bad values and files, unreadable images, full or unwritable disks (OSError names the
+# file), a diverged training run (FloatingPointError); anything else is a bug and keeps its traceback
+USER_ERRORS = (ValueError, OSError, FloatingPointError, HubWeightsError)
 
 
 def _load(name: str):
@@ -61,7 +64,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except USER_ERRORS as error:
         if args.debug:
             raise
-        print(f'timm-infodrop {args.command}: error: {error}', file=sys.stderr)
+        message = ' '.join(str(error).split()) or type(error).__name__  # one line, whatever the message
+        print(f'timm-infodrop {args.command}: error: {message}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f'timm-infodrop {args.command}: interrupted', file=sys.stderr)

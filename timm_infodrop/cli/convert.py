@@ -45,10 +45,13 @@ def _check_out(args: argparse.Namespace) -> Path:
 
 
 def _check_data_dir(data_dir: str) -> Path:
+    from ..data.folders import check_image_folders
+
     root = Path(data_dir)
     missing = [split for split in SPLITS if not (root / split).is_dir()]
     if missing:
         raise FileNotFoundError(f'--data-dir {str(root)!r} has no {" or ".join(f"{m}/" for m in missing)} folder')
+    check_image_folders(root, SPLITS)
     return root
 
 
@@ -66,9 +69,6 @@ def _loaders(root: Path, model, args: argparse.Namespace):
         'finetune': ImageFolder(root / 'train', transform=train_transform),
         'val': ImageFolder(root / 'val', transform=eval_transform),
     }
-    if datasets['val'].classes != datasets['recalibrate'].classes:
-        raise ValueError(f'train/ and val/ have different classes: {datasets["recalibrate"].classes} vs '
-                         f'{datasets["val"].classes}')
     generator = torch.Generator().manual_seed(args.seed)
     # recalibration batches are shuffled too: ImageFolder lists images class by class, and BN's
     # per-batch statistics over one-class batches are not the statistics the model will see

@@ -3,8 +3,9 @@ import argparse
 import shutil
 from pathlib import Path
 
+from ..data.folders import IMAGE_SUFFIXES
+
 HELP = 'write a texture-suppressed copy of an image folder (anisotropic diffusion, bilateral, cartoon)'
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

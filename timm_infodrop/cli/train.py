@@ -122,7 +122,7 @@ def apply_recipe(parser: argparse.ArgumentParser, path: str) -> Dict:
         raise FileNotFoundError(f'-c {path!r}: no such recipe file')
     try:
         recipe = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ValueError(f'-c {path!r} is not valid YAML: {error}') from None
     if not isinstance(recipe, dict):
         raise ValueError(f'-c {path!r} must hold a mapping of argument names to values')
@@ -138,8 +138,13 @@ def _data_root(args: argparse.Namespace) -> Path:
     if not root:
         raise ValueError('no dataset: give --data-dir DIR (an ImageFolder with train/)')
     root = Path(root)
-    if not args.dataset and not (root / args.train_split).is_dir():
-        raise FileNotFoundError(f'--data-dir {str(root)!r} has no {args.train_split}/ folder')
+    if not args.dataset:  # an ImageFolder: checked here, before the model is built
+        from ..data.folders import check_image_folders
+
+        if not (root / args.train_split).is_dir():
+            raise FileNotFoundError(f'--data-dir {str(root)!r} has no {args.train_split}/ folder')
+        with_val = bool(args.val_split) and (root / args.val_split).is_dir()
+        check_image_folders(root, [args.train_split] + ([args.val_split] if with_val else []))
     return root
 
 
@@ -259,11 +264,16 @@ def _build_model(args: argparse.Namespace, ctx, num_classes: int):
     import timm_infodrop  # noqa: F401  registers the variants
     from ..train import prepare_for_training
 
+    if not args.model.startswith(('hf-hub:', 'local-dir:')) and not timm.is_model(args.model):
+        raise ValueError(f'--model {args.model!r} is not a registered timm model (timm.list_models() names them)')
     kwargs = dict(args.model_kwargs)
     if args.drop_path is not None:
         kwargs['drop_path_rate'] = args.drop_path
-    model = timm.create_model(args.model, pretrained=args.pretrained, num_classes=num_classes,
-                              drop_rate=args.drop, checkpoint_path=args.initial_checkpoint or None, **kwargs)
+    try:
+        model = timm.create_model(args.model, pretrained=args.pretrained, num_classes=num_classes,
+                                  drop_rate=args.drop, checkpoint_path=args.initial_checkpoint or None, **kwargs)
+    except TypeError as error:  # a keyword the architecture does not take
+        raise ValueError(f'--model {args.model}: {error} (from --model-kwargs, --drop or --drop-path)') from None
     prepare_for_training(model).to(ctx.device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -383,7 +393,16 @@ def train(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    train(args)
+    try:
+        train(args)
+    except RuntimeError as error:
+        # timm's ImageDataset skips an unreadable file with a warning naming it, and gives up after several in a row
+        # (from a loader worker, the message is that worker's traceback, ending with the error)
+        last_line = str(error).strip().splitlines()[-1] if str(error).strip() else ''
+        if 'Failed to load' not in last_line:
+            raise
+        raise ValueError(f'{last_line.split(": ", 1)[-1]}: the data folder holds files that are not readable images '
+                         '(the "Skipped sample" warnings above name them)') from None
     return 0
 
 

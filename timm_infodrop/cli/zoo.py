@@ -6,6 +6,7 @@ from typing import Dict, List
 
 from ..io import atomic_output
 
+MAX_SEEDS = 100
 HELP = 'run the model zoo (make data, train, convert, evaluate) or render MODEL_CARD.md from its results'
 
 
@@ -43,9 +44,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     budget = BUDGETS['quick' if args.quick else 'full']
-    seeds = list(range(args.seeds if args.seeds is not None else (1 if args.quick else 3)))
-    if not seeds:
-        raise ValueError(f'--seeds must be >= 1, got {args.seeds}')
+    count = args.seeds if args.seeds is not None else (1 if args.quick else 3)
+    if not 1 <= count <= MAX_SEEDS:
+        raise ValueError(f'--seeds must be in [1, {MAX_SEEDS}], got {args.seeds}')
+    seeds = list(range(count))
     names = args.models or list(budget.models)
     work = Path(args.work)
     if args.action == 'run':

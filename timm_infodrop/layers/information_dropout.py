@@ -10,7 +10,9 @@ is added to the loss:
 * softplus-like units, log-normal prior with learned ``mu`` and ``sigma``:
   ``KL = log(sigma / alpha) + (alpha^2 + (log f - mu)^2) / (2 sigma^2) - 1/2``, f clamped >= 1e-4.
 
-Eval uses no noise (``z = f``, the median of the log-normal).
+Eval uses no noise (``z = f``, the median of the log-normal). Non-finite values in ``f`` or ``x_in``
+propagate to the output, as through any elementwise layer (timm_infodrop's trainer stops at the first
+non-finite loss); InfoDrop raises instead, since its mask would be undefined.
 
 How the KL reaches the gradient
 -------------------------------
@@ -46,6 +48,7 @@ import torch
 from torch import nn
 
 from ._transient import Transient
+from .informative_dropout import _check_feature_map
 
 __all__ = [
     'InformationDropout', 'PRIORS', 'ALPHA_FLOOR', 'information_dropout_kl', 'aux_loss',
@@ -230,6 +233,8 @@ class InformationDropout(nn.Module):
 
     @torch.jit.unused
     def _forward_active(self, x_in: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        _check_feature_map(x_in, 'x_in')
+        _check_feature_map(f, 'f')
         return self.apply_alpha(self.alpha(x_in), f)
 
     def extra_repr(self) -> str:
