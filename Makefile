@@ -33,7 +33,8 @@ bench: venv
 demo: venv
 	$(BIN)/timm-infodrop zoo run --quick
 
-# the full zoo behind MODEL_CARD.md and hub_configs/: 3 seeds at the recipes' budget (about 75 minutes on 2 cores)
+# the full zoo behind MODEL_CARD.md and hub_configs/: 5 models x 3 seeds at the recipes' budget (zoo/results/run.json
+# records the minutes it took)
 zoo: venv
 	$(BIN)/python zoo/drop_sites.py
 	$(BIN)/timm-infodrop zoo run --seeds 3

@@ -155,3 +155,22 @@ def test_the_investigation_is_worded_from_its_numbers(tmp_path):
     runs.append(_calibration_run('resnet18', {}, 0.40))  # a plain run scored like the InfoDrop runs is preferred
     log.write_text(''.join(json.dumps(r) + '\n' for r in runs))
     assert 'plain resnet18 0.400 (recalibrated, mean of 1 run)' in _experiment_reading(log)
+
+
+def test_texture_suppression_is_read_against_the_same_recipe():
+    from timm_infodrop.zoo.report import _texture_reading
+
+    def row(shape_bias, std=0.01):
+        stats = {'mean': 0.5, 'std': 0.0, 'n': 3}
+        return {'shape_bias': {'mean': shape_bias, 'std': std, 'n': 3}, 'top1': dict(stats),
+                'silhouette_top1': dict(stats), 'texture_only_top1': dict(stats), 'corruption_mean_top1': dict(stats)}
+
+    summary = {'resnet18': row(0.20), 'resnet18_infodrop': row(0.21), 'resnet18_anisotropic': row(0.30),
+               'resnet18_infodrop_anisotropic': row(0.215)}
+    text = _texture_reading(summary)
+    assert '**resnet18_anisotropic** vs **resnet18** (the same recipe on the plain benchmark): shape bias +0.100 ' \
+           '(more than the larger seed std, 0.010)' in text
+    assert '**resnet18_infodrop_anisotropic** vs **resnet18_infodrop** (the same recipe on the plain benchmark): ' \
+           'shape bias +0.005 (within' in text
+    assert '**resnet18_infodrop_anisotropic** vs **resnet18_anisotropic**: shape bias -0.085' in text
+    assert _texture_reading({'resnet18': row(0.2), 'resnet18_infodrop': row(0.3)}) == ''

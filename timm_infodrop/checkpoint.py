@@ -75,11 +75,9 @@ def load_variant(checkpoint: str, model_name: Optional[str] = None) -> nn.Module
         with hub_errors(hub_id):
             try:
                 model = timm.create_model(checkpoint, pretrained=True)
-            except HubWeightsError:  # explained already (by the registered tag's builder)
-                raise
             except Exception as error:  # safetensors, JSON, state-dict and Hub errors have no common base
-                if hub_id and explain_hub_error(hub_id, error) is not error:
-                    raise  # hub_errors explains it
+                if isinstance(error, HubWeightsError) or (hub_id and explain_hub_error(hub_id, error) is not error):
+                    raise  # explained already (a registered tag's builder), or by hub_errors
                 first_line = str(error).strip().splitlines()[0] if str(error).strip() else ''
                 raise ValueError(f'{checkpoint!r} does not load as a timm model folder '
                                  f'({type(error).__name__}: {first_line})') from None

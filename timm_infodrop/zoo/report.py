@@ -114,6 +114,37 @@ def _verdicts(summary: Dict, baseline: str) -> List[str]:
     return lines
 
 
+def _texture_reading(summary: Dict) -> str:
+    """The texture-suppressed rows against the same recipe on the plain benchmark, worded from the numbers:
+    what the doubled data does alone, and whether the regulariser adds to it."""
+    from .runner import BASELINE, zoo_model
+
+    lines = []
+    for name in summary:
+        model = zoo_model(name)
+        if not model.texture or model.recipe not in summary:
+            continue
+        s, base = summary[name], summary[model.recipe]
+        deltas = {key: s[key]['mean'] - base[key]['mean'] for key in
+                  ('shape_bias', 'top1', 'silhouette_top1', 'texture_only_top1', 'corruption_mean_top1')}
+        spread = max(s['shape_bias']['std'], base['shape_bias']['std'])
+        moved = 'more than' if abs(deltas['shape_bias']) > spread else 'within'
+        lines.append(f"- **{name}** vs **{model.recipe}** (the same recipe on the plain benchmark): shape bias "
+                     f"{deltas['shape_bias']:+.3f} ({moved} the larger seed std, {spread:.3f}), val top-1 "
+                     f"{deltas['top1'] * 100:+.1f} points, silhouette top-1 {deltas['silhouette_top1']:+.3f}, "
+                     f"texture-only top-1 {deltas['texture_only_top1']:+.3f}, corruption mean top-1 "
+                     f"{deltas['corruption_mean_top1']:+.3f}.")
+    doubled = {zoo_model(n).recipe: n for n in summary if zoo_model(n).texture}
+    regularised = [r for r in doubled if r != BASELINE and BASELINE in doubled]
+    for recipe in regularised:
+        gain = summary[doubled[recipe]]['shape_bias']['mean'] - summary[doubled[BASELINE]]['shape_bias']['mean']
+        lines.append(f"- On the same doubled data, **{doubled[recipe]}** vs **{doubled[BASELINE]}**: shape "
+                     f"bias {gain:+.3f}: what {recipe}'s regulariser adds on top of texture suppression.")
+    if not lines:
+        return ''
+    return '\n**Texture suppression** (training data doubled with filtered copies):\n\n' + '\n'.join(lines) + '\n'
+
+
 def _same_benchmark(run: Dict, config: Dict) -> bool:
     """Was ``run`` made on the benchmark ``config``? Early log lines record only the knobs they changed."""
     if 'config' in run:
@@ -271,7 +302,7 @@ dropout layers. Train minutes are wall-clock on the 2-core machine; some runs sh
 Target, the paper's claim at our scale: {targets}.
 
 {verdicts}
-
+{texture}
 ## Investigation: why InfoDrop does not raise shape bias here
 **Where the drops land.** Expected drop fraction of the stem's units per region of the benchmark's images:
 
@@ -321,7 +352,7 @@ def render_model_card(summary: Dict, run: Dict, calibration: Path, baseline: str
         render='timm-infodrop zoo card', command=run['command'], seeds=run['seeds'],
         sizes=', '.join(f'{split} {count:,}' for split, count in run['sizes'].items()),
         epochs=run['epochs'], table=summary_table(summary, metrics), convert=summary_table(summary, CONVERT_LABELS),
-        targets=TARGETS, verdicts='\n'.join(_verdicts(summary, baseline)),
+        targets=TARGETS, verdicts='\n'.join(_verdicts(summary, baseline)), texture=_texture_reading(summary),
         convert_caveat='' if run.get('commit') else RECALIBRATION_CAVEAT,
         experiments=_experiments(calibration) or '(none logged)',
         drop_sites=_drop_sites(calibration.parent / 'drop_sites.json'),
