@@ -8,6 +8,7 @@ from PIL import Image
 
 from timm_infodrop.cli import build_parser
 from timm_infodrop.cli.train import train
+from timm_infodrop.zoo.hub_configs import published_models
 from timm_infodrop.zoo.report import plot_zoo, render_model_card, render_report
 from timm_infodrop.zoo.runner import ZOO_MODELS, Budget, run_zoo, suppressed_data
 from timm_infodrop.zoo.summary import METRICS, architectures, collect, summarize
@@ -173,4 +174,10 @@ def test_texture_suppression_is_read_against_the_same_recipe():
     assert '**resnet18_infodrop_anisotropic** vs **resnet18_infodrop** (the same recipe on the plain benchmark): ' \
            'shape bias +0.005 (within' in text
     assert '**resnet18_infodrop_anisotropic** vs **resnet18_anisotropic**: shape bias -0.085' in text
+    assert 'No plain run with the same number of updates' in text
+    for control, cause in ((0.22, 'comes from the filtered images'), (0.28, 'is within reach of the extra updates')):
+        text = _texture_reading(dict(summary, resnet18_2x_epochs=row(control, std=0.0)))
+        assert f'(**resnet18_2x_epochs**, n=3), shape bias is {control:.3f}' in text and cause in text
     assert _texture_reading({'resnet18': row(0.2), 'resnet18_infodrop': row(0.3)}) == ''
+    assert published_models(list(summary) + ['resnet18_2x_epochs', 'resnet18_infodropout']) == [
+        'resnet18', 'resnet18_infodrop', 'resnet18_infodropout']

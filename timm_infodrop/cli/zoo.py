@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     for record in records:
         models = by_commit.setdefault(record.get('commit', ''), [])
         models += [] if record['model'] in models else [record['model']]
+    seeds = sorted({record['seed'] for record in records})  # of every run summarised, not only this call's
     run_info = {'command': f'timm-infodrop zoo run{" --quick" if args.quick else ""} --seeds {len(seeds)}',
                 'budget': budget.name, 'seeds': seeds, 'sizes': budget.sizes,
                 'epochs': f'{budget.epochs} epochs' if budget.epochs else "the recipes' epochs",

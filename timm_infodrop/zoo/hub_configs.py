@@ -98,7 +98,8 @@ def render_card(repo: HubRepo, summary: Dict, run: Dict, siblings: List[HubRepo]
     steps += [f'| {label} | {_fmt(stats[key])} |' for key, label in CONVERT_LABELS.items() if key in stats]
     costs = (f"{stats['params_m']['mean']:.2f} M parameters; {stats['gflops_train']['mean']:.3f} GFLOPs per image "
              f"while training, {stats['gflops_deploy']['mean']:.3f} deployed (64 px, fvcore)")
-    commit = f" at commit `{run['commit']}`" if run.get('commit') else ''
+    made_at = run.get('commit') or next((c for c, models in run.get('commits', {}).items() if repo.zoo_model in models), '')
+    commit = f" at commit `{made_at}`" if made_at else ''
     return '\n'.join([
         _front_matter(repo, summary),
         f'# {repo.name}',
@@ -135,9 +136,9 @@ def render_card(repo: HubRepo, summary: Dict, run: Dict, siblings: List[HubRepo]
 
 
 def published_models(models: Iterable[str]) -> List[str]:
-    """The zoo models with Hub repos: those trained on the plain benchmark, which the registered
-    ``.shapes64`` tags name (the texture-suppressed rows are compared in MODEL_CARD.md only)."""
-    return [model for model in models if not zoo_model(model).texture]
+    """The zoo models with Hub repos: the recipes as they are, which the registered ``.shapes64`` tags
+    name (the rows with doubled data or other epochs are compared in MODEL_CARD.md only)."""
+    return [model for model in models if zoo_model(model).recipe == model]
 
 
 def render_hub_configs(results: Path, out: Path) -> List[Path]:
