@@ -1,7 +1,8 @@
 """The zoo: for every zoo model and seed, make the benchmark data, train, convert and evaluate.
 
 A zoo model is a CPU recipe trained either on the benchmark or on its training split doubled with a
-texture-suppressed copy of every image (the "Anisotropic ImageNet" recipe: originals plus filtered copies).
+texture-suppressed copy of every image (the "Anisotropic ImageNet" recipe: originals plus filtered copies),
+at the recipe's epochs or others (the control with as many updates as the doubled data makes).
 Everything goes through the ``timm-infodrop`` subcommands, so the zoo runs exactly what users run.
 Heavy artefacts (data, checkpoints, deploy folders) live under ``work`` (default ``out/zoo``); the
 small ones (results.json, convert_report.json, train log, plots) are copied to
@@ -49,6 +50,8 @@ QUICK_MODELS = ('resnet18', 'resnet18_infodrop', 'resnet18_infodropout')
 def zoo_model(name: str) -> ZooModel:
     """The zoo row ``name``; any other name is the recipe of that name on the plain benchmark."""
     return ZOO_MODELS.get(name) or ZooModel(name, name)
+
+
 COPIED = ('results.json', 'results.md', 'convert_report.json', 'summary.csv', 'args.yaml', 'severity.png')
 
 
@@ -152,7 +155,7 @@ def run_one(model: ZooModel, recipes: Path, seed: int, data: Path, work: Path, r
                 shutil.copy2(folder / item, target / item)
     record = {'model': model.name, 'architecture': yaml.safe_load(recipe.read_text())['model'],
               'recipe': str(recipe), 'training_data': f'benchmark + {model.texture} copies' if model.texture
-              else 'benchmark', 'seed': seed, 'train_minutes': train_minutes,
+              else 'benchmark', 'epochs': epochs, 'seed': seed, 'train_minutes': train_minutes,
               'total_minutes': (time.perf_counter() - start) / 60, 'budget': budget.name,
               'deploy': str(deploy), 'commit': _commit()}
     (target / 'run.json').write_text(json.dumps(record, indent=2) + '\n')
