@@ -345,6 +345,7 @@ recalibration, with the as-trained val top-1 in brackets); log `zoo/results/cali
 
 
 def _model_lines(models: List[str]) -> str:
+    """The card's model list: what each zoo row is (recipe, training data, epochs)."""
     from .runner import zoo_model
 
     lines = []
