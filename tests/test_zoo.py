@@ -11,7 +11,7 @@ from timm_infodrop.cli.train import train
 from timm_infodrop.zoo.hub_configs import published_models
 from timm_infodrop.zoo.report import plot_zoo, render_model_card, render_report
 from timm_infodrop.zoo.runner import ZOO_MODELS, Budget, run_zoo, suppressed_data
-from timm_infodrop.zoo.summary import METRICS, architectures, collect, summarize
+from timm_infodrop.zoo.summary import METRICS, collect, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / 'zoo' / 'recipes').glob('*.yaml'))
@@ -73,7 +73,7 @@ def test_zoo_runs_end_to_end_on_a_tiny_budget(tmp_path):
             folder = results / model / f'seed{seed}'
             assert {'results.json', 'convert_report.json', 'summary.csv', 'run.json'} <= {p.name for p in folder.iterdir()}
     runs = collect(results, 'resnet18')
-    summary = summarize(runs, architectures(results))
+    summary = summarize(runs, {r['model']: r['architecture'] for r in records})
     for model in summary:
         assert set(METRICS) <= set(summary[model])
         assert summary[model]['top1']['n'] == 2

@@ -6,7 +6,7 @@ import timm
 import torch
 from torch import nn
 
-from .hub import HubWeightsError, explain_hub_error, hub_errors, read_model_config
+from .hub import HubWeightsError, hub_errors, read_model_config
 
 __all__ = ['load_variant', 'read_state_dict', 'model_folder', 'CHECKPOINT_SUFFIXES', 'MODEL_FOLDER_PREFIXES']
 
@@ -72,15 +72,15 @@ def load_variant(checkpoint: str, model_name: Optional[str] = None) -> nn.Module
     if checkpoint.startswith(MODEL_FOLDER_PREFIXES):
         model_folder(checkpoint)
         hub_id = checkpoint[len('hf-hub:'):] if checkpoint.startswith('hf-hub:') else None
-        with hub_errors(hub_id):
-            try:
+        try:
+            with hub_errors(hub_id):  # Hub errors become HubWeightsError, explained
                 model = timm.create_model(checkpoint, pretrained=True)
-            except Exception as error:  # safetensors, JSON, state-dict and Hub errors have no common base
-                if isinstance(error, HubWeightsError) or (hub_id and explain_hub_error(hub_id, error) is not error):
-                    raise  # explained already (a registered tag's builder), or by hub_errors
-                first_line = str(error).strip().splitlines()[0] if str(error).strip() else ''
-                raise ValueError(f'{checkpoint!r} does not load as a timm model folder '
-                                 f'({type(error).__name__}: {first_line})') from None
+        except HubWeightsError:
+            raise
+        except Exception as error:  # safetensors, JSON and state-dict errors have no common base
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ''
+            raise ValueError(f'{checkpoint!r} does not load as a timm model folder '
+                             f'({type(error).__name__}: {first_line})') from None
         if model_name and model.pretrained_cfg.get('architecture') != model_name.split('.')[0]:
             raise ValueError(f'{checkpoint} holds a {model.pretrained_cfg.get("architecture")}, not a {model_name}')
         return model

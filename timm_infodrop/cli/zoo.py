@@ -32,7 +32,7 @@ def _results(args) -> Path:
 def run(args: argparse.Namespace) -> int:
     from ..zoo.report import plot_zoo, render_model_card, render_report, summary_table, LABELS
     from ..zoo.runner import BASELINE, BUDGETS, ZOO_MODELS, run_zoo, zoo_model
-    from ..zoo.summary import architectures, collect, summarize
+    from ..zoo.summary import collect, summarize
 
     results = _results(args)
     if args.action == 'card':
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     runs = {m: runs[m] for m in sorted(runs, key=lambda m: (order.index(m) if m in order else len(order), m))}
     records = [json.loads((results / model / f'seed{seed}' / 'run.json').read_text())
                for model in runs for seed in sorted(runs[model])]
-    summary = summarize(runs, architectures(results))
+    summary = summarize(runs, {r['model']: r.get('architecture', r['model']) for r in records})
     by_commit: Dict[str, List[str]] = {}
     for record in records:
         models = by_commit.setdefault(record.get('commit', ''), [])

@@ -3,15 +3,11 @@ class folder holds images, and the splits agree on the classes."""
 from pathlib import Path
 from typing import Dict, List, Sequence
 
+from ..checkpoint import _listing
+
 __all__ = ['IMAGE_SUFFIXES', 'image_folder_classes', 'check_image_folders']
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
-_LISTED = 10
-
-
-def _names(names: Sequence[str]) -> str:
-    more = f' (+{len(names) - _LISTED} more)' if len(names) > _LISTED else ''
-    return ', '.join(names[:_LISTED]) + more
 
 
 def image_folder_classes(folder: Path) -> List[str]:
@@ -31,7 +27,7 @@ def image_folder_classes(folder: Path) -> List[str]:
              if not any(f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() for f in (folder / c).rglob('*'))]
     if empty:
         raise ValueError(f'{str(folder)!r}: class folders without images ({", ".join(IMAGE_SUFFIXES)}): '
-                         f'{_names(empty)}')
+                         f'{_listing(empty)}')
     return classes
 
 
@@ -49,5 +45,5 @@ def check_image_folders(root: Path, splits: Sequence[str]) -> List[str]:
         extra = sorted(set(classes[split]) - set(classes[first]))
         if missing or extra:
             raise ValueError(f'{split}/ and {first}/ of {str(root)!r} have different classes: {split}/ lacks '
-                             f'[{_names(missing)}] and adds [{_names(extra)}]')
+                             f'[{_listing(missing)}] and adds [{_listing(extra)}]')
     return classes[first]

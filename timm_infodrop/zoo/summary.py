@@ -12,7 +12,7 @@ import numpy as np
 
 from ..eval.robustness import corruption_errors
 
-__all__ = ['collect', 'architectures', 'summarize', 'METRICS', 'CONVERT_METRICS', 'model_costs']
+__all__ = ['collect', 'summarize', 'METRICS', 'CONVERT_METRICS', 'model_costs']
 
 METRICS = ('top1', 'shape_bias', 'silhouette_top1', 'texture_only_top1', 'corruption_mean_top1', 'mce', 'pgd_top1',
            'train_minutes')
@@ -45,14 +45,6 @@ def collect(results: Path, baseline: str) -> Dict[str, Dict[int, Dict[str, float
         for row in seeds.values():
             row.pop('_corruption')
     return runs
-
-
-def architectures(results: Path) -> Dict[str, str]:
-    """``{model: timm architecture}`` from the per-seed run records (a record without one: the model's name)."""
-    found = {}
-    for file in sorted(Path(results).glob('*/seed*/run.json')):
-        found[file.parent.parent.name] = json.loads(file.read_text()).get('architecture', file.parent.parent.name)
-    return found
 
 
 def _stats(values: List[float]) -> Dict[str, float]:
