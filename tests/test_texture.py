@@ -174,7 +174,8 @@ def test_cli_refuses_bad_folders(split, tmp_path, capsys):
 def test_trainer_filters_training_images(split, tmp_path, monkeypatch):
     import timm_infodrop.data.texture as texture
     from timm_infodrop.cli import build_parser, main
-    from timm_infodrop.cli.train import train
+    from timm_infodrop.cli.train import config_from_args
+    from timm_infodrop.train import train
 
     calls = []
     original = texture.METHODS['bilateral']
@@ -183,7 +184,7 @@ def test_trainer_filters_training_images(split, tmp_path, monkeypatch):
                                       '--experiment', 'tex', '--model', 'resnet18', '--img-size', '32', '-b', '4',
                                       '--no-aug', '-j', '0', '--epochs', '1', '--no-progress', '--seed', '0',
                                       '--texture-suppression', 'bilateral', '--texture-suppression-prob', '1.0'])
-    train(args)
+    train(config_from_args(args))
     assert len(calls) >= 20  # every training image, once per epoch
     assert main(['train', '--data-dir', str(split.parent), '--texture-suppression-prob', '2']) == 2
 

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from timm_infodrop.cli import build_parser, main
-from timm_infodrop.cli.train import train
+from timm_infodrop.cli.train import config_from_args
+from timm_infodrop.train import train
 from timm_infodrop.layers import aux_loss, set_kl_to_gradient
 from timm_infodrop.train import prepare_for_training, train_one_epoch
 
@@ -34,7 +35,7 @@ def data_dir(tmp_path_factory):
 def run_train(data_dir, out: Path, *extra: str):
     args = build_parser().parse_args(['train', '--data-dir', str(data_dir), '--output', str(out.parent),
                                       '--experiment', out.name, *BASE, *extra])
-    return train(args)
+    return train(config_from_args(args)).model
 
 
 def weights(path: Path):

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from timm_infodrop.cli import build_parser
-from timm_infodrop.cli.train import train
+from timm_infodrop.cli.train import config_from_args
+from timm_infodrop.train import train
 from timm_infodrop.zoo.hub_configs import published_models
 from timm_infodrop.zoo.report import plot_zoo, render_model_card, render_report
 from timm_infodrop.zoo.runner import ZOO_MODELS, Budget, run_zoo, suppressed_data
@@ -47,7 +48,7 @@ def test_recipe_smoke_two_steps(tmp_path, two_class_folder, recipe):
     args = parser.parse_args(argv)
     args = args._reparse(parser, args._subparser, args, argv)
     args.pretrained = False  # nothing is downloaded here
-    model = train(args)
+    model = train(config_from_args(args)).model
     rows = (tmp_path / 'smoke' / 'summary.csv').read_text().splitlines()
     assert len(rows) == 2 and float(rows[1].split(',')[1]) > 0
     assert model.pretrained_cfg['architecture'] == args.model

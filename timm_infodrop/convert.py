@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 STRIP_TOLERANCE = 1e-5
+KEEP_CHOICES = ('better', 'finetuned', 'recalibrated')
 ONNX_TOLERANCE = 1e-4
 
 
@@ -175,16 +176,23 @@ def convert(
         check_input: Optional[torch.Tensor] = None,
         finetune_loader: Optional[Iterable] = None,
         device: torch.device = torch.device('cpu'),
+        keep: str = 'better',
 ) -> Tuple[nn.Module, Dict[str, float]]:
     """Strip, check, recalibrate BN and optionally finetune; report val top-1 after every step.
 
     ``train_loader`` feeds the recalibration, ``finetune_loader`` (default: the same) the finetuning,
     typically with the training augmentation.
 
+    ``keep``: which weights to return after finetuning: ``'better'`` (the finetuned ones unless their
+    val top-1 is lower than the recalibrated ones'), ``'finetuned'`` or ``'recalibrated'``.
+
     Returns the plain model (eval) and a report with ``top1_source`` (the trained model as it is, in
-    eval), ``top1_stripped``, ``top1_recalibrated``, ``top1_finetuned`` (None without finetuning) and
+    eval), ``top1_stripped``, ``top1_recalibrated``, ``top1_finetuned`` (None without finetuning),
+    ``kept`` (``'finetuned'`` or ``'recalibrated'``), ``top1`` (the returned model's) and
     ``strip_max_abs_difference``. ``recalibrate_batches=0`` skips the recalibration.
     """
+    if keep not in KEEP_CHOICES:
+        raise ValueError(f'keep must be one of {KEEP_CHOICES}, got {keep!r}')
     stripped = strip(model).to(device)
     if check_input is None:
         size = stripped.pretrained_cfg['input_size']
@@ -198,9 +206,16 @@ def convert(
         recalibrate_bn(stripped, train_loader, recalibrate_batches, device)
     report['top1_recalibrated'] = evaluate(stripped, val_loader, device)
     report['top1_finetuned'] = None
+    report['kept'] = 'recalibrated'
     if finetune_epochs > 0:
+        recalibrated = copy.deepcopy(stripped.state_dict())
         finetune(stripped, finetune_loader or train_loader, finetune_epochs, finetune_lr, finetune_params, device=device)
         report['top1_finetuned'] = evaluate(stripped, val_loader, device)
+        if keep == 'finetuned' or (keep == 'better' and report['top1_finetuned'] >= report['top1_recalibrated']):
+            report['kept'] = 'finetuned'
+        else:  # finetuning made val top-1 worse: ship the recalibrated weights
+            stripped.load_state_dict(recalibrated)
+    report['top1'] = report['top1_finetuned'] if report['kept'] == 'finetuned' else report['top1_recalibrated']
     return stripped, report
 
 

@@ -11,13 +11,11 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence, Union
 
+from .errors import OutputError
+
 __all__ = ['OutputError', 'check_output_path', 'atomic_output', 'atomic_directory']
 
 PathLike = Union[str, os.PathLike]
-
-
-class OutputError(ValueError):
-    """An output path that must not be written (exists, is an input, wrong format)."""
 
 
 def check_output_path(

@@ -14,7 +14,11 @@ Sites per family (``stages`` picks them):
   released first-block placement;
 * ``'stages'``: every stage entry; ``'stride2'``: the stage entries that downsample (Information
   Dropout's default: the paper replaces the stride-2 conv of each stage, where the representation
-  is compressed anyway).
+  is compressed anyway);
+* ``'out<i>'`` (ResNet BasicBlocks): the output of stage ``i``'s first block, after its final
+  activation, with the distances taken on ``conv2``'s input: the released ``info_dropout2``, there
+  only where that block has no downsample. With ``('stem', 0, 'out0')`` (and ``1``) the placement
+  is the released ``dropout_layers = 1`` (``2``).
 
 Families: ResNet (incl. -D, ResNeXt, Wide ResNet), ConvNeXt, EfficientNet, MobileNetV3, RegNet; plain
 models and their ``features_only`` wrappers alike.
@@ -31,12 +35,13 @@ __all__ = ['add_info_drop', 'add_information_dropout', 'remove_dropout', 'find_s
 
 Stages = Sequence[Union[str, int]]
 STAGE_KEYWORDS = ('stem', 'stages', 'stride2')
+OUTPUT_PREFIX = 'out'  # 'out<i>': the output of stage i's first block
 
 
 @dataclass
 class Site:
     """One place a regulariser acts; paths are dotted module names in the model."""
-    name: str                                   # 'stem' or 'stage<i>'
+    name: str                                   # 'stem', 'stage<i>' or 'out<i>'
     conv: str                                   # the nn.Conv2d to wrap
     after: Optional[str]                        # parameter-free module to act after; None: the conv itself
     pool: Optional[Tuple[int, int, int]] = None  # max-pool (k, s, p) between the conv and ``after``
@@ -119,6 +124,8 @@ def _resnet_sites(tree: _Tree) -> Dict[str, Site]:
         prefix = f'layer{i + 1}.0'
         sites[f'stage{i}'] = Site(f'stage{i}', f'{prefix}.{name}', f'{prefix}.{act}',
                                   activation=getattr(block, act))
+        if not hasattr(block, 'conv3') and getattr(block, 'downsample', None) is None:
+            sites[f'out{i}'] = Site(f'out{i}', f'{prefix}.conv2', f'{prefix}.act2', activation=block.act2)
     return sites
 
 
@@ -202,12 +209,20 @@ def _check_stages(stages: Stages) -> Tuple[Union[str, int], ...]:
         stages = (stages,)
     stages = tuple(stages)
     for stage in stages:
-        if not (stage in STAGE_KEYWORDS or (isinstance(stage, int) and not isinstance(stage, bool) and stage >= 0)):
-            raise ValueError(f'stages must hold {STAGE_KEYWORDS} or stage indices >= 0, got {stage!r}')
+        if not (stage in STAGE_KEYWORDS or _output_index(stage) is not None
+                or (isinstance(stage, int) and not isinstance(stage, bool) and stage >= 0)):
+            raise ValueError(f"stages must hold {STAGE_KEYWORDS}, stage indices >= 0 or 'out<i>', got {stage!r}")
     if not stages:
         raise ValueError('stages is empty: give at least one of '
                          f'{STAGE_KEYWORDS} or a stage index')
     return stages
+
+
+def _output_index(stage) -> Optional[int]:
+    """``i`` of an ``'out<i>'`` stage key, else None."""
+    if isinstance(stage, str) and stage.startswith(OUTPUT_PREFIX) and stage[len(OUTPUT_PREFIX):].isdigit():
+        return int(stage[len(OUTPUT_PREFIX):])
+    return None
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -242,11 +257,17 @@ def find_sites(model: nn.Module, stages: Stages = ('stem',)) -> List[Site]:
             chosen += entries
         elif stage == 'stride2':
             chosen += [k for k in entries if _geometry(tree.get(available[k].conv))[1] > 1]
+        elif _output_index(stage) is not None:
+            if stage not in available and not wrapped:
+                raise ValueError(f"{type(model).__name__} has no '{stage}' site: the released block-output mask "
+                                 'needs a ResNet BasicBlock without a downsample as the stage\'s first block')
+            chosen += [stage] if stage in available else []
         elif f'stage{stage}' in available:
             chosen.append(f'stage{stage}')
         elif not wrapped:  # a features_only model may have been cut before it
             raise ValueError(f'{type(model).__name__} has stages 0..{len(entries) - 1}; got stage {stage}')
-    sites = [available[k] for k in dict.fromkeys(chosen)]
+    order = {k: i for i, k in enumerate(available)}
+    sites = [available[k] for k in sorted(dict.fromkeys(chosen), key=order.get)]
     # a features_only model cut before a site's modules: that site has nothing to act on
     return [site for site in sites if not wrapped or all(
         path is None or tree.get(path) is not None for path in (site.conv, site.after))]

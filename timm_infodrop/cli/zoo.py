@@ -23,13 +23,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--results', default=None, help='default: zoo/results (zoo/results-quick with --quick)')
     parser.add_argument('--work', default='out/zoo', help='data, checkpoints and deploy folders')
     parser.add_argument('--card', default='MODEL_CARD.md', help='card output (action card)')
+    pacs = parser.add_argument_group('PACS (--benchmark pacs)')
+    pacs.add_argument('--benchmark', choices=('shapes', 'pacs'), default='shapes',
+                      help='shapes: the synthetic shape-vs-texture benchmark; pacs: PACS domain generalisation')
+    pacs.add_argument('--targets', nargs='+', default=['sketch'], metavar='DOMAIN',
+                      help='held-out target domains (each row x target x seed is one run)')
+    pacs.add_argument('--pacs-root', default=None,
+                      help='PACS root (<domain>/<class>/<image>; default $TIMM_INFODROP_PACS, else ../shared/data/pacs/PACS)')
+    pacs.add_argument('--recipe', default='zoo/recipes/pacs64.yaml', help='the recipe every PACS row uses')
 
 
 def _results(args) -> Path:
     return Path(args.results or ('zoo/results-quick' if args.quick else 'zoo/results'))
 
 
+def run_pacs(args: argparse.Namespace) -> int:
+    from ..data.domains import pacs_root
+    from ..zoo.pacs import PACS_ROWS, run_pacs_zoo, summarize_pacs
+
+    results = Path(args.results or 'zoo/results-pacs')
+    if args.action == 'run':
+        count = args.seeds if args.seeds is not None else 3
+        if not 1 <= count <= MAX_SEEDS:
+            raise ValueError(f'--seeds must be in [1, {MAX_SEEDS}], got {args.seeds}')
+        names = args.models or list(PACS_ROWS)
+        unknown = [n for n in names if n not in PACS_ROWS]
+        if unknown:
+            raise ValueError(f'unknown PACS rows {unknown}; rows: {list(PACS_ROWS)}')
+        run_pacs_zoo([PACS_ROWS[n] for n in names], args.targets, list(range(count)), pacs_root(args.pacs_root),
+                     Path(args.recipe), Path(args.work) / 'pacs', results)
+    summary = summarize_pacs(results)
+    with atomic_output(results / 'summary.json') as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + '\n')
+    for row, targets in summary.items():
+        for target, stats in targets.items():
+            print(f"{row:28s} {target:14s} top-1 {stats['top1']['mean']:.3f} +- {stats['top1']['std']:.3f} "
+                  f"(n={stats['top1']['n']}), source val {stats['source_val_top1']['mean']:.3f}")
+    print(f'wrote {results / "summary.json"}')
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.benchmark == 'pacs':
+        return run_pacs(args)
     from ..zoo.report import plot_zoo, render_model_card, render_report, summary_table, LABELS
     from ..zoo.runner import BASELINE, BUDGETS, ZOO_MODELS, run_zoo, zoo_model
     from ..zoo.summary import collect, summarize

@@ -1,0 +1,27 @@
+"""The project's user errors: input a user can fix, raised at the boundary with the offending value.
+
+The command line prints these on one line (exit 2); any other exception is a bug and keeps its
+traceback. Each class also subclasses the standard exception a caller would catch (``ValueError``).
+"""
+
+__all__ = ['UserError', 'DataError', 'ConfigError', 'OutputError', 'CheckpointError']
+
+
+class UserError(Exception):
+    """Base of the errors a user can fix: the message names the offending path or value."""
+
+
+class DataError(UserError, ValueError):
+    """A data folder, image or split that cannot be used as given."""
+
+
+class ConfigError(UserError, ValueError):
+    """A recipe, argument or hyperparameter out of range or unknown."""
+
+
+class OutputError(UserError, ValueError):
+    """An output path that must not be written (exists, is or contains an input, wrong format)."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint or model folder that cannot be loaded as the model asked for."""

@@ -1,0 +1,154 @@
+"""The trainer's configuration: timm ``train.py``'s argument names, so one recipe file runs with both.
+
+A recipe is a YAML mapping of these names (``batch_size``, ``model_kwargs``...); ``timm-infodrop train``
+parses its flags into the same fields, and the zoo builds a :class:`TrainConfig` from a recipe directly.
+"""
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ..errors import ConfigError
+
+__all__ = ['TrainConfig', 'RecipeError', 'load_recipe', 'config_keys']
+
+
+class RecipeError(ConfigError):
+    """A recipe file or a trainer setting a user can fix (the message names it)."""
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data_dir: str = ''  # an ImageFolder with train/ (and val/), or a domain tree with target_domain
+    dataset: str = ''  # timm dataset name ('' = folder)
+    train_split: str = 'train'
+    val_split: str = 'val'  # validated after every epoch when present ('' = never)
+    target_domain: str = ''  # domain generalisation: data_dir is <root>/<domain>/<class>/*; train on the others
+    val_fraction: float = 0.1  # of each source (domain, class), with target_domain
+    # model
+    model: str = 'resnet18_infodrop'
+    pretrained: bool = False
+    initial_checkpoint: str = ''
+    resume: str = ''  # a run's last.safetensors
+    num_classes: Optional[int] = None  # default: the dataset's
+    img_size: Optional[int] = None
+    crop_pct: Optional[float] = None
+    mean: Optional[List[float]] = None
+    std: Optional[List[float]] = None
+    interpolation: str = ''
+    batch_size: int = 128  # per process
+    validation_batch_size: Optional[int] = None
+    model_kwargs: Dict[str, Any] = field(default_factory=dict)
+    drop: float = 0.0
+    drop_path: Optional[float] = None
+    channels_last: bool = False
+    sync_bn: bool = False
+    dist_bn: str = 'reduce'
+    # optimizer and schedule
+    opt: str = 'sgd'
+    opt_eps: Optional[float] = None
+    opt_betas: Optional[List[float]] = None
+    momentum: float = 0.9
+    weight_decay: float = 2e-5
+    clip_grad: Optional[float] = None
+    sched: str = 'cosine'
+    lr: Optional[float] = None  # default: lr_base x global batch / lr_base_size
+    lr_base: float = 0.1
+    lr_base_size: int = 256
+    warmup_lr: float = 1e-5
+    min_lr: float = 0.0
+    epochs: int = 300
+    decay_epochs: float = 90
+    decay_milestones: List[int] = field(default_factory=lambda: [90, 180, 270])
+    decay_rate: float = 0.1
+    warmup_epochs: int = 5
+    cooldown_epochs: int = 0
+    train_batches_per_epoch: Optional[int] = None
+    # augmentation and regularisation
+    no_aug: bool = False
+    scale: List[float] = field(default_factory=lambda: [0.08, 1.0])
+    ratio: List[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
+    hflip: float = 0.5
+    vflip: float = 0.0
+    color_jitter: float = 0.4
+    grayscale_prob: float = 0.0
+    aa: Optional[str] = None
+    reprob: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    smoothing: float = 0.1
+    train_interpolation: str = 'random'
+    texture_suppression: Optional[str] = None
+    texture_suppression_prob: float = 0.5
+    # run
+    model_ema: bool = False
+    model_ema_decay: float = 0.9998
+    seed: int = 42
+    workers: int = 2
+    device: str = 'cpu'
+    amp: bool = False
+    amp_dtype: str = 'bfloat16'
+    output: str = 'output/train'
+    experiment: str = ''
+    overwrite: bool = False
+    no_progress: bool = False
+
+    def check(self) -> 'TrainConfig':
+        """Raise :class:`RecipeError` for out-of-range values; returns ``self``."""
+        for name in ('batch_size', 'epochs'):
+            if getattr(self, name) < 1:
+                raise RecipeError(f'--{name.replace("_", "-")} must be >= 1, got {getattr(self, name)}')
+        if self.train_batches_per_epoch is not None and self.train_batches_per_epoch < 1:
+            raise RecipeError(f'--train-batches-per-epoch must be >= 1, got {self.train_batches_per_epoch}')
+        if self.workers < 0:
+            raise RecipeError(f'--workers must be >= 0, got {self.workers}')
+        for name in ('texture_suppression_prob', 'grayscale_prob'):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise RecipeError(f'--{name.replace("_", "-")} must be in [0, 1], got {getattr(self, name)}')
+        if self.target_domain and not 0.0 < self.val_fraction < 1.0:
+            raise RecipeError(f'--val-fraction must be in (0, 1), got {self.val_fraction}')
+        return self
+
+    def replace(self, **changes) -> 'TrainConfig':
+        unknown = sorted(set(changes) - config_keys())
+        if unknown:
+            raise RecipeError(f'unknown trainer settings {unknown}')
+        return replace(self, **changes)
+
+    def as_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_recipe(cls, path, **overrides) -> 'TrainConfig':
+        """The recipe file's settings, then ``overrides``."""
+        return cls().replace(**{**load_recipe(path), **overrides})
+
+
+def config_keys() -> set:
+    return {f.name for f in fields(TrainConfig)}
+
+
+def load_recipe(path) -> Dict[str, Any]:
+    """A YAML recipe: a mapping of :class:`TrainConfig` names to values.
+
+    Raises:
+        FileNotFoundError: no such file.
+        RecipeError: not YAML, not a mapping, or an unknown key (named).
+    """
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f'-c {str(path)!r}: no such recipe file')
+    try:
+        recipe = yaml.safe_load(file.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise RecipeError(f'-c {str(path)!r} is not valid YAML: {error}') from None
+    if not isinstance(recipe, dict):
+        raise RecipeError(f'-c {str(path)!r} must hold a mapping of argument names to values')
+    unknown = sorted(set(recipe) - config_keys())
+    if unknown:
+        raise RecipeError(f'-c {str(path)!r}: unknown keys {unknown}; keys are argument names with _ (e.g. batch_size)')
+    return recipe
