@@ -113,18 +113,33 @@ def test_every_corruption_is_seeded():
         assert np.array_equal(first, corrupt_images(images, name, 3, seed=5)), name
 
 
-def test_smoothgrad_points_at_the_pixels_the_model_reads():
-    from timm_infodrop.eval.saliency import smoothgrad
-    weight = torch.zeros(1, 3, 8, 8)
-    weight[..., 2, 5] = 1.0  # the model reads one pixel only
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 2))
-    with torch.no_grad():
-        model[1].weight.zero_()
-        model[1].bias.zero_()  # class 0 wins: its logit is a sum of positive pixels
-        model[1].weight[0] = weight.flatten()
-    saliency = smoothgrad(model, torch.rand(2, 3, 8, 8), lambda t: t, samples=4)
-    assert saliency.shape == (2, 8, 8)
-    assert torch.all(saliency[:, 2, 5] > 0) and saliency.sum() == pytest.approx(saliency[:, 2, 5].sum().item())
+class OneQuadrant(nn.Module):
+    """A CNN that sees only the top-left quadrant of its input: class 0's logit grows with that quadrant's
+    brightness through a nonlinearity, class 1's is constant."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        with torch.no_grad():
+            self.conv.weight.fill_(0.1)
+            self.conv.bias.zero_()
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        seen = torch.relu(self.conv(x[..., :h // 2, :w // 2])).pow(2).mean((1, 2, 3))
+        return torch.stack([seen, torch.full_like(seen, -1.0)], 1)
+
+
+@pytest.mark.parametrize('method', ['integrated_gradients', 'smoothgrad_sq'])
+def test_attribution_lands_in_the_quadrant_the_model_sees(method):
+    from timm_infodrop.eval.saliency import attribution
+
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    normalize = lambda t: (t - 0.45) / 0.25  # noqa: E731
+    maps = attribution(OneQuadrant(), x, normalize, method, samples=8)
+    assert maps.shape == (3, 32, 32) and maps.min() >= 0 and maps.max() <= 1
+    top_left = maps[:, :16, :16].sum((1, 2))
+    assert torch.all(top_left / maps.sum((1, 2)) > 0.9), top_left / maps.sum((1, 2))
 
 
 class FolderOracle(nn.Module):

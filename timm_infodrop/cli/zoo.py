@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help='held-out target domains (each row x target x seed is one run)')
     pacs.add_argument('--pacs-root', default=None,
                       help='PACS root (<domain>/<class>/<image>; default $TIMM_INFODROP_PACS, else ../shared/data/pacs/PACS)')
+    pacs.add_argument('--finetune-epochs', type=int, default=None,
+                      help='deploy finetuning epochs without the regulariser (default 1; the paper: 20)')
+    pacs.add_argument('--pacs-results', default='zoo/results-pacs', help='PACS results read by `zoo card`')
     pacs.add_argument('--recipe', default='zoo/recipes/pacs64.yaml', help='the recipe every PACS row uses')
 
 
@@ -39,7 +42,8 @@ def _results(args) -> Path:
 
 def run_pacs(args: argparse.Namespace) -> int:
     from ..data.domains import pacs_root
-    from ..zoo.pacs import PACS_ROWS, run_pacs_zoo, summarize_pacs
+    from ..zoo.pacs import PACS_ROWS, collect_pacs, run_pacs_zoo, summarize_pacs
+    from ..zoo.pacs_report import plot_pacs, render_pacs_report
 
     results = Path(args.results or 'zoo/results-pacs')
     if args.action == 'run':
@@ -50,32 +54,47 @@ def run_pacs(args: argparse.Namespace) -> int:
         unknown = [n for n in names if n not in PACS_ROWS]
         if unknown:
             raise ValueError(f'unknown PACS rows {unknown}; rows: {list(PACS_ROWS)}')
+        finetune = dict(finetune_epochs=args.finetune_epochs) if args.finetune_epochs is not None else {}
         run_pacs_zoo([PACS_ROWS[n] for n in names], args.targets, list(range(count)), pacs_root(args.pacs_root),
-                     Path(args.recipe), Path(args.work) / 'pacs', results)
+                     Path(args.recipe), Path(args.work) / 'pacs', results, **finetune)
     summary = summarize_pacs(results)
+    if not summary:
+        raise ValueError(f'no PACS runs under {str(results)!r}: run `timm-infodrop zoo run --benchmark pacs` first')
+    runs = [r for per in collect_pacs(results).values() for records in per.values() for r in records]
+    seeds = sorted({r['seed'] for r in runs})
+    targets = sorted({r['target'] for r in runs})
+    run_info = {'command': f"timm-infodrop zoo run --benchmark pacs --targets {' '.join(targets)} --seeds {len(seeds)}",
+                'recipe': sorted({r['recipe'] for r in runs})[0], 'seeds': seeds, 'targets': targets,
+                'finetune_epochs': sorted({r['finetune_epochs'] for r in runs})[0],
+                'minutes': round(sum(r['total_minutes'] for r in runs), 1),
+                'commits': sorted({r['commit'] for r in runs})}
     with atomic_output(results / 'summary.json') as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + '\n')
+    with atomic_output(results / 'run.json') as tmp:
+        tmp.write_text(json.dumps(run_info, indent=2) + '\n')
+    pictures = plot_pacs(results, pacs_root(args.pacs_root))
+    with atomic_output(results / 'REPORT.md') as tmp:
+        tmp.write_text(render_pacs_report(summary, results, run_info, pictures))
     for row, targets in summary.items():
         for target, stats in targets.items():
             print(f"{row:28s} {target:14s} top-1 {stats['top1']['mean']:.3f} +- {stats['top1']['std']:.3f} "
                   f"(n={stats['top1']['n']}), source val {stats['source_val_top1']['mean']:.3f}")
-    print(f'wrote {results / "summary.json"}')
+    print(f'\nreport: {results / "REPORT.md"} ({run_info["minutes"]:.1f} min of training, conversion and evaluation)')
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.benchmark == 'pacs':
+    if args.benchmark == 'pacs' and args.action != 'card':
         return run_pacs(args)
-    from ..zoo.report import plot_zoo, render_model_card, render_report, summary_table, LABELS
+    from ..zoo.report import plot_zoo, render_report, summary_table, LABELS
     from ..zoo.runner import BASELINE, BUDGETS, ZOO_MODELS, run_zoo, zoo_model
     from ..zoo.summary import collect, summarize
 
     results = _results(args)
     if args.action == 'card':
-        summary = json.loads((results / 'summary.json').read_text())
-        run_info = json.loads((results / 'run.json').read_text())
+        from ..zoo.card import render_card
         with atomic_output(args.card) as tmp:
-            tmp.write_text(render_model_card(summary, run_info, results / 'calibration.jsonl'))
+            tmp.write_text(render_card(results, Path(args.pacs_results)))
         print(f'wrote {args.card}')
         return 0
 

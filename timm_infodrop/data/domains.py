@@ -81,7 +81,8 @@ def _class_files(folder: Path) -> List[Path]:
 def scan_domains(root, domains: Optional[Sequence[str]] = None) -> DomainTree:
     """List and check the tree at ``root`` (or ``root/kfold``, the official PACS release's extra level).
 
-    ``domains``: the domains that must be there (e.g. :data:`PACS_DOMAINS`); default: every sub-folder.
+    ``domains``: the domains that must be there; default: :data:`PACS_DOMAINS` when the tree has any of
+    them (a PACS root), else every sub-folder.
     Every domain must hold the same class folders, each with at least one image.
 
     Raises:
@@ -93,8 +94,8 @@ def scan_domains(root, domains: Optional[Sequence[str]] = None) -> DomainTree:
     if (root / 'kfold').is_dir():
         root = root / 'kfold'
     found = _subfolders(root)
-    if domains is None:
-        domains = found
+    if domains is None:  # a tree with any PACS domain is a PACS root: all four must be there
+        domains = PACS_DOMAINS if set(found) & set(PACS_DOMAINS) else found
     missing = [d for d in domains if d not in found]
     if missing:
         raise DataError(f'{str(root)!r} lacks the domain folder(s) {missing}; it has {found}')
@@ -246,5 +247,6 @@ def sample_loader(samples: Sequence[Sample], classes: Sequence[str], data_config
 
     dataset = CachedImages.from_samples(samples, classes, data_config['input_size'][-1], progress=progress)
     dataset.transform = create_transform(**data_config, is_training=training, **augmentation)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-                                       generator=torch.Generator().manual_seed(seed))
+    # shuffled loaders feed BN in train mode (recalibration, finetuning): no one-image last batch
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
+                                       num_workers=workers, generator=torch.Generator().manual_seed(seed))

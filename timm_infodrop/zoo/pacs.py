@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..data.domains import PACS_DOMAINS, DataError, leave_one_domain_out, sample_loader, scan_domains
+from ..data.domains import DataError, leave_one_domain_out, sample_loader, scan_domains
 from ..io import atomic_output
 
 __all__ = ['PacsRow', 'PACS_ROWS', 'BASELINE', 'run_pacs_zoo', 'run_pacs_one', 'summarize_pacs',
@@ -144,12 +144,15 @@ def run_pacs_one(row: PacsRow, target: str, seed: int, root: Path, recipe: Path,
 
 
 def run_pacs_zoo(rows: Sequence[PacsRow], targets: Sequence[str], seeds: Sequence[int], root: Path, recipe: Path,
-                 work: Path, results: Path, progress: bool = True, **overrides) -> List[Dict]:
+                 work: Path, results: Path, finetune_epochs: int = FINETUNE_EPOCHS, progress: bool = True,
+                 **overrides) -> List[Dict]:
     """Every (seed, target, row) not yet in ``results``, seed-major (every row gets seed 0 before any gets
     seed 1), the baseline first within each; returns the new records."""
     if not Path(recipe).is_file():
         raise FileNotFoundError(f'no recipe {str(recipe)!r} (run from the repository root or pass --recipe)')
-    tree = scan_domains(root, PACS_DOMAINS if set(targets) <= set(PACS_DOMAINS) else None)
+    if finetune_epochs < 0:
+        raise DataError(f'--finetune-epochs must be >= 0, got {finetune_epochs}')
+    tree = scan_domains(root)
     unknown = [t for t in targets if t not in tree.domains]
     if unknown:
         raise DataError(f'unknown target domain(s) {unknown}; {str(tree.root)!r} has {list(tree.domains)}')
@@ -159,7 +162,8 @@ def run_pacs_zoo(rows: Sequence[PacsRow], targets: Sequence[str], seeds: Sequenc
     records = []
     for i, (seed, target, row) in enumerate(todo):
         print(f'== PACS zoo {i + 1}/{len(todo)}: {row.name}, target {target}, seed {seed}', flush=True)
-        records.append(run_pacs_one(row, target, seed, root, recipe, work, results, progress=progress, **overrides))
+        records.append(run_pacs_one(row, target, seed, root, recipe, work, results, finetune_epochs, progress,
+                                    **overrides))
     return records
 
 

@@ -1,0 +1,276 @@
+"""PACS domain generalisation: domain trees, the leave-one-domain-out split, the decode-once cache, bad
+input at the boundary, and a tiny PACS zoo run end to end."""
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from timm_infodrop.cli import main
+from timm_infodrop.data import domains
+from timm_infodrop.data.domains import (PACS_DOMAINS, CachedImages, DataError, decode_image, decode_images,
+                                        leave_one_domain_out, scan_domains)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_PACS = ROOT.parent / 'shared' / 'data' / 'pacs' / 'PACS'
+CLASSES = ('dog', 'house')
+TINY_RECIPE = """model: resnet18
+img_size: 16
+crop_pct: 1.0
+batch_size: 4
+epochs: 1
+lr: 0.01
+warmup_epochs: 0
+scale: [0.8, 1.0]
+grayscale_prob: 0.1
+workers: 0
+"""
+
+
+def make_tree(root: Path, domains=PACS_DOMAINS, classes=CLASSES, per_class=6, size=24, seed=0) -> Path:
+    """``root/<domain>/<class>/<i>.{png,jpg}``: random images, PNG in the last domain (as PACS's sketches)."""
+    rng = np.random.default_rng(seed)
+    for d, domain in enumerate(domains):
+        for c, name in enumerate(classes):
+            folder = root / domain / name
+            folder.mkdir(parents=True)
+            for i in range(per_class + c):  # classes of different sizes
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                pixels[..., c] = 255 - 60 * d  # a class cue the tiny models can learn
+                suffix = '.png' if d == len(domains) - 1 else '.jpg'
+                Image.fromarray(pixels).save(folder / f'{i}{suffix}')
+    return root
+
+
+@pytest.fixture
+def tree(tmp_path) -> Path:
+    return make_tree(tmp_path / 'pacs')
+
+
+@pytest.fixture
+def recipe(tmp_path) -> Path:
+    path = tmp_path / 'pacs.yaml'
+    path.write_text(TINY_RECIPE)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv('TIMM_INFODROP_CACHE', str(tmp_path / 'cache'))
+
+
+def test_scan_lists_domains_and_classes_and_reads_the_kfold_level(tmp_path):
+    root = make_tree(tmp_path / 'release' / 'kfold')
+    found = scan_domains(tmp_path / 'release', PACS_DOMAINS)
+    assert found.domains == PACS_DOMAINS and found.classes == CLASSES
+    assert found.root == root
+    assert [len(found.files[d]) for d in PACS_DOMAINS] == [13] * 4
+    assert all(label == CLASSES.index(path.parent.name) for files in found.files.values() for path, label in files)
+
+
+def test_split_is_stratified_seeded_disjoint_and_leaves_the_target_whole(tree):
+    found = scan_domains(tree)
+    split = leave_one_domain_out(found, 'sketch', val_fraction=0.2, seed=3)
+    assert split.sources == ('art_painting', 'cartoon', 'photo')
+    assert split.test == found.files['sketch']
+    train, val = set(split.train), set(split.val)
+    assert not train & val
+    assert train | val == {s for d in split.sources for s in found.files[d]}
+    assert not {p.parent.parent.name for p, _ in train | val} & {'sketch'}
+    # every (domain, class) gives round(0.2 * n) images to val: 6 -> 1, 7 -> 1
+    per_cell = Counter((p.parent.parent.name, label) for p, label in split.val)
+    assert per_cell == {(d, c): 1 for d in split.sources for c in range(len(CLASSES))}
+    assert leave_one_domain_out(found, 'sketch', 0.2, seed=3) == split
+    other = [leave_one_domain_out(found, 'sketch', 0.2, seed=s).val for s in range(4, 8)]
+    assert any(v != split.val for v in other)
+
+
+def test_split_fraction_on_the_real_pacs_is_ninety_ten():
+    found = scan_domains(SHARED_PACS, PACS_DOMAINS)
+    counts = {d: len(found.files[d]) for d in PACS_DOMAINS}
+    assert counts == {'art_painting': 2048, 'cartoon': 2344, 'photo': 1670, 'sketch': 3929}
+    split = leave_one_domain_out(found, 'sketch', seed=0)
+    assert len(split.test) == 3929 and len(split.train) + len(split.val) == 2048 + 2344 + 1670
+    assert abs(len(split.val) / (len(split.train) + len(split.val)) - 0.1) < 0.005
+
+
+def test_cache_holds_exactly_the_decoded_files_and_is_reused(tree, tmp_path, monkeypatch):
+    files = [p for p, _ in scan_domains(tree).files['photo']] + [p for p, _ in scan_domains(tree).files['sketch']]
+    images = decode_images(files, 16, progress=False)
+    expected = torch.from_numpy(np.stack([decode_image(f, 16) for f in files])).permute(0, 3, 1, 2)
+    assert images.dtype == torch.uint8 and images.shape == (len(files), 3, 16, 16)
+    assert torch.equal(images, expected)
+    cached = list((tmp_path / 'cache' / 'images').glob('*.safetensors'))
+    assert len(cached) == 1
+    monkeypatch.setattr(domains, 'decode_image', lambda *a: pytest.fail('decoded again despite the cache'))
+    assert torch.equal(decode_images(files, 16, progress=False), images)
+    monkeypatch.undo()
+    monkeypatch.setenv('TIMM_INFODROP_CACHE', str(tmp_path / 'cache'))
+    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(files[0])  # a changed file is decoded again
+    changed = decode_images(files, 16, progress=False)
+    assert changed[0].sum() == 0 and torch.equal(changed[1:], images[1:])
+
+
+def test_cache_never_writes_beside_the_data(tree):
+    before = sorted(p for p in tree.rglob('*'))
+    dataset = CachedImages.from_samples(scan_domains(tree).files['photo'], CLASSES, 16, progress=False)
+    assert len(dataset) == 13 and sorted(p for p in tree.rglob('*')) == before
+    image, label = dataset[0]
+    assert image.size == (16, 16) and label == 0
+
+
+def _train_argv(root, out, *extra):
+    return ['train', '--data-dir', str(root), '--target-domain', 'sketch', '--model', 'resnet18', '--img-size', '16',
+            '-b', '4', '--epochs', '1', '-j', '0', '--no-progress', '--output', str(out), '--experiment', 'run', *extra]
+
+
+def _break_missing_domain(root):
+    import shutil
+    shutil.rmtree(root / 'cartoon')
+
+
+def _break_missing_class(root):
+    import shutil
+    shutil.rmtree(root / 'photo' / 'house')
+
+
+def _break_empty_class(root):
+    for f in (root / 'photo' / 'dog').iterdir():
+        f.unlink()
+
+
+def _break_not_an_image_suffix(root):
+    (root / 'photo' / 'dog' / 'notes.txt').write_text('not an image')
+
+
+def _break_not_an_image(root):
+    (root / 'photo' / 'dog' / 'broken.jpg').write_bytes(b'\xff\xd8 truncated')
+
+
+BREAKS = {
+    'missing domain': (_break_missing_domain, 'cartoon'),
+    'class missing from a domain': (_break_missing_class, 'house'),
+    'empty class folder': (_break_empty_class, 'dog'),
+    'file that is not an image': (_break_not_an_image_suffix, 'notes.txt'),
+    'image that does not decode': (_break_not_an_image, 'broken.jpg'),
+}
+
+
+@pytest.mark.parametrize('kind', list(BREAKS))
+def test_bad_pacs_roots_are_one_line_errors_and_nothing_is_written(tree, tmp_path, capsys, recipe, kind):
+    breaker, named = BREAKS[kind]
+    breaker(tree)
+    out = tmp_path / 'out'
+    assert main(['zoo', 'run', '--benchmark', 'pacs', '--pacs-root', str(tree), '--targets', 'sketch', '--seeds', '1',
+                 '--work', str(out / 'work'), '--results', str(out / 'results'), '--models', 'resnet18',
+                 '--recipe', str(recipe)]) == 2
+    assert main(_train_argv(tree, out)) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if 'error:' in line]
+    assert len(errors) == 2 and all(named in line for line in errors), errors
+    assert not out.exists()
+
+
+def test_unknown_target_domain_is_a_one_line_error(tree, tmp_path, capsys):
+    out = tmp_path / 'out'
+    assert main(_train_argv(tree, out)[:4] + ['paintings'] + _train_argv(tree, out)[5:]) == 2
+    assert main(['zoo', 'run', '--benchmark', 'pacs', '--pacs-root', str(tree), '--targets', 'paintings',
+                 '--work', str(out / 'w'), '--results', str(out / 'r')]) == 2
+    err = capsys.readouterr().err
+    assert err.count("unknown target domain") == 2 and 'paintings' in err and 'sketch' in err
+    assert not out.exists()
+    with pytest.raises(DataError, match='paintings'):
+        leave_one_domain_out(scan_domains(tree), 'paintings')
+
+
+def test_train_on_domains_validates_on_the_sources_only(tree, tmp_path):
+    from timm_infodrop.cli.train import config_from_args
+    from timm_infodrop.cli import build_parser
+    from timm_infodrop.train import train
+
+    args = build_parser().parse_args(_train_argv(tree, tmp_path, '--seed', '0'))
+    result = train(config_from_args(args))
+    assert result.classes == list(CLASSES) and result.model.num_classes == 2
+    assert len(result.history) == 1 and result.history[0]['eval_top1'] is not None
+    config = json.loads((tmp_path / 'run' / 'config.json').read_text())
+    assert config['pretrained_cfg']['input_size'] == [3, 16, 16] and config['label_names'] == list(CLASSES)
+
+
+
+
+def test_tiny_pacs_zoo_runs_resumes_and_adds_rows(tree, tmp_path, recipe):
+    results, work = tmp_path / 'results', tmp_path / 'work'
+    common = ['zoo', 'run', '--benchmark', 'pacs', '--pacs-root', str(tree), '--recipe', str(recipe),
+              '--targets', 'sketch', '--seeds', '1', '--work', str(work), '--results', str(results)]
+    assert main(common + ['--models', 'resnet18', 'resnet18_infodrop_early']) == 0
+    summary = json.loads((results / 'summary.json').read_text())
+    assert list(summary) == ['resnet18', 'resnet18_infodrop_early']
+    for row in summary.values():
+        stats = row['sketch']
+        assert set(stats) >= {'top1', 'source_val_top1', 'train_minutes'} and stats['top1']['n'] == 1
+        assert 0.0 <= stats['top1']['mean'] <= 1.0
+    record = json.loads((results / 'resnet18_infodrop_early' / 'sketch' / 'seed0' / 'run.json').read_text())
+    assert record['model_kwargs']['infodrop_stages'] == ['stem', 0, 'out0']
+    assert record['target_images'] == 13 and record['convert']['kept'] in ('finetuned', 'recalibrated')
+    stamp = (results / 'resnet18' / 'sketch' / 'seed0' / 'run.json').stat().st_mtime_ns
+    assert main(common + ['--models', 'resnet18', 'resnet18_infodropout']) == 0  # resnet18 kept, one row added
+    assert (results / 'resnet18' / 'sketch' / 'seed0' / 'run.json').stat().st_mtime_ns == stamp
+    summary = json.loads((results / 'summary.json').read_text())
+    assert list(summary) == ['resnet18', 'resnet18_infodrop_early', 'resnet18_infodropout']
+    beta = json.loads((results / 'resnet18_infodropout' / 'sketch' / 'seed0' / 'run.json').read_text())
+    assert beta['model_kwargs']['infodropout_beta'] == pytest.approx(3.0 / beta['train_images'])
+    # the deployed model is plain timm, evaluated on a domain folder
+    from timm_infodrop.eval.domains import samples_scores
+    import timm
+    plain = timm.create_model(f"local-dir:{record['deploy']}", pretrained=True)
+    assert plain.pretrained_cfg['architecture'] == 'resnet18'
+    again = samples_scores(plain, scan_domains(tree).files['sketch'], CLASSES, progress=False)
+    assert again['top1'] == record['top1']
+
+
+def _fake_results(root: Path, gains: dict, base=(0.30, 0.28, 0.33)) -> Path:
+    """results/<row>/sketch/seed<k>/run.json with the baseline's top-1 per seed ``base`` and each row's
+    top-1 = base + its per-seed gain."""
+    for row, per_seed in {'resnet18': (0.0, 0.0, 0.0), **gains}.items():
+        for seed, (b, g) in enumerate(zip(base, per_seed)):
+            record = {'row': row, 'target': 'sketch', 'seed': seed, 'top1': b + g, 'mean_class_top1': b + g,
+                      'source_val_top1': 0.6, 'train_minutes': 9.0, 'total_minutes': 11.0, 'recipe': 'r.yaml',
+                      'finetune_epochs': 1, 'deploy': str(root / 'nowhere'), 'commit': 'abc'}
+            folder = root / row / 'sketch' / f'seed{seed}'
+            folder.mkdir(parents=True)
+            (folder / 'run.json').write_text(json.dumps(record))
+    return root
+
+
+@pytest.mark.parametrize('gains, verdict, claim', [
+    ({'resnet18_infodrop': (0.05, 0.06, 0.04), 'resnet18_infodrop_early': (0.03, 0.04, 0.05)}, 'higher', 'holds at'),
+    ({'resnet18_infodrop': (0.02, -0.03, 0.01), 'resnet18_infodrop_early': (-0.01, 0.02, -0.02)},
+     'no measurable change', 'does not hold'),
+    ({'resnet18_infodrop': (-0.05, -0.06, -0.04), 'resnet18_infodrop_early': (0.05, 0.06, 0.04)}, 'lower',
+     'only in part'),
+])
+def test_card_reading_is_computed_from_the_paired_gains(tmp_path, gains, verdict, claim):
+    from timm_infodrop.zoo.pacs import summarize_pacs
+    from timm_infodrop.zoo.pacs_report import paired_gain, render_pacs_section
+
+    results = _fake_results(tmp_path / 'results', gains)
+    from timm_infodrop.zoo.pacs import collect_pacs
+    gain = paired_gain(collect_pacs(results), 'resnet18_infodrop', 'sketch')
+    assert gain['verdict'] == verdict and gain['n'] == 3
+    assert gain['mean'] == pytest.approx(100 * np.mean(gains['resnet18_infodrop']))
+    run = {'recipe': 'r.yaml', 'finetune_epochs': 1, 'command': 'timm-infodrop zoo run --benchmark pacs'}
+    section = render_pacs_section(summarize_pacs(results), results, run)
+    assert claim in section
+    assert f"{100 * np.mean(gains['resnet18_infodrop']):+.1f}" in section
+    assert render_pacs_section(summarize_pacs(results), results, run) == section  # a pure function of the files
+
+
+def test_one_seed_is_not_a_verdict(tmp_path):
+    from timm_infodrop.zoo.pacs import collect_pacs
+    from timm_infodrop.zoo.pacs_report import paired_gain
+
+    results = _fake_results(tmp_path / 'r', {'resnet18_infodrop': (0.1,)}, base=(0.3,))
+    assert paired_gain(collect_pacs(results), 'resnet18_infodrop', 'sketch')['verdict'] == 'one seed'
+    assert paired_gain(collect_pacs(results), 'resnet18_anisotropic', 'sketch') is None
