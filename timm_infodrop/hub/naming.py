@@ -1,0 +1,100 @@
+"""Names on the Hub: the organisation, the repos of every zoo model, and the ``default_cfgs`` fields of the tags.
+
+Every zoo model is published twice (``hub_configs/<repo>/`` holds each one's config.json and card):
+
+* the *training* variant, ``<org>/<zoo model>.shapes64`` (e.g. ``resnet18_infodrop.shapes64``): the
+  architecture as trained, loadable by name once the plugin is installed,
+  ``timm.create_model('resnet18_infodrop.shapes64', pretrained=True)``;
+* the *deploy* variant, ``<org>/<plain arch>.shapes64_<method>_deploy`` (``method`` left out for the plain
+  baseline): the converter's plain timm architecture, loadable by vanilla timm with
+  ``timm.create_model('hf-hub:<org>/resnet18.shapes64_infodrop_deploy', pretrained=True)``.
+
+The organisation is ``$TIMM_INFODROP_HUB_ORG`` (default ``timm-infodrop``), read when the models register.
+
+This module is the bottom floor of :mod:`timm_infodrop.hub`: it imports nothing from the package, so
+:mod:`timm_infodrop.models` can name its tags with it.
+"""
+import os
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Sequence
+
+__all__ = ['HUB_ORG_ENV', 'DEFAULT_HUB_ORG', 'ZOO_TAG', 'METHOD_NAMES', 'HubRepo', 'hub_org', 'plain_architecture',
+           'repo_for', 'zoo_repos', 'zoo_weights_cfg']
+
+HUB_ORG_ENV = 'TIMM_INFODROP_HUB_ORG'
+DEFAULT_HUB_ORG = 'timm-infodrop'
+ZOO_TAG = 'shapes64'  # the synthetic shape-vs-texture benchmark at 64 px
+METHOD_NAMES = ('infodrop', 'infodropout')  # the regularisers: the keys of models._builder.METHODS
+_ORG_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$')
+
+
+def plain_architecture(name: str) -> str:
+    """``'resnet18_infodrop'`` -> ``'resnet18'`` (a tag after ``.`` is dropped); plain names pass through."""
+    name = name.split('.', 1)[0]
+    for method in METHOD_NAMES:
+        if name.endswith(f'_{method}'):
+            return name[: -len(method) - 1]
+    return name
+
+
+def hub_org() -> str:
+    """The Hub organisation of our repos: ``$TIMM_INFODROP_HUB_ORG``, else ``timm-infodrop``."""
+    org = os.environ.get(HUB_ORG_ENV, '') or DEFAULT_HUB_ORG
+    if not _ORG_PATTERN.match(org) or '--' in org or '..' in org:
+        raise ValueError(f'{HUB_ORG_ENV}={org!r} is not a valid Hugging Face organisation name')
+    return org
+
+
+@dataclass(frozen=True)
+class HubRepo:
+    """One published repository of a zoo model.
+
+    name: the repo's name under the organisation, e.g. ``resnet18_infodrop.shapes64``;
+    zoo_model: the zoo model it was trained as; architecture: the timm architecture of its config.json;
+    deploy: True for the converter's plain architecture (loads without the plugin).
+    """
+    name: str
+    zoo_model: str
+    architecture: str
+    deploy: bool
+
+    @property
+    def repo_id(self) -> str:
+        return f'{hub_org()}/{self.name}'
+
+    @property
+    def needs_plugin(self) -> bool:
+        return self.architecture != plain_architecture(self.architecture)
+
+    @property
+    def method(self) -> str:
+        """The zoo model's regulariser (``'infodrop'``, ``'infodropout'``), ``''`` for the plain baseline."""
+        return self.zoo_model[len(plain_architecture(self.zoo_model)) + 1:]
+
+
+def repo_for(zoo_model: str, deploy: bool) -> HubRepo:
+    """The repo a zoo model's training (``deploy=False``) or deploy variant is published to."""
+    if not deploy:
+        return HubRepo(f'{zoo_model}.{ZOO_TAG}', zoo_model, zoo_model, deploy=False)
+    plain = plain_architecture(zoo_model)
+    method = zoo_model[len(plain) + 1:]
+    suffix = f'_{method}' if method else ''
+    return HubRepo(f'{plain}.{ZOO_TAG}{suffix}_deploy', zoo_model, plain, deploy=True)
+
+
+def zoo_repos(zoo_models: Sequence[str]) -> List[HubRepo]:
+    """Both repos of every zoo model, training variant first."""
+    return [repo_for(model, deploy) for model in zoo_models for deploy in (False, True)]
+
+
+def zoo_weights_cfg(variant: str) -> Dict:
+    """``default_cfgs`` fields of ``<variant>.shapes64``: the Hub repo and the benchmark's classes and input."""
+    from ..data.benchmark import class_names
+    from ..data.shapes import ShapesConfig
+
+    config = ShapesConfig()
+    return dict(hf_hub_id=repo_for(variant, deploy=False).repo_id, num_classes=config.num_classes,
+                label_names=tuple(sorted(class_names(config, 'train'))), input_size=(3, config.size, config.size),
+                pool_size=(config.size // 32, config.size // 32), crop_pct=1.0,
+                description=f'{variant} trained on the synthetic shape-vs-texture benchmark (timm-infodrop zoo)')
