@@ -19,13 +19,16 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
-__all__ = ['HUB_ORG_ENV', 'DEFAULT_HUB_ORG', 'ZOO_TAG', 'METHOD_NAMES', 'HubRepo', 'hub_org', 'plain_architecture',
-           'repo_for', 'zoo_repos', 'zoo_weights_cfg']
+__all__ = ['HUB_ORG_ENV', 'DEFAULT_HUB_ORG', 'ZOO_TAG', 'METHOD_NAMES', 'ZOO_CLASSES', 'ZOO_IMAGE_SIZE',
+           'HubRepo', 'hub_org', 'plain_architecture', 'repo_for', 'zoo_repos', 'zoo_weights_cfg']
 
 HUB_ORG_ENV = 'TIMM_INFODROP_HUB_ORG'
 DEFAULT_HUB_ORG = 'timm-infodrop'
 ZOO_TAG = 'shapes64'  # the synthetic shape-vs-texture benchmark at 64 px
 METHOD_NAMES = ('infodrop', 'infodropout')  # the regularisers: the keys of models._builder.METHODS
+# the zoo's benchmark: data.shapes.ShapesConfig() (its shapes are the classes of every split but texture_only)
+ZOO_CLASSES = ('circle', 'square', 'triangle', 'star', 'cross', 'hexagon', 'heart', 'crescent', 'arrow', 'ring')
+ZOO_IMAGE_SIZE = 64
 _ORG_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$')
 
 
@@ -89,12 +92,14 @@ def zoo_repos(zoo_models: Sequence[str]) -> List[HubRepo]:
 
 
 def zoo_weights_cfg(variant: str) -> Dict:
-    """``default_cfgs`` fields of ``<variant>.shapes64``: the Hub repo and the benchmark's classes and input."""
-    from ..data.benchmark import class_names
-    from ..data.shapes import ShapesConfig
+    """``default_cfgs`` fields of ``<variant>.shapes64``: the Hub repo and the benchmark's classes and input.
 
-    config = ShapesConfig()
-    return dict(hf_hub_id=repo_for(variant, deploy=False).repo_id, num_classes=config.num_classes,
-                label_names=tuple(sorted(class_names(config, 'train'))), input_size=(3, config.size, config.size),
-                pool_size=(config.size // 32, config.size // 32), crop_pct=1.0,
+    The classes and size are :data:`ZOO_CLASSES` and :data:`ZOO_IMAGE_SIZE`, not read from
+    :mod:`timm_infodrop.data`, so registering the tags does not import the benchmark generator
+    (a test checks they are the benchmark's).
+    """
+    size = ZOO_IMAGE_SIZE
+    return dict(hf_hub_id=repo_for(variant, deploy=False).repo_id, num_classes=len(ZOO_CLASSES),
+                label_names=tuple(sorted(ZOO_CLASSES)), input_size=(3, size, size),
+                pool_size=(size // 32, size // 32), crop_pct=1.0,
                 description=f'{variant} trained on the synthetic shape-vs-texture benchmark (timm-infodrop zoo)')
