@@ -27,7 +27,7 @@ def explain_hub_error(repo_id: str, error: Exception) -> Exception:
     where = f'{repo_id!r} on {constants.ENDPOINT}'
     if isinstance(error, RepositoryNotFoundError):
         advice = (f'the repo does not exist or is private: check the name and the organisation '
-                  f'(${HUB_ORG_ENV}, now {hub_org()!r}); for a private repo log in (`hf auth login` or HF_TOKEN)')
+                  f'(${HUB_ORG_ENV}, now {hub_org(check=False)!r}); for a private repo log in (`hf auth login` or HF_TOKEN)')
         what = 'no such repository'
     elif isinstance(error, RevisionNotFoundError):
         what, advice = 'no such revision', 'check the revision (branch, tag or commit) in the model id'

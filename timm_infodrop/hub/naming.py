@@ -9,18 +9,23 @@ Every zoo model is published twice (``hub_configs/<repo>/`` holds each one's con
   baseline): the converter's plain timm architecture, loadable by vanilla timm with
   ``timm.create_model('hf-hub:<org>/resnet18.shapes64_infodrop_deploy', pretrained=True)``.
 
-The organisation is ``$TIMM_INFODROP_HUB_ORG`` (default ``timm-infodrop``), read when the models register.
+The organisation is ``$TIMM_INFODROP_HUB_ORG`` (default ``timm-infodrop``), read when the models register
+and checked where a Hub name is used (a repo id, pretrained weights of a tag, publishing), never at import:
+an invalid value raises :class:`~timm_infodrop.errors.ConfigError` naming it, and ``import timm_infodrop``
+still succeeds.
 
-This module is the bottom floor of :mod:`timm_infodrop.hub`: it imports nothing from the package, so
-:mod:`timm_infodrop.models` can name its tags with it.
+This module is the bottom floor of :mod:`timm_infodrop.hub`: it imports nothing from the package but
+:mod:`timm_infodrop.errors`, so :mod:`timm_infodrop.models` can name its tags with it.
 """
 import os
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
+
+from ..errors import ConfigError
 
 __all__ = ['HUB_ORG_ENV', 'DEFAULT_HUB_ORG', 'ZOO_TAG', 'METHOD_NAMES', 'ZOO_CLASSES', 'ZOO_IMAGE_SIZE',
-           'HubRepo', 'hub_org', 'plain_architecture', 'repo_for', 'zoo_repos', 'zoo_weights_cfg']
+           'HubRepo', 'hub_org', 'check_hub_id', 'plain_architecture', 'repo_for', 'zoo_repos', 'zoo_weights_cfg']
 
 HUB_ORG_ENV = 'TIMM_INFODROP_HUB_ORG'
 DEFAULT_HUB_ORG = 'timm-infodrop'
@@ -41,12 +46,31 @@ def plain_architecture(name: str) -> str:
     return name
 
 
-def hub_org() -> str:
-    """The Hub organisation of our repos: ``$TIMM_INFODROP_HUB_ORG``, else ``timm-infodrop``."""
+def hub_org(check: bool = True) -> str:
+    """The Hub organisation of our repos: ``$TIMM_INFODROP_HUB_ORG``, else ``timm-infodrop``.
+
+    Raises:
+        ConfigError: naming the variable and its value when it is not a valid organisation name
+            (with ``check=False`` the value is returned as it is, e.g. to register the tags).
+    """
     org = os.environ.get(HUB_ORG_ENV, '') or DEFAULT_HUB_ORG
-    if not _ORG_PATTERN.match(org) or '--' in org or '..' in org:
-        raise ValueError(f'{HUB_ORG_ENV}={org!r} is not a valid Hugging Face organisation name')
+    if check and (not _ORG_PATTERN.match(org) or '--' in org or '..' in org):
+        raise ConfigError(f"{HUB_ORG_ENV}={org!r} is not a valid Hugging Face organisation name (letters, digits, "
+                          f"'-', '_', '.', at most 96, no '--' or '..'): set it to your organisation or unset it "
+                          f"for {DEFAULT_HUB_ORG!r}")
     return org
+
+
+def check_hub_id(hub_id: Optional[str]) -> Optional[str]:
+    """``hub_id`` (a pretrained cfg's ``hf_hub_id``), once its organisation is checked if it is ours.
+
+    The tags register with ``$TIMM_INFODROP_HUB_ORG`` unchecked, so that importing the plugin never fails
+    on the variable; this is called before their weights are fetched, and raises :func:`hub_org`'s
+    ConfigError there. Ids of other organisations pass unchanged (the Hub judges them).
+    """
+    if hub_id and hub_id.split('/', 1)[0] == hub_org(check=False):
+        hub_org()
+    return hub_id
 
 
 @dataclass(frozen=True)
@@ -99,7 +123,9 @@ def zoo_weights_cfg(variant: str) -> Dict:
     (a test checks they are the benchmark's).
     """
     size = ZOO_IMAGE_SIZE
-    return dict(hf_hub_id=repo_for(variant, deploy=False).repo_id, num_classes=len(ZOO_CLASSES),
+    # the org unchecked: this runs when the models register (import timm_infodrop); check_hub_id checks it
+    hf_hub_id = f'{hub_org(check=False)}/{repo_for(variant, deploy=False).name}'
+    return dict(hf_hub_id=hf_hub_id, num_classes=len(ZOO_CLASSES),
                 label_names=tuple(sorted(ZOO_CLASSES)), input_size=(3, size, size),
                 pool_size=(size // 32, size // 32), crop_pct=1.0,
                 description=f'{variant} trained on the synthetic shape-vs-texture benchmark (timm-infodrop zoo)')

@@ -20,7 +20,7 @@ from timm.models import get_pretrained_cfg, load_pretrained, resolve_pretrained_
 from timm.models._registry import DefaultCfg
 
 from ..hub.errors import hub_errors
-from ..hub.naming import plain_architecture  # METHOD_NAMES there are this module's METHODS
+from ..hub.naming import check_hub_id, plain_architecture  # METHOD_NAMES there are this module's METHODS
 from ..surgery import add_info_drop, add_information_dropout
 
 __all__ = ['METHODS', 'METHOD_PREFIXES', 'build_regularized', 'derived_cfg', 'plain_architecture',
@@ -120,6 +120,8 @@ def build_regularized(
     cfg = resolve_pretrained_cfg(
         variant, pretrained_cfg=kwargs.pop('pretrained_cfg', None),
         pretrained_cfg_overlay=kwargs.pop('pretrained_cfg_overlay', None))
+    if pretrained:  # a tag's Hub id carries $TIMM_INFODROP_HUB_ORG unchecked: check it before any download
+        check_hub_id(getattr(cfg, 'hf_hub_id', None))
     if _features_only(kwargs):
         if pretrained and method == 'infodropout':
             kwargs.setdefault('pretrained_strict', False)
