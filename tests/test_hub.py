@@ -208,8 +208,16 @@ def test_the_org_comes_from_the_environment():
     '''
     done = _python(script, _env())
     assert done.stdout.strip() == f'{ORG}/{TRAIN_REPO.name}', done.stderr
+    # an invalid org does not fail the import; asking for the tag's weights names it, on one line
+    script = """
+        import timm, timm_infodrop
+        print(timm.models.get_pretrained_cfg('resnet18_infodrop.shapes64').hf_hub_id)
+        timm.create_model('resnet18_infodrop.shapes64', pretrained=True)
+    """
     done = _python(script, _env(**{HUB_ORG_ENV: 'not an org!'}))
-    assert done.returncode != 0 and f"{HUB_ORG_ENV}='not an org!'" in done.stderr
+    assert done.stdout.strip() == f'not an org!/{TRAIN_REPO.name}', done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode != 0 and f"ConfigError: {HUB_ORG_ENV}='not an org!' is not a valid" in last, last
 
 
 def test_untagged_names_stay_the_plain_architecture_default():

@@ -19,6 +19,8 @@ import timm
 from timm.models import get_pretrained_cfg, load_pretrained, resolve_pretrained_cfg
 from timm.models._registry import DefaultCfg
 
+from ..hub.errors import hub_errors
+from ..hub.naming import check_hub_id, plain_architecture  # METHOD_NAMES there are this module's METHODS
 from ..surgery import add_info_drop, add_information_dropout
 
 __all__ = ['METHODS', 'METHOD_PREFIXES', 'build_regularized', 'derived_cfg', 'plain_architecture',
@@ -46,15 +48,6 @@ _ARCH_FIELDS = (
     'test_crop_pct', 'crop_mode', 'mean', 'std', 'num_classes', 'pool_size', 'test_pool_size',
     'first_conv', 'classifier', 'license',
 )
-
-
-def plain_architecture(name: str) -> str:
-    """``'resnet18_infodrop'`` -> ``'resnet18'`` (a tag after ``.`` is dropped); plain names pass through."""
-    name = name.split('.', 1)[0]
-    for method in METHODS:
-        if name.endswith(f'_{method}'):
-            return name[: -len(method) - 1]
-    return name
 
 
 def derived_cfg(arch: str, method: str, **overrides: Any) -> Dict[str, Any]:
@@ -127,6 +120,8 @@ def build_regularized(
     cfg = resolve_pretrained_cfg(
         variant, pretrained_cfg=kwargs.pop('pretrained_cfg', None),
         pretrained_cfg_overlay=kwargs.pop('pretrained_cfg_overlay', None))
+    if pretrained:  # a tag's Hub id carries $TIMM_INFODROP_HUB_ORG unchecked: check it before any download
+        check_hub_id(getattr(cfg, 'hf_hub_id', None))
     if _features_only(kwargs):
         if pretrained and method == 'infodropout':
             kwargs.setdefault('pretrained_strict', False)
@@ -135,8 +130,6 @@ def build_regularized(
     model = timm.create_model(arch, pretrained=False, pretrained_cfg=cfg, **kwargs)
     surgery(model, **method_kwargs)
     if pretrained:
-        from ..hub import hub_errors  # imported here: the hub module names repos with this module's helpers
-
         with hub_errors(model.pretrained_cfg.get('hf_hub_id')):
             load_pretrained(
                 model, pretrained_cfg=model.pretrained_cfg, num_classes=model.num_classes,

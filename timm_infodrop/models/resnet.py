@@ -7,7 +7,7 @@ same preprocessing, and plain ``<arch>`` weights load into it.
 from timm.models import generate_default_cfgs, register_model
 from timm.models.resnet import ResNet
 
-from ..hub import zoo_weights_cfg
+from ..hub.naming import zoo_weights_cfg
 from ._builder import build_regularized, derived_cfg, untagged_default
 
 __all__ = []  # filled by register_model

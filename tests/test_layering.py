@@ -1,0 +1,251 @@
+"""The package's import structure: no import cycles, a light ``import timm_infodrop``, models below the Hub.
+
+The graph is read from the source (``ast``), not from a running interpreter, so a cycle that happens
+not to bite in the order the tests import things is still caught.
+
+Only imports that run when a module is imported count: those at module level, including inside
+``if``/``try``/``with`` blocks and class bodies there. Imports inside a function body are left out on
+purpose: they run when the function is called, after the modules involved have finished initialising,
+so they cannot form an import-time cycle, and deferring an import that would is what they are for
+(``checkpoint``, ``zoo.hub_configs`` and ``hub.publishing`` import ``timm_infodrop`` inside functions to
+register the variants; the CLI's subcommands import their library code in ``run``). Dynamic imports
+(``importlib.import_module``: the CLI's subcommand table, ``hub.__getattr__`` loading the publishing
+names on first use) are invisible to ``ast`` and function-level too. ``if TYPE_CHECKING:`` blocks never
+run and are left out as well.
+
+An edge ``a -> p.q.r`` also stands for the packages ``p.q`` (and ``p``) that Python initialises first,
+unless ``a`` lies inside them: those are already initialising when ``a`` runs (the root package
+``timm_infodrop`` contains every module, so it counts only when named itself).
+"""
+import ast
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Dict, Iterator, List, Set
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / 'timm_infodrop'
+NAME = 'timm_infodrop'
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix('').parts
+    return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+
+
+def _modules() -> Dict[str, Path]:
+    return {_module_name(path): path for path in sorted(PACKAGE.rglob('*.py'))}
+
+
+def _module_level(body: List[ast.stmt]) -> Iterator[ast.stmt]:
+    """Import statements that run at import time: module level, descending into if/try/with, not into
+    function or class bodies' functions, and not into ``if TYPE_CHECKING:``."""
+    for node in body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, ast.If):
+            test = node.test
+            if (isinstance(test, ast.Name) and test.id == 'TYPE_CHECKING') or (
+                    isinstance(test, ast.Attribute) and test.attr == 'TYPE_CHECKING'):
+                yield from _module_level(node.orelse)
+                continue
+            yield from _module_level(node.body)
+            yield from _module_level(node.orelse)
+        elif isinstance(node, ast.Try):
+            for block in (node.body, node.orelse, node.finalbody, *(h.body for h in node.handlers)):
+                yield from _module_level(block)
+        elif isinstance(node, ast.With):
+            yield from _module_level(node.body)
+        elif isinstance(node, ast.ClassDef):  # a class body runs at import time; its methods do not
+            yield from _module_level(node.body)
+
+
+def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ''
+    base = module.split('.') if is_package else module.split('.')[:-1]
+    base = base[:len(base) - (node.level - 1)]
+    return '.'.join(base + ([node.module] if node.module else []))
+
+
+def _targets(module: str, path: Path, modules: Dict[str, Path]) -> Set[str]:
+    """The package's modules that ``module`` imports at import time (see the module docstring)."""
+    tree = ast.parse(path.read_text(), str(path))
+    is_package = path.name == '__init__.py'
+    named: Set[str] = set()
+    for node in _module_level(tree.body):
+        if isinstance(node, ast.Import):
+            named.update(alias.name for alias in node.names)
+        else:
+            source = _resolve(module, is_package, node)
+            named.add(source)
+            # `from pkg import sub` imports the submodule pkg.sub
+            named.update(f'{source}.{alias.name}' for alias in node.names if f'{source}.{alias.name}' in modules)
+    targets = set()
+    for name in named:
+        if name != NAME and not name.startswith(NAME + '.'):
+            continue
+        while name not in modules:  # `import timm_infodrop.x.attr` style: the longest module prefix
+            name = name.rsplit('.', 1)[0]
+        targets.add(name)
+        parts = name.split('.')
+        for i in range(2, len(parts)):  # the enclosing packages Python initialises first
+            parent = '.'.join(parts[:i])
+            if module != parent and not module.startswith(parent + '.'):
+                targets.add(parent)
+    targets.discard(module)
+    return targets
+
+
+def import_graph() -> Dict[str, Set[str]]:
+    modules = _modules()
+    return {module: _targets(module, path, modules) for module, path in modules.items()}
+
+
+def _find_cycle(graph: Dict[str, Set[str]]) -> List[str]:
+    """One import cycle as a list of modules (first == last), or [] when there is none."""
+    state: Dict[str, int] = {}  # 1: on the stack, 2: done
+    stack: List[str] = []
+
+    def visit(node: str) -> List[str]:
+        state[node] = 1
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return stack[stack.index(target):] + [target]
+            if target not in state:
+                found = visit(target)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return []
+
+
+def test_the_graph_reader_sees_relative_absolute_and_nested_imports():
+    graph = import_graph()
+    assert 'timm_infodrop.models.resnet' in graph['timm_infodrop.models']  # `from . import resnet`
+    assert 'timm_infodrop.surgery' in graph['timm_infodrop.models._builder']  # `from ..surgery import`
+    assert 'timm_infodrop.hub.naming' in graph['timm_infodrop.models._builder']
+    assert 'timm_infodrop.hub' in graph['timm_infodrop.models._builder']  # the package runs first
+    assert 'timm_infodrop.models' not in graph['timm_infodrop.models.resnet']  # its own package: initialising
+    assert _find_cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}}) == ['a', 'b', 'c', 'a']
+    assert _find_cycle({'a': {'b'}, 'b': set()}) == []
+
+
+def test_no_module_level_import_cycle():
+    cycle = _find_cycle(import_graph())
+    assert not cycle, 'import cycle: ' + ' -> '.join(cycle)
+
+
+def _reachable(graph: Dict[str, Set[str]], start: str) -> Set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(graph.get(node, ()))
+    return seen
+
+
+def test_models_and_the_hub_floor_below_them_import_no_publishing_or_benchmark_code():
+    """models/ may use hub.naming and hub.errors (plain names and error translation), nothing above."""
+    graph = import_graph()
+    banned = {'timm_infodrop.hub.publishing', 'timm_infodrop.data', 'timm_infodrop.data.benchmark',
+              'timm_infodrop.data.shapes', 'timm_infodrop.zoo', 'timm_infodrop.cli'}
+    for start in [m for m in graph if m.startswith('timm_infodrop.models')] + [
+            'timm_infodrop.hub', 'timm_infodrop.hub.naming', 'timm_infodrop.hub.errors', 'timm_infodrop.hub.config']:
+        assert not _reachable(graph, start) & banned, start
+    for floor in ('timm_infodrop.hub.naming', 'timm_infodrop.hub.errors', 'timm_infodrop.hub.config'):
+        assert _reachable(graph, floor) <= {floor, 'timm_infodrop.hub', 'timm_infodrop.hub.naming',
+                                            'timm_infodrop.hub.errors', 'timm_infodrop.hub.config',
+                                            'timm_infodrop.errors'}, floor
+
+
+def _fresh_python(script: str, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k != 'TIMM_INFODROP_HUB_ORG'}
+    environ.update(env, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, '-c', textwrap.dedent(script)], env=environ, capture_output=True,
+                          text=True, timeout=300, cwd=str(ROOT))
+
+
+def test_import_reads_no_benchmark_and_no_publishing_code():
+    done = _fresh_python(f'''
+        import sys
+        import timm_infodrop
+        assert timm_infodrop.__file__.startswith({str(PACKAGE)!r}), timm_infodrop.__file__
+        print(sorted(m for m in sys.modules if m.startswith('timm_infodrop')))
+        import timm
+        assert 'resnet18_infodrop.shapes64' in timm.list_models(pretrained=True)
+    ''')
+    assert done.returncode == 0, done.stderr
+    loaded = set(eval(done.stdout.strip().splitlines()[-1]))
+    assert 'timm_infodrop.models' in loaded and 'timm_infodrop.hub.naming' in loaded
+    for module in ('timm_infodrop.data', 'timm_infodrop.data.benchmark', 'timm_infodrop.data.shapes',
+                   'timm_infodrop.hub.publishing'):
+        assert module not in loaded, module
+
+
+def test_the_publishing_names_load_on_first_use():
+    done = _fresh_python('''
+        import sys
+        from timm_infodrop.hub import PUBLISHED_FILES, publish, stage_folder
+        import timm_infodrop.hub as hub
+        assert 'timm_infodrop.hub.publishing' in sys.modules
+        assert callable(publish) and hub.publish is publish and hub.stage_folder is stage_folder
+        assert PUBLISHED_FILES == ('model.safetensors', 'config.json', 'README.md')
+        assert {'publish', 'stage_folder', 'HubWeightsError'} <= set(dir(hub))
+    ''')
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize('org', ['bad name!', 'a--b', '-x'])
+def test_a_bad_org_variable_fails_where_a_hub_name_is_used_not_at_import(org):
+    done = _fresh_python('''
+        import timm, timm_infodrop
+        from timm_infodrop.errors import UserError
+        from timm_infodrop.hub import repo_for
+        failures = []
+        for use in (lambda: repo_for('resnet18_infodrop', deploy=False).repo_id,
+                    lambda: timm.create_model('resnet18_infodrop.shapes64', pretrained=True),
+                    lambda: timm.create_model('resnet18_infodrop.shapes64', pretrained=True, features_only=True)):
+            try:
+                use()
+            except UserError as error:
+                assert isinstance(error, ValueError)
+                failures.append(str(error))
+        print(len(failures))
+        print(failures[0])
+        assert len(set(failures)) == 1, failures
+        model = timm.create_model('resnet18_infodrop.shapes64')  # no weights asked for: no Hub name used
+        print(model.num_classes)
+    ''', TIMM_INFODROP_HUB_ORG=org, HF_HUB_OFFLINE='1')
+    assert done.returncode == 0, done.stderr
+    count, message, classes = done.stdout.strip().splitlines()
+    assert count == '3' and classes == '10'
+    assert f'TIMM_INFODROP_HUB_ORG={org!r}' in message and '\n' not in message
+
+
+def test_the_lower_floor_copies_agree_with_their_sources():
+    """hub.naming keeps the method names and the benchmark's classes and size, so that models/ need not
+    import the builder's surgery table or the benchmark generator to name and shape the tags."""
+    from timm_infodrop.data.benchmark import class_names
+    from timm_infodrop.data.shapes import ShapesConfig
+    from timm_infodrop.hub.naming import METHOD_NAMES, ZOO_CLASSES, ZOO_IMAGE_SIZE, ZOO_TAG
+    from timm_infodrop.models._builder import METHODS
+
+    assert tuple(METHODS) == METHOD_NAMES
+    config = ShapesConfig()
+    assert tuple(class_names(config, 'train')) == ZOO_CLASSES and config.num_classes == len(ZOO_CLASSES)
+    assert config.size == ZOO_IMAGE_SIZE and ZOO_TAG == f'shapes{ZOO_IMAGE_SIZE}'
