@@ -28,6 +28,7 @@ test-timm: venv
 
 bench: venv
 	$(BIN)/python bench/bench_layers.py
+	$(BIN)/python bench/bench_data.py
 
 # the main job: the quick zoo (3 models trained, converted and evaluated on the synthetic benchmark)
 demo: venv
