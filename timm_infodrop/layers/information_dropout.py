@@ -47,6 +47,7 @@ import math
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ._transient import Transient
 from .informative_dropout import _check_feature_map
 
@@ -67,7 +68,7 @@ _logger = logging.getLogger(__name__)
 def beta_from_paper(paper_beta: float, num_train: int) -> float:
     """Per-sample KL weight for a paper value ``beta`` and a training set of ``num_train`` samples."""
     if num_train < 1:
-        raise ValueError(f'num_train must be >= 1, got {num_train}')
+        raise ConfigError(f'num_train must be >= 1, got {num_train}')
     return paper_beta / num_train
 
 
@@ -92,7 +93,7 @@ def information_dropout_kl(
         log_f = torch.log(f.clamp_min(_F_FLOOR))
         return (torch.log(sigma) - torch.log(alpha)
                 + (alpha.square() + (log_f - mu).square()) / (2 * sigma.square()) - 0.5)
-    raise ValueError(f'prior must be one of {PRIORS}, got {prior!r}')
+    raise ConfigError(f'prior must be one of {PRIORS}, got {prior!r}')
 
 
 class _ScaleWithAuxGradient(torch.autograd.Function):
@@ -155,11 +156,11 @@ class InformationDropout(nn.Module):
     ):
         super().__init__()
         if prior not in PRIORS:
-            raise ValueError(f'prior must be one of {PRIORS}, got {prior!r}')
+            raise ConfigError(f'prior must be one of {PRIORS}, got {prior!r}')
         if not (alpha_max > 0 and math.isfinite(alpha_max)):
-            raise ValueError(f'alpha_max must be a finite number > 0, got {alpha_max!r}')
+            raise ConfigError(f'alpha_max must be a finite number > 0, got {alpha_max!r}')
         if not (beta >= 0 and math.isfinite(beta)):
-            raise ValueError(f'beta must be a finite number >= 0, got {beta!r}')
+            raise ConfigError(f'beta must be a finite number >= 0, got {beta!r}')
         factory = dict(device=device, dtype=dtype)
         self.alpha_conv = nn.Conv2d(
             in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
