@@ -21,10 +21,10 @@ $(STAMP): pyproject.toml
 
 test: venv
 	$(BIN)/python -m pytest -q
-	$(BIN)/python tests/timm_suite.py --models $(TIMM_SUBSET)
+	$(BIN)/python tests/support/timm_suite.py --models $(TIMM_SUBSET)
 
 test-timm: venv
-	$(BIN)/python tests/timm_suite.py
+	$(BIN)/python tests/support/timm_suite.py
 
 bench: venv
 	$(BIN)/python bench/bench_layers.py

@@ -115,3 +115,125 @@ def test_flops_command_writes_a_table_and_refuses_to_clobber(tmp_path, capsys):
     assert main(['flops', '--archs', 'resnet18', '-o', str(out)]) == 2
     assert main(['flops', '--archs', 'vgg11', '-o', str(tmp_path / 'other.md')]) == 2
     assert 'vgg11' in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- errors and bugs
+def _assert_bug_report(code, err, kind):
+    assert code == 1, err
+    assert 'Traceback (most recent call last)' in err and f'{kind}:' in err
+    assert ': error: ' not in err  # not a one-line user error
+    assert 'This is a bug in timm-infodrop' in err.splitlines()[-1] and 'report it' in err.splitlines()[-1]
+
+
+def test_a_key_error_deep_inside_flops_is_a_bug_with_its_traceback(tmp_path, capsys, monkeypatch):
+    import fvcore.nn
+
+    def broken(model, inputs):
+        raise KeyError('aten::conv2d')
+
+    monkeypatch.setattr(fvcore.nn, 'FlopCountAnalysis', broken)
+    out = tmp_path / 'flops.md'
+    code = main(['flops', '--archs', 'resnet18', '-o', str(out)])
+    _assert_bug_report(code, capsys.readouterr().err, 'KeyError')
+    assert not out.exists()
+    with pytest.raises(KeyError):  # --debug re-raises
+        main(['--debug', 'flops', '--archs', 'resnet18', '-o', str(out)])
+
+
+def test_a_bare_value_error_deep_inside_infomap_is_a_bug_with_its_traceback(tmp_path, image_file, capsys,
+                                                                            monkeypatch):
+    def broken(self, *args, **kwargs):
+        raise ValueError('unknown resampling filter')
+
+    monkeypatch.setattr(Image.Image, 'resize', broken)
+    out = tmp_path / 'map.png'
+    code = main(['infomap', str(image_file), '-o', str(out), '--size', '64'])
+    _assert_bug_report(code, capsys.readouterr().err, 'ValueError')
+    assert not out.exists()
+
+
+def _diverged():
+    import torch
+    from torch import nn
+
+    from timm_infodrop.train import train_one_epoch
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+    with torch.no_grad():
+        model[1].weight[0, 0] = float('nan')
+    try:
+        train_one_epoch(model, [(torch.randn(2, 3, 2, 2), torch.tensor([0, 1]))], torch.optim.SGD(model.parameters(), 0.1),
+                        progress=False)
+    except FloatingPointError as error:
+        return error
+    raise AssertionError('the trainer did not stop at a NaN loss')
+
+
+def _raised(error):
+    try:
+        raise error
+    except Exception as caught:
+        return caught
+
+
+@pytest.mark.parametrize('make, user', [
+    (lambda: __import__('timm_infodrop.errors').errors.DataError('x'), True),
+    (lambda: __import__('timm_infodrop.errors').errors.CheckpointError('x'), True),
+    (lambda: __import__('timm_infodrop.errors').errors.TrainingDiverged('x'), True),
+    (lambda: __import__('timm_infodrop.hub').hub.HubWeightsError('x'), True),
+    (lambda: FileNotFoundError('x'), True),
+    (lambda: PermissionError(13, 'Permission denied', 'x'), True),
+    (lambda: IsADirectoryError(21, 'Is a directory', 'x'), True),
+    (lambda: NotADirectoryError(20, 'Not a directory', 'x'), True),
+    (lambda: OSError(28, 'No space left on device', 'x'), True),
+    (_diverged, True),  # a FloatingPointError raised by the trainer
+    (lambda: _raised(FloatingPointError('overflow')), False),  # raised elsewhere
+    (lambda: OSError(5, 'Input/output error', 'x'), False),
+    (lambda: OSError('cannot identify image file'), False),
+    (lambda: ValueError('x'), False),
+    (lambda: KeyError('x'), False),
+    (lambda: RuntimeError('size mismatch'), False),
+    (lambda: TypeError('x'), False),
+], ids=['DataError', 'CheckpointError', 'TrainingDiverged', 'HubWeightsError', 'FileNotFoundError',
+        'PermissionError', 'IsADirectoryError', 'NotADirectoryError', 'ENOSPC', 'trainer FloatingPointError',
+        'other FloatingPointError', 'EIO', 'OSError without errno', 'ValueError', 'KeyError', 'RuntimeError',
+        'TypeError'])
+def test_user_errors_and_bugs_are_told_apart(make, user):
+    from timm_infodrop.cli import is_user_error
+    assert is_user_error(make()) is user
+
+
+# ---------------------------------------------------------------------------------------------- output paths
+def test_an_output_is_never_an_input_nor_holds_one(tmp_path):
+    """check_output_path, used by every command: an output that is an input, holds one (an input below the
+    output folder, e.g. a parent), or lies inside an input folder is refused, with or without --overwrite; a
+    sibling of an input file and a new folder next to it are accepted. Links are resolved."""
+    from timm_infodrop.io import OutputError, check_output_path
+
+    data = tmp_path / 'data'
+    (data / 'train').mkdir(parents=True)
+    image = data / 'train' / 'x.png'
+    image.write_bytes(b'png')
+    (tmp_path / 'alias').symlink_to(data, target_is_directory=True)
+    refused = [
+        (image, False, [image], 'is also an input'),
+        (tmp_path / 'alias' / 'train' / 'x.png', False, [image], 'is also an input'),  # the same file via a link
+        (data / 'train', True, [image], 'holds the input'),  # the input's folder
+        (data, True, [image], 'holds the input'),  # a parent of the input
+        (tmp_path, True, [data], 'holds the input'),
+        (data, True, [data], 'is also an input'),
+        (data / 'train' / 'filtered', True, [data], 'is inside the input folder'),
+        (tmp_path / 'alias' / 'out', True, [data], 'is inside the input folder'),
+    ]
+    for out, directory, inputs, message in refused:
+        for overwrite in (False, True):
+            with pytest.raises(OutputError, match=message):
+                check_output_path(out, overwrite, inputs=inputs, directory=directory)
+    accepted = [
+        (data / 'train' / 'y.png', False, [image]),  # a sibling of an input file
+        (data / 'train' / 'maps', True, [image]),  # a new folder next to it
+        (tmp_path / 'filtered', True, [data]),  # a sibling of an input folder
+        (tmp_path / 'datafile', True, [data, None]),  # a name that only starts like the input's
+    ]
+    for out, directory, inputs in accepted:
+        assert check_output_path(out, False, inputs=inputs, directory=directory) == out

@@ -23,7 +23,7 @@ from timm_infodrop.convert import strip
 from timm_infodrop.hub import HUB_ORG_ENV, HubWeightsError, hub_errors, repo_for, zoo_repos
 from timm_infodrop.zoo.hub_configs import published_models, render_hub_configs
 
-from hub_server import FakeHub
+from support.hub_server import FakeHub
 
 ROOT = Path(__file__).resolve().parents[1]
 ORG = 'acme'

@@ -88,10 +88,15 @@ def test_cue_conflict_cli_errors(tmp_path, capsys):
     assert main(['cue-conflict', '--model', 'resnet18', '--stimuli', str(tmp_path / 'empty'), '--out',
                  str(tmp_path / 'r.json')]) == 2
     assert 'no .png stimuli' in capsys.readouterr().err
-    Image.new('RGB', (8, 8)).save(tmp_path / 'cat1-dog2.png')
-    assert main(['cue-conflict', '--model', 'resnet18', '--stimuli', str(tmp_path), '--out',
+    stimuli = tmp_path / 'stimuli'
+    stimuli.mkdir()
+    Image.new('RGB', (8, 8)).save(stimuli / 'cat1-dog2.png')
+    assert main(['cue-conflict', '--model', 'resnet18', '--stimuli', str(stimuli), '--out',
                  str(tmp_path / 'r.txt')]) == 2
     assert "use one of .json" in capsys.readouterr().err
-    assert main(['cue-conflict', '--model', 'resnet18', '--stimuli', str(tmp_path), '--out', str(tmp_path / 'r.json')]) == 0
+    assert main(['cue-conflict', '--model', 'resnet18', '--stimuli', str(stimuli), '--out',
+                 str(stimuli / 'r.json')]) == 2  # never written into an input folder
+    assert 'is inside the input folder' in capsys.readouterr().err
+    assert main(['cue-conflict', '--model', 'resnet18', '--stimuli', str(stimuli), '--out', str(tmp_path / 'r.json')]) == 0
     written = json.loads((tmp_path / 'r.json').read_text())
     assert written['images'] == 1 and written['used'] == 1

@@ -8,7 +8,7 @@ from torch.distributions import Normal, kl_divergence
 
 from timm_infodrop.layers import (
     ALPHA_FLOOR, DeferredDrop, InformationDropout, InformationDropoutConv2d, aux_loss, beta_from_paper,
-    information_dropout_kl, set_kl_to_gradient,
+    information_dropout, information_dropout_kl, set_kl_to_gradient,
 )
 
 
@@ -172,3 +172,50 @@ def test_shape_mismatch_is_a_clear_error():
     layer, x, f = layer_and_inputs()
     with pytest.raises(ValueError, match='geometry of the accompanied conv'):
         layer.train()(x, f[:, :, :4])
+
+
+@pytest.mark.parametrize('prior', ['log-uniform', 'log-normal'])
+def test_the_function_is_what_the_module_computes(prior):
+    """information_dropout(f, alpha, training) with a fixed seed gives the module's output, and the formula
+    f * exp(alpha * eps), eps = randn_like(alpha); with the KL and beta also its gradients."""
+    layer, x, f = layer_and_inputs(prior)
+    layer.train()
+    alpha = layer.alpha(x)
+    torch.manual_seed(5)
+    z_module = layer(x, f)
+    torch.manual_seed(5)
+    z_function = information_dropout(f, alpha, training=True)
+    torch.manual_seed(5)
+    z_formula = f * torch.exp(alpha * torch.randn_like(alpha))
+    torch.testing.assert_close(z_module, z_function, rtol=0, atol=0)
+    torch.testing.assert_close(z_function, z_formula, rtol=0, atol=0)
+    # the automatic KL gradient: the function given the module's KL and beta matches the module's backward
+    grads = []
+    for use_module in (True, False):
+        layer.zero_grad()
+        torch.manual_seed(6)
+        if use_module:
+            z = layer(x, f)
+        else:
+            kl = layer.kl_divergence(layer.alpha(x), f).flatten(1).sum(1).mean()
+            z = information_dropout(f, layer.alpha(x), training=True, kl=kl, beta=layer.beta)
+        z.sum().backward()
+        grads.append([p.grad.clone() for p in layer.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+    generator = torch.Generator().manual_seed(7)
+    first = information_dropout(f, alpha, training=True, generator=generator)
+    assert torch.equal(first, information_dropout(f, alpha, True, generator=torch.Generator().manual_seed(7)))
+
+
+def test_the_function_is_the_identity_out_of_training():
+    layer, x, f = layer_and_inputs()
+    alpha = layer.alpha(x)
+    assert information_dropout(f, alpha, training=False) is f
+    assert information_dropout(f, alpha) is f  # training defaults to False, as timm's drop_path
+    assert information_dropout(f, alpha[:, :1], training=False) is f  # nothing is checked or drawn
+    with pytest.raises(ValueError, match='alpha has shape'):
+        information_dropout(f, alpha[:, :1], training=True)
+    eps_free = information_dropout(f.requires_grad_(), alpha.detach(), training=True)
+    eps_free.sum().backward()
+    assert f.grad is not None and (f.grad > 0).all()  # d z / d f is the (positive) noise

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from timm_infodrop.layers import self_information
 
-from reference import self_information_loop
+from support.reference import self_information_loop
 
 
 def all_offsets(radius):

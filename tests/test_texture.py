@@ -161,7 +161,8 @@ def test_cli_refuses_bad_folders(split, tmp_path, capsys):
     (tmp_path / 'junk').mkdir()
     (tmp_path / 'junk' / 'a.png').write_bytes(b'not a png')
     cases = [(['--in', str(tmp_path / 'none'), '--out', str(tmp_path / 'o1')], 'is not a folder'),
-             (['--in', str(split), '--out', str(split / 'inside')], 'must be outside --in'),
+             (['--in', str(split), '--out', str(split / 'inside')], 'is inside the input folder'),
+             (['--in', str(split), '--out', str(split.parent), '--overwrite'], 'holds the input'),
              (['--in', str(tmp_path / 'empty'), '--out', str(tmp_path / 'o2')], 'holds no images'),
              (['--in', str(tmp_path / 'junk'), '--out', str(tmp_path / 'o3')], 'is not a readable image'),
              (['--in', str(split), '--out', str(tmp_path / 'empty')], 'pass --overwrite')]

@@ -1,21 +1,37 @@
-"""The runner of timm's model test-suite: it skips loudly without a registry and never passes on zero tests."""
-import importlib.util
-from pathlib import Path
-
+"""The runner of timm's model test-suite (tests/support/timm_suite.py): it skips loudly without a registry, fails
+there under CI, and never passes on zero tests."""
 import pytest
 
-spec = importlib.util.spec_from_file_location('timm_suite', Path(__file__).with_name('timm_suite.py'))
-timm_suite = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(timm_suite)
+from support import timm_suite
 
 
-def test_unreachable_sdist_skips_loudly(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def unreachable(tmp_path, monkeypatch):
+    """No sdist cached, and a version no registry has: the download fails (no network needed to fail)."""
     monkeypatch.setattr(timm_suite, 'CACHE', tmp_path)
     monkeypatch.setattr(timm_suite, 'timm_version', lambda: '0.0.0.dev404')  # no such release anywhere
+    return tmp_path
+
+
+@pytest.mark.parametrize('ci', [None, '', '0', 'false'])
+def test_unreachable_sdist_skips_loudly_outside_ci(unreachable, monkeypatch, capsys, ci):
+    if ci is None:
+        monkeypatch.delenv('CI', raising=False)
+    else:
+        monkeypatch.setenv('CI', ci)
     assert timm_suite.main(['--models', 'resnet18_infodrop']) == 0
     err = capsys.readouterr().err
     assert 'SKIPPED' in err and 'could not download' in err
-    assert list(tmp_path.iterdir()) == []  # nothing half-downloaded left behind
+    assert list(unreachable.iterdir()) == []  # nothing half-downloaded left behind
+
+
+@pytest.mark.parametrize('ci', ['true', '1'])
+def test_unreachable_sdist_fails_under_ci(unreachable, monkeypatch, capsys, ci):
+    monkeypatch.setenv('CI', ci)
+    assert timm_suite.main(['--models', 'resnet18_infodrop']) == timm_suite.UNAVAILABLE_UNDER_CI != 0
+    err = capsys.readouterr().err
+    assert 'FAILED' in err and f'CI={ci!r} is set' in err and 'SKIPPED' not in err
+    assert list(unreachable.iterdir()) == []
 
 
 def test_zero_selected_tests_fail(tmp_path, monkeypatch, capsys):
@@ -32,3 +48,7 @@ def test_unknown_variant_is_refused():
     with pytest.raises(SystemExit) as exit_info:
         timm_suite.main(['--models', 'resnet18_nodrop'])
     assert exit_info.value.code == 2
+
+
+def test_the_cache_is_at_the_repository_root():
+    assert (timm_suite.ROOT / 'pyproject.toml').is_file() and timm_suite.CACHE == timm_suite.ROOT / '.cache' / 'timm-sdist'

@@ -117,7 +117,7 @@ def test_bf16_autocast_channels_last_and_ema(tmp_path, data_dir):
 def test_ddp_on_two_cpu_processes_ends_with_identical_weights(tmp_path, data_dir):
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT))
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
-           str(ROOT / 'tests' / 'ddp_worker.py'), str(tmp_path), '--data-dir', str(data_dir), '--output',
+           str(ROOT / 'tests' / 'support' / 'ddp_worker.py'), str(tmp_path), '--data-dir', str(data_dir), '--output',
            str(tmp_path), '--experiment', 'ddp', '--model', 'resnet18_infodropout', '--epochs', '1', *BASE]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,18 +1,33 @@
-"""Load a trained variant from a checkpoint, refusing anything that does not fit it exactly."""
+"""Load a trained variant from a checkpoint, refusing anything that does not fit it exactly.
+
+A file that does not decode (safetensors, pickle or zip errors), a state dict that lacks keys or whose
+shapes differ, is a :class:`~timm_infodrop.errors.CheckpointError` naming the file; any other exception
+propagates (a bug, not a bad file).
+"""
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Dict, Optional
 
 import timm
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
+from .errors import CheckpointError, ConfigError
 from .hub import HubWeightsError, hub_errors, read_model_config
 
-__all__ = ['load_variant', 'read_state_dict', 'model_folder', 'CHECKPOINT_SUFFIXES', 'MODEL_FOLDER_PREFIXES']
+__all__ = ['load_variant', 'read_state_dict', 'model_folder', 'checkpoint_input', 'CHECKPOINT_SUFFIXES',
+           'MODEL_FOLDER_PREFIXES', 'BAD_CHECKPOINT_ERRORS']
 
 CHECKPOINT_SUFFIXES = ('.safetensors', '.pth.tar', '.pth', '.pt', '.bin')
 MODEL_FOLDER_PREFIXES = ('hf-hub:', 'local-dir:')  # timm model folders: config.json + weights
 _LISTED = 10
+# what loading a bad file raises: safetensors header errors; pickle, zip and end-of-file errors of torch.load
+# (which also raises RuntimeError for a broken zip archive or a payload weights_only refuses); KeyError for a
+# missing key; RuntimeError from load_state_dict for a size mismatch
+BAD_CHECKPOINT_ERRORS = (SafetensorError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, KeyError,
+                         RuntimeError)
 
 
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
@@ -24,18 +39,19 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     if not file.is_file():
         raise FileNotFoundError(f'{path!r}: no such checkpoint file')
     if not file.name.endswith(CHECKPOINT_SUFFIXES):
-        raise ValueError(f'{path!r}: unsupported checkpoint format; use one of {", ".join(CHECKPOINT_SUFFIXES)}')
+        raise CheckpointError(f'{path!r}: unsupported checkpoint format; use one of {", ".join(CHECKPOINT_SUFFIXES)}')
     try:
         return timm.models.load_state_dict(str(file), use_ema=True, weights_only=True)
-    except Exception as error:  # safetensors, pickle and zip errors have no common base
-        raise ValueError(f'{path!r} is not a readable weights-only checkpoint ({type(error).__name__}: {error})') from None
+    except BAD_CHECKPOINT_ERRORS as error:  # safetensors, pickle and zip errors have no common base
+        raise CheckpointError(f'{path!r} is not a readable weights-only checkpoint '
+                              f'({type(error).__name__}: {error})') from None
 
 
 def _num_classes(name: str, state_dict: Dict[str, torch.Tensor]) -> int:
     classifier = timm.get_pretrained_cfg(name).classifier
     key = f'{classifier if isinstance(classifier, str) else classifier[0]}.weight'
     if key not in state_dict:
-        raise ValueError(f'the checkpoint has no {key!r}: it is not a {name} classifier checkpoint')
+        raise CheckpointError(f'the checkpoint has no {key!r}: it is not a {name} classifier checkpoint')
     return state_dict[key].shape[0]
 
 
@@ -57,6 +73,14 @@ def model_folder(checkpoint: str) -> Optional[Path]:
     return folder
 
 
+def checkpoint_input(checkpoint: Optional[str]) -> Optional[Path]:
+    """The local path a ``--checkpoint`` value reads (a file, or a ``local-dir:`` folder), for
+    :func:`timm_infodrop.io.check_output_path`'s inputs; None for ``hf-hub:`` ids and no checkpoint."""
+    if not checkpoint or checkpoint.startswith('hf-hub:'):
+        return None
+    return Path(checkpoint[len('local-dir:'):] if checkpoint.startswith('local-dir:') else checkpoint)
+
+
 def load_variant(checkpoint: str, model_name: Optional[str] = None) -> nn.Module:
     """Build ``model_name`` and load ``checkpoint`` into it strictly.
 
@@ -64,8 +88,10 @@ def load_variant(checkpoint: str, model_name: Optional[str] = None) -> nn.Module
     train`` writes) build the model their config describes; ``model_name`` then only checks it.
 
     Raises:
-        ValueError: naming the missing and unexpected keys, or the mismatched shapes, when the
-            checkpoint is of another architecture.
+        CheckpointError: naming the file and the missing and unexpected keys, or the mismatched shapes, when
+            the checkpoint is of another architecture, or what does not decode.
+        ConfigError: no or an unknown ``model_name``.
+        FileNotFoundError: no such file, or a model folder without config.json.
     """
     import timm_infodrop  # noqa: F401  the variants must be registered
 
@@ -77,28 +103,32 @@ def load_variant(checkpoint: str, model_name: Optional[str] = None) -> nn.Module
                 model = timm.create_model(checkpoint, pretrained=True)
         except HubWeightsError:
             raise
-        except Exception as error:  # safetensors, JSON and state-dict errors have no common base
+        except BAD_CHECKPOINT_ERRORS as error:  # a broken weights file, an unknown architecture, a size mismatch
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else ''
-            raise ValueError(f'{checkpoint!r} does not load as a timm model folder '
-                             f'({type(error).__name__}: {first_line})') from None
+            raise CheckpointError(f'{checkpoint!r} does not load as a timm model folder '
+                                  f'({type(error).__name__}: {first_line})') from None
         if model_name and model.pretrained_cfg.get('architecture') != model_name.split('.')[0]:
-            raise ValueError(f'{checkpoint} holds a {model.pretrained_cfg.get("architecture")}, not a {model_name}')
+            raise CheckpointError(f'{checkpoint} holds a {model.pretrained_cfg.get("architecture")}, '
+                                  f'not a {model_name}')
         return model
     if not model_name:
-        raise ValueError('--model is needed with a checkpoint file')
+        raise ConfigError('--model is needed with a checkpoint file')
     if model_name not in timm.list_models():
-        raise ValueError(f'{model_name!r} is not a registered timm model')
+        raise ConfigError(f'{model_name!r} is not a registered timm model')
     state_dict = read_state_dict(checkpoint)
     model = timm.create_model(model_name, num_classes=_num_classes(model_name, state_dict))
     expected = model.state_dict()
     missing, unexpected = set(expected) - set(state_dict), set(state_dict) - set(expected)
     if missing or unexpected:
-        raise ValueError(
+        raise CheckpointError(
             f'{checkpoint!r} does not fit {model_name}: missing keys [{_listing(missing)}]; '
             f'unexpected keys [{_listing(unexpected)}]')
     shapes = [f'{k}: {tuple(state_dict[k].shape)} vs {tuple(v.shape)}' for k, v in expected.items()
               if state_dict[k].shape != v.shape]
     if shapes:
-        raise ValueError(f'{checkpoint!r} does not fit {model_name}: shape mismatches [{_listing(shapes)}]')
-    model.load_state_dict(state_dict, strict=True)
+        raise CheckpointError(f'{checkpoint!r} does not fit {model_name}: shape mismatches [{_listing(shapes)}]')
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as error:  # what the checks above do not foresee, e.g. a tensor that is not one
+        raise CheckpointError(f'{checkpoint!r} does not load into {model_name} ({error})') from None
     return model.eval()

@@ -1,10 +1,12 @@
 """The project's user errors: input a user can fix, raised at the boundary with the offending value.
 
 The command line prints these on one line (exit 2); any other exception is a bug and keeps its
-traceback. Each class also subclasses the standard exception a caller would catch (``ValueError``).
+traceback (``timm_infodrop.cli.is_user_error`` says which is which). Each class also subclasses the standard
+exception a caller would catch (``ValueError``; ``FloatingPointError`` for :class:`TrainingDiverged`).
 """
 
-__all__ = ['UserError', 'DataError', 'ConfigError', 'OutputError', 'CheckpointError']
+__all__ = ['UserError', 'DataError', 'ConfigError', 'OutputError', 'CheckpointError',
+           'TrainingDiverged']
 
 
 class UserError(Exception):
@@ -25,3 +27,7 @@ class OutputError(UserError, ValueError):
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint or model folder that cannot be loaded as the model asked for."""
+
+
+class TrainingDiverged(UserError, FloatingPointError):
+    """A training run whose loss became non-finite (NaN or Inf): lower the learning rate, or use fp32."""

@@ -1,7 +1,8 @@
 """Safe output paths: refuse to clobber inputs or existing files, write atomically.
 
 Every command that writes a file goes through :func:`check_output_path` at the boundary (before any
-work) and :func:`atomic_output` for the write itself, so an interrupted run leaves either the old
+work; it refuses an output that is, holds or lies inside one of the command's inputs) and
+:func:`atomic_output` for the write itself, so an interrupted run leaves either the old
 file or the complete new one, never a torn file.
 """
 import contextlib
@@ -13,9 +14,43 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 
 from .errors import OutputError
 
-__all__ = ['OutputError', 'check_output_path', 'atomic_output', 'atomic_directory']
+__all__ = ['OutputError', 'check_output_path', 'check_inputs_untouched', 'atomic_output', 'atomic_directory']
 
 PathLike = Union[str, os.PathLike]
+
+
+def _real(path: PathLike, what: str) -> Path:
+    """``path`` with every symbolic link resolved (it need not exist)."""
+    try:
+        return Path(os.path.realpath(path))
+    except ValueError as error:  # an embedded NUL
+        raise OutputError(f'{what} {str(path)!r} is not a valid path ({error})') from None
+
+
+def check_inputs_untouched(path: PathLike, inputs: Iterable[Optional[PathLike]] = ()) -> None:
+    """Refuse an output ``path`` that would write over or into an input, whatever ``--overwrite`` says.
+
+    An input is a file or a folder (``None`` entries are skipped). Refused: ``path`` is an input; ``path``
+    holds an input (an input below the output folder, which replacing it would delete); ``path`` is inside
+    an input folder (which writing it would change). Accepted: a sibling of an input, a new folder next to
+    an input file. Symbolic links are resolved first.
+
+    Raises:
+        OutputError: naming the output and the input.
+    """
+    out = _real(path, 'the output')
+    for item in inputs:
+        if item is None:
+            continue
+        source = _real(item, 'the input')
+        if source == out:
+            raise OutputError(f'{str(path)!r} is also an input; refusing to overwrite an input')
+        if source.is_relative_to(out):
+            raise OutputError(f'{str(path)!r} holds the input {str(item)!r}; refusing to replace a folder that '
+                              'holds an input')
+        if source.is_dir() and out.is_relative_to(source):
+            raise OutputError(f'{str(path)!r} is inside the input folder {str(item)!r}; refusing to write into '
+                              'an input')
 
 
 def check_output_path(
@@ -30,7 +65,8 @@ def check_output_path(
     Args:
         path: where the output will go.
         overwrite: allow replacing an existing file (never an input).
-        inputs: paths this command reads; writing over any of them is refused even with ``overwrite``.
+        inputs: paths (files or folders) this command reads; an output that is one of them, holds one, or
+            lies inside an input folder is refused even with ``overwrite`` (:func:`check_inputs_untouched`).
         suffixes: allowed lower-case suffixes such as ``('.png', '.pdf')``; ``None`` allows any.
         directory: the output is a directory (written whole by :func:`atomic_directory`).
 
@@ -41,16 +77,13 @@ def check_output_path(
     if suffixes is not None and out.suffix.lower() not in suffixes:
         raise OutputError(f'{str(out)!r}: unsupported output format {out.suffix or "(none)"!r}; '
                           f'use one of {", ".join(suffixes)}')
+    check_inputs_untouched(out, inputs)
     if out.is_dir() != directory and out.exists():
         kind = 'a directory; give a file name' if out.is_dir() else 'a file; give a directory'
         raise OutputError(f'{str(out)!r} is {kind}')
     existing = next(parent for parent in out.absolute().parents if parent.exists())
     if not existing.is_dir():
         raise OutputError(f'{str(out)!r}: {str(existing)!r} is a file, not a folder')
-    resolved = out.resolve()
-    for item in inputs:
-        if item is not None and Path(item).resolve() == resolved:
-            raise OutputError(f'{str(out)!r} is also an input; refusing to overwrite an input')
     if out.exists() and not overwrite:
         raise OutputError(f'{str(out)!r} exists; pass --overwrite to replace it')
     return out

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+from .errors import ConfigError
 from .layers.informative_dropout import drop_distribution, keep_probability, sample_info_drop_mask, self_information
 
 __all__ = ['InfoMap', 'load_image', 'builtin_image', 'synthetic_image', 'compute_infomap', 'plot_infomap']
@@ -38,7 +39,7 @@ class InfoMap:
 
 def _check_size(size: int) -> None:
     if not isinstance(size, int) or size < MIN_SIZE:
-        raise ValueError(f'size must be an integer >= {MIN_SIZE} pixels, got {size!r}')
+        raise ConfigError(f'size must be an integer >= {MIN_SIZE} pixels, got {size!r}')
 
 
 def _to_square(image, size: int) -> np.ndarray:
@@ -57,18 +58,12 @@ def load_image(path: Union[str, Path], size: int = 224) -> np.ndarray:
     """Read an image file as (size, size, 3) RGB floats in [0, 1] (shorter side resized, centre crop).
 
     Raises:
-        FileNotFoundError: if ``path`` does not exist; ValueError: if it is not an image PIL can read.
+        FileNotFoundError: if ``path`` does not exist; DataError: if it is not an image PIL can read, or is over
+            PIL's pixel limit (a decompression bomb, refused from its header).
     """
-    from PIL import Image, UnidentifiedImageError
+    from .data.folders import open_image
     _check_size(size)
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'{str(path)!r}: no such image file')
-    try:
-        with Image.open(path) as image:
-            return _to_square(image, size)
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f'{str(path)!r} is not a readable image ({error})') from None
+    return _to_square(open_image(path), size)
 
 
 def synthetic_image(size: int = 224) -> np.ndarray:

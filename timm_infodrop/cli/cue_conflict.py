@@ -2,6 +2,7 @@
 import argparse
 import json
 
+from ..errors import ConfigError
 from ..io import atomic_output, check_output_path
 
 HELP = 'shape bias of an ImageNet-1k model on the cue-conflict stimuli (16 categories; stimuli folder given)'
@@ -21,19 +22,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import timm
 
-    from ..checkpoint import load_variant
+    from ..checkpoint import checkpoint_input, load_variant
     from ..eval.imagenet16 import evaluate_cue_conflict, find_stimuli
 
-    out = check_output_path(args.out, args.overwrite, inputs=[args.checkpoint], suffixes=('.json',))
+    out = check_output_path(args.out, args.overwrite, inputs=[checkpoint_input(args.checkpoint), args.stimuli],
+                            suffixes=('.json',))
     find_stimuli(args.stimuli)
     if args.checkpoint:
         model = load_variant(args.checkpoint, args.model)
     elif args.model:
         model = timm.create_model(args.model, pretrained=args.pretrained)
     else:
-        raise ValueError('give --model (and --pretrained or --checkpoint)')
+        raise ConfigError('give --model (and --pretrained or --checkpoint)')
     if model.num_classes != 1000:
-        raise ValueError(f'the model has {model.num_classes} classes; the 16-category protocol needs ImageNet-1k (1000)')
+        raise ConfigError(f'the model has {model.num_classes} classes; the 16-category protocol needs ImageNet-1k (1000)')
     results = evaluate_cue_conflict(model, args.stimuli, args.batch_size)
     results.update(model=args.model or model.pretrained_cfg['architecture'], checkpoint=args.checkpoint,
                    stimuli=str(args.stimuli))

@@ -3,6 +3,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import CheckpointError, ConfigError, DataError
 from ..io import atomic_directory, check_output_path
 
 HELP = 'evaluate a model on a make-data benchmark folder: top-1, shape bias, corruptions, PGD'
@@ -21,33 +22,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--overwrite', action='store_true', help='replace OUT if it exists')
 
 
+def _read_json(path: Path, flag: str):
+    """The JSON object of ``path``: FileNotFoundError when missing, DataError when not a JSON object."""
+    if not path.is_file():
+        raise FileNotFoundError(f'{flag}: {str(path)!r}: no such file')
+    try:
+        value = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(f'{flag}: {str(path)!r} is not valid JSON ({error})') from None
+    if not isinstance(value, dict):
+        raise DataError(f'{flag}: {str(path)!r} holds a JSON {type(value).__name__}, not an object')
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     import timm
     import torch
 
     import timm_infodrop  # noqa: F401
-    from ..checkpoint import load_variant
+    from ..checkpoint import checkpoint_input, load_variant
     from ..eval.suite import evaluate_folder, results_markdown
 
-    out = check_output_path(args.out, args.overwrite, directory=True, inputs=[args.data, args.checkpoint])
+    out = check_output_path(args.out, args.overwrite, directory=True,
+                            inputs=[args.data, checkpoint_input(args.checkpoint), args.baseline])
     data = Path(args.data)
     if not (data / 'benchmark.json').is_file():
-        raise FileNotFoundError(f'--data {str(data)!r} has no benchmark.json: write it with timm-infodrop make-data')
-    classes = json.loads((data / 'val' / 'metadata.json').read_text())['classes']
+        raise DataError(f'--data {str(data)!r} has no benchmark.json: write it with timm-infodrop make-data')
+    classes = _read_json(data / 'val' / 'metadata.json', '--data')['classes']
     baseline = None
     if args.baseline:
-        baseline = json.loads(Path(args.baseline).read_text())
+        baseline = _read_json(Path(args.baseline), '--baseline')
         if 'corruption' not in baseline:
-            raise ValueError(f'--baseline {args.baseline!r} has no corruption results')
+            raise DataError(f'--baseline {args.baseline!r} has no corruption results')
     torch.manual_seed(args.seed)
     if not args.model and not (args.checkpoint or '').startswith(('hf-hub:', 'local-dir:')):
-        raise ValueError('--model is needed unless --checkpoint is a local-dir: or hf-hub: model folder')
+        raise ConfigError('--model is needed unless --checkpoint is a local-dir: or hf-hub: model folder')
     if args.checkpoint:
         model = load_variant(args.checkpoint, args.model)
     else:
         model = timm.create_model(args.model, num_classes=len(classes))
     if model.num_classes != len(classes):
-        raise ValueError(f'the model has {model.num_classes} classes, the benchmark {len(classes)}')
+        raise CheckpointError(f'the model has {model.num_classes} classes, the benchmark {len(classes)}')
     results = evaluate_folder(model.eval(), data, args.corruption_images, args.pgd_images, baseline, args.seed)
     name = args.model or model.pretrained_cfg['architecture']
     results.update(model=name, checkpoint=args.checkpoint, data=str(data), seed=args.seed,

@@ -2,6 +2,7 @@
 import argparse
 import platform
 
+from ..errors import ConfigError
 from ..io import atomic_output, check_output_path
 
 HELP = 'count parameters and FLOPs of every variant with fvcore; print them and write a markdown table'
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     archs = args.archs or list(ARCHS)
     unknown = [a for a in archs if a not in ARCHS]
     if unknown:
-        raise ValueError(f'not supported architectures: {unknown}; choose from {list(ARCHS)}')
+        raise ConfigError(f'not supported architectures: {unknown}; choose from {list(ARCHS)}')
     rows = []
     for arch in tqdm(archs, desc='counting FLOPs', unit='arch'):
         rows.extend(measure(arch))

@@ -2,6 +2,7 @@
 import argparse
 import json
 
+from ..errors import ConfigError
 from ..io import atomic_directory, check_output_path
 
 HELP = 'write the synthetic shape-vs-texture benchmark (train/val/cue_conflict/silhouette/texture_only PNGs)'
@@ -26,11 +27,11 @@ def parse_knobs(items) -> dict:
     for item in items:
         key, sep, value = item.partition('=')
         if not sep or key not in ShapesConfig.__dataclass_fields__:
-            raise ValueError(f'--set {item!r}: expected KNOB=JSON with KNOB one of {list(ShapesConfig.__dataclass_fields__)}')
+            raise ConfigError(f'--set {item!r}: expected KNOB=JSON with KNOB one of {list(ShapesConfig.__dataclass_fields__)}')
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:
-            raise ValueError(f'--set {item!r}: {value!r} is not JSON (strings need quotes)') from None
+            raise ConfigError(f'--set {item!r}: {value!r} is not JSON (strings need quotes)') from None
         knobs[key] = tuple(parsed) if isinstance(parsed, list) else parsed
     return knobs
 
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     sizes = {split: getattr(args, f'n_{split}') for split in SPLITS}
     bad = {k: v for k, v in sizes.items() if v < 1}
     if bad:
-        raise ValueError(f'split sizes must be >= 1, got {bad}')
+        raise ConfigError(f'split sizes must be >= 1, got {bad}')
     with tqdm(total=sum(sizes.values()), desc='writing images', unit='img') as bar, atomic_directory(out) as tmp:
         write_benchmark(tmp, config, sizes, progress=bar.update)
     print(f'wrote {out}')

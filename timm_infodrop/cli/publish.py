@@ -2,6 +2,8 @@
 import argparse
 from pathlib import Path
 
+from ..errors import ConfigError
+
 HELP = 'publish a model folder (model.safetensors + config.json) with its card to the Hugging Face Hub'
 
 
@@ -25,9 +27,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         validate_repo_id(args.repo_id)
     except Exception as error:  # huggingface_hub's HFValidationError
-        raise ValueError(f'--repo-id {args.repo_id!r}: {error}') from None
+        raise ConfigError(f'--repo-id {args.repo_id!r}: {error}') from None
     if '/' not in args.repo_id:
-        raise ValueError(f'--repo-id {args.repo_id!r} needs an organisation or user: ORG/NAME')
+        raise ConfigError(f'--repo-id {args.repo_id!r} needs an organisation or user: ORG/NAME')
     name = args.repo_id.split('/')[-1]
     card = args.card
     if card is None and (Path('hub_configs') / name / 'README.md').is_file():

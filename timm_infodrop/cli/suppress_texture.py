@@ -3,7 +3,8 @@ import argparse
 import shutil
 from pathlib import Path
 
-from ..data.folders import IMAGE_SUFFIXES
+from ..data.folders import IMAGE_SUFFIXES, image_size
+from ..errors import ConfigError, DataError
 
 HELP = 'write a texture-suppressed copy of an image folder (anisotropic diffusion, bilateral, cartoon)'
 
@@ -25,16 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(path: Path):
-    from PIL import Image, UnidentifiedImageError
-
+    from ..data.folders import open_image
     from ..data.texture import pil_to_tensor
 
-    try:
-        with Image.open(path) as image:
-            image = image.convert('L' if image.mode in ('L', 'I;16', '1') else 'RGB')
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f'{str(path)!r} is not a readable image ({error})') from None
-    return pil_to_tensor(image)
+    image = open_image(path, mode=None)  # DataError naming an unreadable file or a decompression bomb
+    return pil_to_tensor(image.convert('L' if image.mode in ('L', 'I;16', '1') else 'RGB'))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,19 +43,17 @@ def run(args: argparse.Namespace) -> int:
     source = Path(args.source)
     if not source.is_dir():
         raise FileNotFoundError(f'--in {str(source)!r} is not a folder')
-    out = Path(args.out)
-    if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents \
-            or out.resolve() in source.resolve().parents:
-        raise ValueError(f'--out {str(out)!r} must be outside --in {str(source)!r} (and not contain it)')
-    check_output_path(out, args.overwrite, directory=True)
+    out = check_output_path(args.out, args.overwrite, directory=True, inputs=[source])
     if args.preview:
-        check_output_path(args.preview, args.overwrite, suffixes=('.png',))
+        check_output_path(args.preview, args.overwrite, suffixes=('.png',), inputs=[source])
     if args.batch_size < 1:
-        raise ValueError(f'--batch-size must be >= 1, got {args.batch_size}')
+        raise ConfigError(f'--batch-size must be >= 1, got {args.batch_size}')
     files = sorted(p for p in source.rglob('*') if p.is_file())
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     if not images:
-        raise ValueError(f'--in {str(source)!r} holds no images ({", ".join(IMAGE_SUFFIXES)})')
+        raise DataError(f'--in {str(source)!r} holds no images ({", ".join(IMAGE_SUFFIXES)})')
+    for path in images:  # headers only: a decompression bomb or a file that is not an image, before any work
+        image_size(path)
     fn = METHODS[args.method]
     with atomic_directory(out) as tmp, tqdm(total=len(images), desc=f'{args.method} filtering', unit='img') as bar:
         for path in files:  # the rest of the tree (labels, metadata) is copied as it is

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 from typing import Dict, List
 
+from ..errors import ConfigError, DataError
 from ..io import atomic_output
 
 MAX_SEEDS = 100
@@ -49,17 +50,17 @@ def run_pacs(args: argparse.Namespace) -> int:
     if args.action == 'run':
         count = args.seeds if args.seeds is not None else 3
         if not 1 <= count <= MAX_SEEDS:
-            raise ValueError(f'--seeds must be in [1, {MAX_SEEDS}], got {args.seeds}')
+            raise ConfigError(f'--seeds must be in [1, {MAX_SEEDS}], got {args.seeds}')
         names = args.models or list(PACS_ROWS)
         unknown = [n for n in names if n not in PACS_ROWS]
         if unknown:
-            raise ValueError(f'unknown PACS rows {unknown}; rows: {list(PACS_ROWS)}')
+            raise ConfigError(f'unknown PACS rows {unknown}; rows: {list(PACS_ROWS)}')
         finetune = dict(finetune_epochs=args.finetune_epochs) if args.finetune_epochs is not None else {}
         run_pacs_zoo([PACS_ROWS[n] for n in names], args.targets, list(range(count)), pacs_root(args.pacs_root),
                      Path(args.recipe), Path(args.work) / 'pacs', results, **finetune)
     summary = summarize_pacs(results)
     if not summary:
-        raise ValueError(f'no PACS runs under {str(results)!r}: run `timm-infodrop zoo run --benchmark pacs` first')
+        raise DataError(f'no PACS runs under {str(results)!r}: run `timm-infodrop zoo run --benchmark pacs` first')
     runs = [r for per in collect_pacs(results).values() for records in per.values() for r in records]
     seeds = sorted({r['seed'] for r in runs})
     targets = sorted({r['target'] for r in runs})
@@ -101,13 +102,13 @@ def run(args: argparse.Namespace) -> int:
     budget = BUDGETS['quick' if args.quick else 'full']
     count = args.seeds if args.seeds is not None else (1 if args.quick else 3)
     if not 1 <= count <= MAX_SEEDS:
-        raise ValueError(f'--seeds must be in [1, {MAX_SEEDS}], got {args.seeds}')
+        raise ConfigError(f'--seeds must be in [1, {MAX_SEEDS}], got {args.seeds}')
     seeds = list(range(count))
     names = args.models or list(budget.models)
     work = Path(args.work)
     if args.action == 'run':
         if BASELINE not in names and not (results / BASELINE).is_dir():
-            raise ValueError(f'the zoo needs {BASELINE} runs (mCE is relative to it): add it to --models')
+            raise ConfigError(f'the zoo needs {BASELINE} runs (mCE is relative to it): add it to --models')
         run_zoo([zoo_model(name) for name in names], Path(args.recipes), seeds, budget, work, results)
     # every model with results, in the zoo's order; the per-seed records say how each was made
     runs = collect(results, BASELINE)

@@ -20,6 +20,8 @@ from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
+from ..errors import ConfigError
+
 __all__ = ['SHAPES', 'TEXTURES', 'SPLITS', 'ShapesConfig', 'Sample', 'render', 'sample', 'sample_labels', 'silhouette_mask',
            'shape_mask', 'texture']
 
@@ -146,17 +148,17 @@ class ShapesConfig:
 
     def __post_init__(self):
         if not (len(self.shapes) == len(self.textures) >= 2):
-            raise ValueError(f'need as many shapes as textures (>= 2), got {len(self.shapes)} and {len(self.textures)}')
+            raise ConfigError(f'need as many shapes as textures (>= 2), got {len(self.shapes)} and {len(self.textures)}')
         unknown = [s for s in self.shapes if s not in SHAPES] + [t for t in self.textures if t not in TEXTURES]
         if unknown:
-            raise ValueError(f'unknown shapes/textures {unknown}; known: {list(SHAPES)} and {list(TEXTURES)}')
+            raise ConfigError(f'unknown shapes/textures {unknown}; known: {list(SHAPES)} and {list(TEXTURES)}')
         if self.size < 16:
-            raise ValueError(f'size must be >= 16 px, got {self.size}')
+            raise ConfigError(f'size must be >= 16 px, got {self.size}')
         if not 0.0 <= self.p_agree <= 1.0:
-            raise ValueError(f'p_agree must be in [0, 1], got {self.p_agree}')
+            raise ConfigError(f'p_agree must be in [0, 1], got {self.p_agree}')
         amplitudes = self.texture_amplitude if isinstance(self.texture_amplitude, tuple) else (self.texture_amplitude,)
         if not all(0.0 <= a <= 0.5 for a in amplitudes) or len(amplitudes) > 2:
-            raise ValueError(f'texture_amplitude must be a value or a (low, high) range in [0, 0.5], '
+            raise ConfigError(f'texture_amplitude must be a value or a (low, high) range in [0, 0.5], '
                              f'got {self.texture_amplitude}')
 
     @property

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..errors import ConfigError
+
 __all__ = ['anisotropic_diffusion', 'bilateral', 'cartoonize', 'TextureSuppression', 'METHODS', 'pil_to_tensor',
            'tensor_to_pil']
 
@@ -77,13 +79,13 @@ def anisotropic_diffusion(img: torch.Tensor, iterations: int = 15, kappa: float 
     """
     batch, unbatched = _as_batch(img, 'anisotropic_diffusion')
     if not (isinstance(iterations, int) and iterations >= 0):
-        raise ValueError(f'iterations must be an int >= 0, got {iterations!r}')
+        raise ConfigError(f'iterations must be an int >= 0, got {iterations!r}')
     if not kappa > 0:
-        raise ValueError(f'kappa must be > 0, got {kappa!r}')
+        raise ConfigError(f'kappa must be > 0, got {kappa!r}')
     if not 0 < gamma <= 0.25:
-        raise ValueError(f'gamma must be in (0, 0.25] for a stable 4-neighbour scheme, got {gamma!r}')
+        raise ConfigError(f'gamma must be in (0, 0.25] for a stable 4-neighbour scheme, got {gamma!r}')
     if conduction not in ('exponential', 'quadratic'):
-        raise ValueError(f"conduction must be 'exponential' or 'quadratic', got {conduction!r}")
+        raise ConfigError(f"conduction must be 'exponential' or 'quadratic', got {conduction!r}")
     x = batch.float().clone()
     for chunk in x.split(_CHUNK):  # a few images at a time stay in cache over all the iterations
         _diffuse(chunk, iterations, kappa, gamma, conduction)
@@ -123,9 +125,9 @@ def bilateral(img: torch.Tensor, diameter: int = 7, sigma_color: float = 0.5, si
         iterations: passes; repeated passes flatten texture while edges stay.
     """
     if not (isinstance(diameter, int) and diameter >= 1) or not (isinstance(iterations, int) and iterations >= 0):
-        raise ValueError(f'diameter must be an int >= 1 and iterations an int >= 0, got {diameter!r}, {iterations!r}')
+        raise ConfigError(f'diameter must be an int >= 1 and iterations an int >= 0, got {diameter!r}, {iterations!r}')
     if not (sigma_color > 0 and sigma_space > 0):
-        raise ValueError(f'sigma_color and sigma_space must be > 0, got {sigma_color!r}, {sigma_space!r}')
+        raise ConfigError(f'sigma_color and sigma_space must be > 0, got {sigma_color!r}, {sigma_space!r}')
     return _per_image(img, 'bilateral', lambda im: _bilateral_np(im, diameter, sigma_color, sigma_space, iterations))
 
 
@@ -149,9 +151,9 @@ def cartoonize(img: torch.Tensor, median: int = 7, block: int = 9, offset: float
     offset sits between fine texture's contrast and a shape edge's, so texture makes no lines.
     """
     if not (isinstance(median, int) and median >= 3 and median % 2) or not (isinstance(block, int) and block >= 3 and block % 2):
-        raise ValueError(f'median and block must be odd ints >= 3, got {median!r}, {block!r}')
+        raise ConfigError(f'median and block must be odd ints >= 3, got {median!r}, {block!r}')
     if not 0 <= offset < 1:
-        raise ValueError(f'offset must be in [0, 1), got {offset!r}')
+        raise ConfigError(f'offset must be in [0, 1), got {offset!r}')
     smooth = dict(diameter=diameter, sigma_color=sigma_color, sigma_space=sigma_space, iterations=iterations)
     bilateral(torch.zeros(1, 1, 1), **smooth)  # validates the smoothing arguments
     return _per_image(img, 'cartoonize', lambda im: _cartoon_np(im, median, block, offset, **smooth))
@@ -183,9 +185,9 @@ class TextureSuppression:
 
     def __init__(self, method: str = 'anisotropic', p: float = 1.0, **kwargs):
         if method not in METHODS:
-            raise ValueError(f'unknown texture-suppression method {method!r}; methods: {sorted(METHODS)}')
+            raise ConfigError(f'unknown texture-suppression method {method!r}; methods: {sorted(METHODS)}')
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f'p must be in [0, 1], got {p!r}')
+            raise ConfigError(f'p must be in [0, 1], got {p!r}')
         self.method, self.p, self.kwargs = method, p, kwargs
         self.fn = METHODS[method]
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..errors import DataError
 from .metrics import shape_bias
 
 __all__ = ['categories', 'category_indices', 'category_probabilities', 'parse_stimulus_name',
@@ -55,19 +56,19 @@ def parse_stimulus_name(path: Path) -> Tuple[str, str]:
     match = _NAME.match(Path(path).stem)
     known = set(categories())
     if not match or not {match.group(1), match.group(2)} <= known:
-        raise ValueError(f'{str(path)!r} is not a cue-conflict stimulus name <shape><k>-<texture><j> '
+        raise DataError(f'{str(path)!r} is not a cue-conflict stimulus name <shape><k>-<texture><j> '
                          f'with categories among {sorted(known)}')
     return match.group(1), match.group(2)
 
 
 def find_stimuli(folder: Path) -> List[Path]:
-    """Every PNG under ``folder`` (sorted); FileNotFoundError when there is none."""
+    """Every PNG under ``folder`` (sorted); FileNotFoundError without the folder, DataError without a PNG."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f'{str(folder)!r}: no such stimuli folder')
     files = sorted(p for p in folder.rglob('*') if p.suffix.lower() == '.png')
     if not files:
-        raise FileNotFoundError(f'{str(folder)!r} holds no .png stimuli')
+        raise DataError(f'{str(folder)!r} holds no .png stimuli')
     return files
 
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from ..errors import DataError
 from .metrics import predict_images, top1
 
 __all__ = ['corrupt_images', 'evaluate_corruptions', 'corruption_errors', 'pgd_attack', 'pgd_top1', 'SEVERITIES']
@@ -31,7 +32,7 @@ def corrupt_images(images: np.ndarray, name: str, severity: int, seed: int = 0) 
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f'images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}')
     if min(images.shape[1:3]) < 32:
-        raise ValueError(f'corruptions need images of at least 32x32, got {images.shape[1]}x{images.shape[2]}')
+        raise DataError(f'corruptions need images of at least 32x32, got {images.shape[1]}x{images.shape[2]}')
     base = (seed * 1000 + get_corruption_names('all').index(name) * 10 + severity) % 2 ** 31
     # most corruptions draw from the global np.random; some (impulse noise, glass blur) from their own
     # generators, seeded only through a ``seed`` keyword
@@ -78,7 +79,7 @@ def corruption_errors(results: Dict, baseline: Dict) -> Dict:
     ce = {}
     for name, row in results['per_corruption'].items():
         if name not in baseline['per_corruption']:
-            raise ValueError(f'the baseline has no {name!r} results')
+            raise DataError(f'the baseline has no {name!r} results')
         base = baseline['per_corruption'][name]
         err = sum(1 - row[s] for s in row)
         base_err = sum(1 - base[s] for s in row)

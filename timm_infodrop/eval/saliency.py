@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..layers.informative_dropout import self_information
 from ..viz import STEM_CONV
 from .metrics import images_to_tensor
@@ -57,7 +58,7 @@ def attribution(model: nn.Module, x: torch.Tensor, normalize, method: str = 'int
     from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 
     if method not in ATTRIBUTIONS:
-        raise ValueError(f'method must be one of {ATTRIBUTIONS}, got {method!r}')
+        raise ConfigError(f'method must be one of {ATTRIBUTIONS}, got {method!r}')
     wrapped = _OnImages(model.eval(), normalize)
     with torch.no_grad():
         target = wrapped(x).argmax(1) if target is None else target

@@ -18,9 +18,10 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
+from ..data.folders import open_image
+from ..errors import CheckpointError, DataError
 from .benchmark import normalizer
 from .metrics import images_to_tensor, predict_images, shape_bias, top1
 from .robustness import corruption_errors, evaluate_corruptions, pgd_top1
@@ -33,10 +34,14 @@ def load_split(root: Path, split: str, limit: Optional[int] = None):
     folder = Path(root) / split
     meta_path = folder / 'metadata.json'
     if not meta_path.is_file():
-        raise FileNotFoundError(f'{str(folder)!r} has no metadata.json: write the data with timm-infodrop make-data')
-    metadata = json.loads(meta_path.read_text())
-    records = metadata['samples'][:limit]
-    images = np.stack([np.asarray(Image.open(folder / r['file']).convert('RGB')) for r in records])
+        raise DataError(f'{str(folder)!r} has no metadata.json: write the data with timm-infodrop make-data')
+    try:
+        metadata = json.loads(meta_path.read_bytes())
+        records = metadata['samples'][:limit]
+        files = [folder / r['file'] for r in records]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        raise DataError(f'{str(meta_path)!r} is not a make-data metadata file ({type(error).__name__}: {error})') from None
+    images = np.stack([np.asarray(open_image(file)) for file in files])
     return images, records, metadata
 
 
@@ -49,7 +54,7 @@ def model_label_map(model: nn.Module, shapes: Sequence[str]) -> np.ndarray:
     names = list((getattr(model, 'pretrained_cfg', None) or {}).get('label_names') or sorted(shapes))
     missing = sorted(set(shapes) - set(names))
     if missing:
-        raise ValueError(f'the model\'s classes {names} lack the benchmark\'s {missing}')
+        raise CheckpointError(f'the model\'s classes {names} lack the benchmark\'s {missing}')
     return np.array([names.index(name) for name in shapes])
 
 

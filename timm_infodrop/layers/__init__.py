@@ -6,7 +6,7 @@ from .informative_dropout import (
     keep_probability, sample_info_drop_mask, self_information,
 )
 from .information_dropout import (
-    ALPHA_FLOOR, PRIORS, InformationDropout, aux_loss, beta_from_paper, information_dropout_kl,
+    ALPHA_FLOOR, PRIORS, InformationDropout, aux_loss, beta_from_paper, information_dropout, information_dropout_kl,
     set_kl_to_gradient,
 )
 from .conv import DeferredDrop, InfoDropConv2d, InformationDropoutConv2d

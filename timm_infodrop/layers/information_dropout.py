@@ -47,11 +47,12 @@ import math
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ._transient import Transient
 from .informative_dropout import _check_feature_map
 
 __all__ = [
-    'InformationDropout', 'PRIORS', 'ALPHA_FLOOR', 'information_dropout_kl', 'aux_loss',
+    'InformationDropout', 'information_dropout', 'PRIORS', 'ALPHA_FLOOR', 'information_dropout_kl', 'aux_loss',
     'set_kl_to_gradient', 'beta_from_paper',
 ]
 
@@ -67,7 +68,7 @@ _logger = logging.getLogger(__name__)
 def beta_from_paper(paper_beta: float, num_train: int) -> float:
     """Per-sample KL weight for a paper value ``beta`` and a training set of ``num_train`` samples."""
     if num_train < 1:
-        raise ValueError(f'num_train must be >= 1, got {num_train}')
+        raise ConfigError(f'num_train must be >= 1, got {num_train}')
     return paper_beta / num_train
 
 
@@ -92,7 +93,7 @@ def information_dropout_kl(
         log_f = torch.log(f.clamp_min(_F_FLOOR))
         return (torch.log(sigma) - torch.log(alpha)
                 + (alpha.square() + (log_f - mu).square()) / (2 * sigma.square()) - 0.5)
-    raise ValueError(f'prior must be one of {PRIORS}, got {prior!r}')
+    raise ConfigError(f'prior must be one of {PRIORS}, got {prior!r}')
 
 
 class _ScaleWithAuxGradient(torch.autograd.Function):
@@ -117,6 +118,51 @@ class _ScaleWithAuxGradient(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_aux = torch.full((), ctx.weight, dtype=torch.float32, device=grad_z.device)
         return grad_f, grad_noise, grad_aux, None
+
+
+def _check_alpha(alpha: torch.Tensor, f: torch.Tensor) -> None:
+    if alpha.shape != f.shape:
+        raise ValueError(
+            f'alpha has shape {tuple(alpha.shape)} but the activations have shape {tuple(f.shape)}: '
+            f'the alpha branch must have the geometry of the accompanied conv')
+
+
+def information_dropout(
+        f: torch.Tensor,
+        alpha: torch.Tensor,
+        training: bool = False,
+        kl: Optional[torch.Tensor] = None,
+        beta: float = 0.0,
+        generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Information Dropout, functional form: ``z = f * exp(alpha * eps)``, ``eps ~ N(0, 1)`` per unit.
+
+    What :class:`InformationDropout` computes from the noise std its alpha branch predicts (the module
+    calls this function); as ``drop_path`` is to ``DropPath``.
+
+    Args:
+        f: the activations, any shape.
+        alpha: the noise std per unit, ``f``'s shape (float32 from the module).
+        training: draw the noise; otherwise return ``f`` itself (the median of the log-normal).
+        kl: the layer's KL (a scalar with its graph). With ``beta > 0`` and grad enabled, backward also
+            adds ``beta * d kl / d theta`` to the gradients, as if ``beta * kl`` had been added to the loss
+            (the module's ``kl_to_gradient``); None: no such gradient.
+        beta: the KL's weight.
+        generator: draws ``eps`` (default: torch's global generator, as the module).
+
+    Returns:
+        ``z`` of ``f``'s shape and dtype. ``eps`` is drawn without gradient; ``z`` has gradients with
+        respect to ``f`` and ``alpha``.
+    """
+    if not training:
+        return f
+    _check_alpha(alpha, f)
+    with torch.no_grad():
+        eps = torch.randn_like(alpha) if generator is None else torch.empty_like(alpha).normal_(generator=generator)
+    noise = torch.exp(alpha * eps).to(f.dtype)
+    if kl is not None and beta > 0 and torch.is_grad_enabled():
+        return _ScaleWithAuxGradient.apply(f, noise, kl, beta)
+    return f * noise
 
 
 class InformationDropout(nn.Module):
@@ -155,11 +201,11 @@ class InformationDropout(nn.Module):
     ):
         super().__init__()
         if prior not in PRIORS:
-            raise ValueError(f'prior must be one of {PRIORS}, got {prior!r}')
+            raise ConfigError(f'prior must be one of {PRIORS}, got {prior!r}')
         if not (alpha_max > 0 and math.isfinite(alpha_max)):
-            raise ValueError(f'alpha_max must be a finite number > 0, got {alpha_max!r}')
+            raise ConfigError(f'alpha_max must be a finite number > 0, got {alpha_max!r}')
         if not (beta >= 0 and math.isfinite(beta)):
-            raise ValueError(f'beta must be a finite number >= 0, got {beta!r}')
+            raise ConfigError(f'beta must be a finite number >= 0, got {beta!r}')
         factory = dict(device=device, dtype=dtype)
         self.alpha_conv = nn.Conv2d(
             in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
@@ -214,17 +260,12 @@ class InformationDropout(nn.Module):
         return information_dropout_kl(alpha, self.prior, self.alpha_max, f.float(), mu, sigma)
 
     def apply_alpha(self, alpha: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-        """Multiply ``f`` by log-normal noise of std ``alpha``; record the KL in ``self.kl``."""
-        if alpha.shape != f.shape:
-            raise ValueError(
-                f'alpha has shape {tuple(alpha.shape)} but the activations have shape {tuple(f.shape)}: '
-                f'the alpha branch must have the geometry of the accompanied conv')
+        """Multiply ``f`` by log-normal noise of std ``alpha`` (:func:`information_dropout`); record the KL in
+        ``self.kl``."""
+        _check_alpha(alpha, f)
         kl = self.kl_divergence(alpha, f).flatten(1).sum(1).mean()
         self.kl = kl
-        noise = torch.exp(alpha * torch.randn_like(alpha)).to(f.dtype)
-        if self.kl_to_gradient and torch.is_grad_enabled() and self.beta > 0:
-            return _ScaleWithAuxGradient.apply(f, noise, kl, self.beta)
-        return f * noise
+        return information_dropout(f, alpha, training=True, kl=kl if self.kl_to_gradient else None, beta=self.beta)
 
     def forward(self, x_in: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting() or not self.is_active():

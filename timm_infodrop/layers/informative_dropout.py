@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 __all__ = [
     'self_information', 'drop_distribution', 'keep_probability', 'sample_info_drop_mask',
     'info_drop', 'InfoDrop', 'SAMPLING_MODES', 'EVAL_MODES',
@@ -53,24 +55,24 @@ def _conv_geometry(kernel_size, stride, padding, dilation):
                   _pair(padding, 'padding'), _pair(dilation, 'dilation'))
     for name, v, low in (('kernel_size', k, 1), ('stride', s, 1), ('padding', p, 0), ('dilation', d, 1)):
         if min(v) < low:
-            raise ValueError(f'{name} must be >= {low}, got {v}')
+            raise ConfigError(f'{name} must be >= {low}, got {v}')
     return k, s, p, d
 
 
 def _check_hyperparameters(radius: int, num_offsets: Optional[int], bandwidth: float) -> None:
     if not isinstance(radius, int) or isinstance(radius, bool) or radius < 0:
-        raise ValueError(f'radius must be an int >= 0, got {radius!r}')
+        raise ConfigError(f'radius must be an int >= 0, got {radius!r}')
     if num_offsets is not None and (not isinstance(num_offsets, int) or num_offsets < 1):
-        raise ValueError(f'num_offsets must be None (all offsets) or an int >= 1, got {num_offsets!r}')
+        raise ConfigError(f'num_offsets must be None (all offsets) or an int >= 1, got {num_offsets!r}')
     if not (bandwidth > 0 and math.isfinite(bandwidth)):
-        raise ValueError(f'bandwidth must be a finite number > 0, got {bandwidth!r}')
+        raise ConfigError(f'bandwidth must be a finite number > 0, got {bandwidth!r}')
 
 
 def _check_drop_hyperparameters(temperature: float, drop_rate: float) -> None:
     if not (temperature > 0 and math.isfinite(temperature)):
-        raise ValueError(f'temperature must be a finite number > 0, got {temperature!r}')
+        raise ConfigError(f'temperature must be a finite number > 0, got {temperature!r}')
     if not (drop_rate >= 0 and math.isfinite(drop_rate)):
-        raise ValueError(f'drop_rate must be a finite number >= 0, got {drop_rate!r}')
+        raise ConfigError(f'drop_rate must be a finite number >= 0, got {drop_rate!r}')
 
 
 def _check_feature_map(x: torch.Tensor, name: str) -> None:
@@ -127,7 +129,7 @@ def self_information(
     padded_h, padded_w = height + 2 * p[0], width + 2 * p[1]
     window_h, window_w = d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1
     if padded_h < window_h or padded_w < window_w:
-        raise ValueError(
+        raise ConfigError(
             f'input of {height}x{width} (padded {padded_h}x{padded_w}) is smaller than the conv window '
             f'{window_h}x{window_w} (kernel_size={k}, dilation={d}, padding={p})')
     offsets = _sample_offsets(radius, num_offsets, generator)
@@ -280,7 +282,7 @@ def sample_info_drop_mask(
     uniform per element. ``channels_last`` lays the mask out in that memory format.
     """
     if sampling not in SAMPLING_MODES:
-        raise ValueError(f'sampling must be one of {SAMPLING_MODES}, got {sampling!r}')
+        raise ConfigError(f'sampling must be one of {SAMPLING_MODES}, got {sampling!r}')
     batch, _, height, width = distribution.shape
     if sampling == 'bernoulli':
         keep = keep_probability(distribution, drop_rate)
@@ -339,9 +341,9 @@ def info_drop(
         ``y`` times a mask computed without gradient; same shape and dtype as ``y``.
     """
     if sampling not in SAMPLING_MODES:
-        raise ValueError(f'sampling must be one of {SAMPLING_MODES}, got {sampling!r}')
+        raise ConfigError(f'sampling must be one of {SAMPLING_MODES}, got {sampling!r}')
     if eval_mode not in EVAL_MODES:
-        raise ValueError(f'eval_mode must be one of {EVAL_MODES}, got {eval_mode!r}')
+        raise ConfigError(f'eval_mode must be one of {EVAL_MODES}, got {eval_mode!r}')
     _check_drop_hyperparameters(temperature, drop_rate)
     if not training and eval_mode == 'identity':
         return y
@@ -422,9 +424,9 @@ class InfoDrop(nn.Module):
         _check_hyperparameters(radius, num_offsets, bandwidth)
         _check_drop_hyperparameters(temperature, drop_rate)
         if sampling not in SAMPLING_MODES:
-            raise ValueError(f'sampling must be one of {SAMPLING_MODES}, got {sampling!r}')
+            raise ConfigError(f'sampling must be one of {SAMPLING_MODES}, got {sampling!r}')
         if eval_mode not in EVAL_MODES:
-            raise ValueError(f'eval_mode must be one of {EVAL_MODES}, got {eval_mode!r}')
+            raise ConfigError(f'eval_mode must be one of {EVAL_MODES}, got {eval_mode!r}')
         self.radius = radius
         self.num_offsets = num_offsets
         self.bandwidth = float(bandwidth)

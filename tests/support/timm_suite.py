@@ -1,13 +1,14 @@
 """Run timm's own model test-suite (``tests/test_models.py`` of timm's sdist) on our variants.
 
-    python tests/timm_suite.py [--models NAME ...] [-- PYTEST ARGS]
+    python tests/support/timm_suite.py [--models NAME ...] [-- PYTEST ARGS]
 
 Fetches the sdist of the *installed* timm version once with ``pip download`` into
 ``.cache/timm-sdist/`` (the sdist carries the tests; the wheel does not), then runs
 ``pytest -p timm_infodrop test_models.py -k <variants>``. Without ``--models`` every registered
 variant is selected. If no package registry is reachable and nothing is cached, it says so and
-exits 0 (the step is skipped, loudly); if the selection matches no test it fails (pytest's exit 5
-would otherwise pass silently).
+exits 0 (the step is skipped, loudly), except under CI (the ``CI`` environment variable set, as CI
+services do, and not ``0``/``false``/``no``): there the suite must run, so it fails with exit 3. If the
+selection matches no test it fails (pytest's exit 5 would otherwise pass silently).
 """
 import argparse
 import os
@@ -19,9 +20,15 @@ import tempfile
 from pathlib import Path
 from typing import List, Optional
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / '.cache' / 'timm-sdist'
 NO_TESTS_COLLECTED = 5
+UNAVAILABLE_UNDER_CI = 3
+
+
+def under_ci() -> bool:
+    """Whether this runs under CI: ``$CI`` set to anything but empty, ``0``, ``false`` or ``no``."""
+    return os.environ.get('CI', '').strip().lower() not in ('', '0', 'false', 'no')
 
 
 def timm_version() -> str:
@@ -71,8 +78,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     version = timm_version()
     suite = fetch_suite(version)
     if suite is None:
+        if under_ci():
+            print(f'timm_suite: FAILED: CI={os.environ["CI"]!r} is set, so timm {version}\'s model test-suite must '
+                  f'run on {len(models)} variants, but no sdist is cached in {CACHE} and none could be downloaded '
+                  '(make a package registry reachable, or unset CI to skip this step)', file=sys.stderr)
+            return UNAVAILABLE_UNDER_CI
         print(f'timm_suite: SKIPPED timm {version} model test-suite for {len(models)} variants: '
-              'no sdist cached and none downloadable', file=sys.stderr)
+              'no sdist cached and none downloadable (under CI this fails)', file=sys.stderr)
         return 0
     # test ids end in "[<batch size>-<model>]" or "[<model>]": the name followed by "]" matches exactly
     expression = ' or '.join(f'{name}]' for name in models)
