@@ -132,7 +132,7 @@ def test_recalibration_is_a_cumulative_average_with_dropout_off():
 
 @pytest.mark.parametrize('case, message', [
     ('other_arch', 'missing keys'),
-    ('out_in_checkpoint_folder', "checkpoint's folder"),
+    ('out_holds_checkpoint', 'holds the input'),
     ('pickled_object', 'weights-only'),
     ('no_val', 'val/'),
 ])
@@ -142,8 +142,8 @@ def test_convert_bad_input_is_named(tmp_path, data_dir, capsys, case, message):
     weights = timm.create_model('resnet34' if case == 'other_arch' else 'resnet18_infodrop', num_classes=2)
     save_file(weights.state_dict(), str(checkpoint))
     out, data = tmp_path / 'deploy', data_dir
-    if case == 'out_in_checkpoint_folder':
-        out = checkpoint.parent / 'deploy'
+    if case == 'out_holds_checkpoint':
+        out = checkpoint.parent
     if case == 'pickled_object':
         checkpoint = tmp_path / 'ckpt' / 'model.pth.tar'
         torch.save({'state_dict': weights.state_dict(), 'object': nn.ReLU()}, checkpoint)
@@ -154,7 +154,7 @@ def test_convert_bad_input_is_named(tmp_path, data_dir, capsys, case, message):
                  '--out', str(out), '--img-size', str(SIZE)])
     assert code == 2
     assert message in capsys.readouterr().err
-    assert not out.exists()
+    assert checkpoint.is_file() if case == 'out_holds_checkpoint' else not out.exists()
 
 
 def test_recalibration_batches_mix_classes(data_dir):

@@ -262,7 +262,7 @@ def test_publish_refuses_bad_input(published, tmp_path, capsys):
     (pickled / 'pytorch_model.bin').write_bytes(b'x')
     cases = [
         (['--model-dir', str(pickled)], "only safetensors is published"),
-        (['--model-dir', str(source), '--staging', str(source / 'up')], 'must not be the model folder or inside it'),
+        (['--model-dir', str(source), '--staging', str(source / 'up')], 'is inside the input folder'),
         (['--model-dir', str(source), '--repo-id', 'no-org'], 'needs an organisation'),
         (['--model-dir', str(source), '--repo-id', 'a/b/c'], "--repo-id 'a/b/c'"),
         (['--model-dir', str(source), '--card', str(tmp_path / 'none.md')], 'no such file'),

@@ -147,3 +147,28 @@ def test_existing_run_folder_needs_overwrite(tmp_path, data_dir, capsys):
     (tmp_path / 'x').mkdir()
     code = main(['train', '--data-dir', str(data_dir), '--output', str(tmp_path), '--experiment', 'x', *BASE])
     assert code == 2 and '--overwrite' in capsys.readouterr().err
+
+
+def test_a_few_unreadable_images_are_counted_and_named(tmp_path, capsys):
+    """Fewer than data.folders.MAX_BAD_FRACTION unreadable images: timm's dataset skips them, the run names
+    them in its log line and in RUN/unreadable_images.txt."""
+    import numpy as np
+    from PIL import Image
+
+    from timm_infodrop.data.folders import MAX_BAD_FRACTION
+    from timm_infodrop.train.trainer import UNREADABLE_FILE
+
+    rng = np.random.default_rng(0)
+    count = int(2 / MAX_BAD_FRACTION)  # one bad file is half the allowed fraction
+    for i in range(count):
+        folder = tmp_path / 'data' / 'train' / 'ab'[i % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f'{i}.png')
+    bad = tmp_path / 'data' / 'train' / 'a' / 'cut.png'
+    bad.write_bytes((tmp_path / 'data' / 'train' / 'a' / '0.png').read_bytes()[:30])
+    assert main(['train', '--data-dir', str(tmp_path / 'data'), '--model', 'resnet18', '--img-size', '16', '-b', '32',
+                 '--epochs', '1', '-j', '0', '--no-progress', '--output', str(tmp_path), '--experiment', 'run']) == 0
+    out = capsys.readouterr().out
+    assert '1 unreadable image(s) skipped' in out and 'cut.png' in out
+    assert (tmp_path / 'run' / UNREADABLE_FILE).read_text().splitlines() == [str(bad)]
+    assert (tmp_path / 'run' / 'model.safetensors').is_file()

@@ -17,6 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .eval.metrics import predict_with_labels, top1
+from .errors import CheckpointError, ConfigError
 from .layers import InfoDrop, InformationDropout
 from .models._builder import METHOD_PREFIXES, METHODS, plain_architecture
 from .surgery import remove_dropout
@@ -78,7 +79,7 @@ def check_stripped(source: nn.Module, stripped: nn.Module, x: torch.Tensor, tole
     source.train(was_training)
     difference = (got - expected).abs().max().item()
     if not difference <= tolerance:
-        raise ValueError(
+        raise CheckpointError(
             f'the stripped model differs from the source with dropout off by {difference:.3g} (> {tolerance:g}): '
             'the checkpoint and --model do not describe the same network')
     return difference
@@ -136,9 +137,9 @@ def finetune(model: nn.Module, loader: Iterable, epochs: int, lr: float = 1e-3, 
     trains everything. Returns ``model`` in eval.
     """
     if params not in ('bn', 'all'):
-        raise ValueError(f"params must be 'bn' or 'all', got {params!r}")
+        raise ConfigError(f"params must be 'bn' or 'all', got {params!r}")
     if epochs < 1:
-        raise ValueError(f'epochs must be >= 1, got {epochs}')
+        raise ConfigError(f'epochs must be >= 1, got {epochs}')
     if params == 'bn':
         trainable = [p for m in _batchnorms(model) for p in m.parameters()]
     else:
@@ -192,7 +193,7 @@ def convert(
     ``strip_max_abs_difference``. ``recalibrate_batches=0`` skips the recalibration.
     """
     if keep not in KEEP_CHOICES:
-        raise ValueError(f'keep must be one of {KEEP_CHOICES}, got {keep!r}')
+        raise ConfigError(f'keep must be one of {KEEP_CHOICES}, got {keep!r}')
     stripped = strip(model).to(device)
     if check_input is None:
         size = stripped.pretrained_cfg['input_size']
@@ -228,7 +229,7 @@ def export_onnx(model: nn.Module, path, x: torch.Tensor, tolerance: float = ONNX
     try:
         import onnxruntime
     except ImportError:
-        raise ImportError("--export onnx needs onnxruntime: pip install 'timm-infodrop[onnx]'") from None
+        raise ConfigError("--export onnx needs onnxruntime: pip install 'timm-infodrop[onnx]'") from None
     import warnings
     model = model.eval()
     with warnings.catch_warnings():

@@ -28,6 +28,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 from torch import nn
 
+from .errors import ConfigError
 from .layers import DeferredDrop, InfoDropConv2d, InformationDropoutConv2d
 from .layers.conv import _RegularizedConv2d
 
@@ -211,9 +212,9 @@ def _check_stages(stages: Stages) -> Tuple[Union[str, int], ...]:
     for stage in stages:
         if not (stage in STAGE_KEYWORDS or _output_index(stage) is not None
                 or (isinstance(stage, int) and not isinstance(stage, bool) and stage >= 0)):
-            raise ValueError(f"stages must hold {STAGE_KEYWORDS}, stage indices >= 0 or 'out<i>', got {stage!r}")
+            raise ConfigError(f"stages must hold {STAGE_KEYWORDS}, stage indices >= 0 or 'out<i>', got {stage!r}")
     if not stages:
-        raise ValueError('stages is empty: give at least one of '
+        raise ConfigError('stages is empty: give at least one of '
                          f'{STAGE_KEYWORDS} or a stage index')
     return stages
 
@@ -259,13 +260,13 @@ def find_sites(model: nn.Module, stages: Stages = ('stem',)) -> List[Site]:
             chosen += [k for k in entries if _geometry(tree.get(available[k].conv))[1] > 1]
         elif _output_index(stage) is not None:
             if stage not in available and not wrapped:
-                raise ValueError(f"{type(model).__name__} has no '{stage}' site: the released block-output mask "
+                raise ConfigError(f"{type(model).__name__} has no '{stage}' site: the released block-output mask "
                                  'needs a ResNet BasicBlock without a downsample as the stage\'s first block')
             chosen += [stage] if stage in available else []
         elif f'stage{stage}' in available:
             chosen.append(f'stage{stage}')
         elif not wrapped:  # a features_only model may have been cut before it
-            raise ValueError(f'{type(model).__name__} has stages 0..{len(entries) - 1}; got stage {stage}')
+            raise ConfigError(f'{type(model).__name__} has stages 0..{len(entries) - 1}; got stage {stage}')
     order = {k: i for i, k in enumerate(available)}
     sites = [available[k] for k in sorted(dict.fromkeys(chosen), key=order.get)]
     # a features_only model cut before a site's modules: that site has nothing to act on

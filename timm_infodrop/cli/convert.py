@@ -3,7 +3,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..io import OutputError, atomic_directory, check_output_path
+from ..errors import CheckpointError
+from ..io import atomic_directory, check_output_path
 
 HELP = 'strip InfoDrop/Information Dropout, recalibrate and finetune BN, write a plain timm model folder'
 SPLITS = ('train', 'val')
@@ -32,16 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_out(args: argparse.Namespace) -> Path:
-    out = check_output_path(args.out, args.overwrite, directory=True)
-    from ..checkpoint import model_folder
+    from ..checkpoint import checkpoint_input
 
-    if not args.checkpoint.startswith('hf-hub:'):
-        local = model_folder(args.checkpoint)
-        folder = local.resolve() if local is not None else Path(args.checkpoint).resolve().parent
-        resolved = out.resolve()
-        if resolved == folder or folder in resolved.parents:
-            raise OutputError(f'--out {str(out)!r} is, or is inside, the checkpoint\'s folder {str(folder)!r}: refused')
-    return out
+    return check_output_path(args.out, args.overwrite, directory=True,
+                             inputs=[checkpoint_input(args.checkpoint), args.data_dir])
 
 
 def _check_data_dir(data_dir: str) -> Path:
@@ -92,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_variant(args.checkpoint, args.model)
     loaders, classes, data_config = _loaders(root, model, args)
     if len(classes) != model.num_classes:
-        raise ValueError(f'the checkpoint has {model.num_classes} classes but {str(root)!r} has {len(classes)}: {classes}')
+        raise CheckpointError(f'the checkpoint has {model.num_classes} classes but {str(root)!r} has {len(classes)}: {classes}')
     size = data_config['input_size']
     check_input = torch.randn(2, *size, generator=torch.Generator().manual_seed(args.seed))
     plain, report = convert(

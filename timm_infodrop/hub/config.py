@@ -3,6 +3,8 @@ import json
 from pathlib import Path
 from typing import Dict
 
+from ..errors import CheckpointError
+
 __all__ = ['read_model_config']
 
 
@@ -15,7 +17,7 @@ def read_model_config(folder: Path) -> Dict:
     try:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f'{str(path)!r} is not valid JSON ({error})') from None
+        raise CheckpointError(f'{str(path)!r} is not valid JSON ({error})') from None
     if not isinstance(config, dict) or not isinstance(config.get('architecture'), str):
-        raise ValueError(f'{str(path)!r} has no "architecture": it is not a timm config.json')
+        raise CheckpointError(f'{str(path)!r} has no "architecture": it is not a timm config.json')
     return config

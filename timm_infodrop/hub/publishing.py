@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Dict, Optional, Union
 
+from ..errors import CheckpointError, DataError
 from ..io import atomic_directory, check_output_path
 from .config import read_model_config
 from .errors import hub_errors
@@ -33,14 +34,14 @@ def _check_weights(folder: Path, config: Dict) -> None:
     try:
         state_dict = load_file(str(weights))
     except (SafetensorError, OSError) as error:
-        raise ValueError(f'{str(weights)!r} is not a readable safetensors file ({error})') from None
+        raise CheckpointError(f'{str(weights)!r} is not a readable safetensors file ({error})') from None
     try:  # built the way timm will build it from the Hub: from config.json
         model = timm.create_model(f'local-dir:{folder}', pretrained=False)
     except (RuntimeError, TypeError, ValueError) as error:
-        raise ValueError(f'{str(folder / "config.json")!r} does not build a timm model ({error})') from None
+        raise CheckpointError(f'{str(folder / "config.json")!r} does not build a timm model ({error})') from None
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
-        raise ValueError(f'{str(weights)!r} does not fit {config["architecture"]} of config.json: '
+        raise CheckpointError(f'{str(weights)!r} does not fit {config["architecture"]} of config.json: '
                          f'missing {sorted(missing)[:10]}, unexpected {sorted(unexpected)[:10]}')
 
 
@@ -65,9 +66,7 @@ def stage_folder(model_dir: Union[str, Path], out: Union[str, Path], repo_id: st
     model_dir, out = Path(model_dir), Path(out)
     if not model_dir.is_dir():
         raise FileNotFoundError(f'--model-dir {str(model_dir)!r} is not a folder')
-    if out.resolve() == model_dir.resolve() or model_dir.resolve() in out.resolve().parents:
-        raise ValueError(f'the staging folder {str(out)!r} must not be the model folder or inside it')
-    check_output_path(out, overwrite, directory=True)
+    check_output_path(out, overwrite, directory=True, inputs=[model_dir, card])
     config = read_model_config(model_dir)
     _check_weights(model_dir, config)
     if card is not None:
@@ -90,7 +89,7 @@ def _checked_card(path: Path) -> str:
     try:
         ModelCard(text, ignore_metadata_errors=False)
     except Exception as error:  # huggingface_hub raises ValueError or yaml errors
-        raise ValueError(f'--card {str(path)!r} has invalid model-card metadata ({error})') from None
+        raise DataError(f'--card {str(path)!r} has invalid model-card metadata ({error})') from None
     return text
 
 
@@ -107,7 +106,7 @@ def publish(folder: Union[str, Path], repo_id: str, private: bool = False, revis
     folder = Path(folder)
     unexpected = sorted(p.name for p in folder.iterdir() if p.name not in PUBLISHED_FILES)
     if unexpected or not all((folder / name).is_file() for name in PUBLISHED_FILES):
-        raise ValueError(f'{str(folder)!r} must hold exactly {list(PUBLISHED_FILES)}; '
+        raise DataError(f'{str(folder)!r} must hold exactly {list(PUBLISHED_FILES)}; '
                          f'found {sorted(p.name for p in folder.iterdir())}')
     api = HfApi()
     with hub_errors(repo_id):

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import ConfigError
+
 __all__ = ['DistributedContext', 'setup_distributed', 'cleanup_distributed']
 
 
@@ -37,7 +39,7 @@ def setup_distributed(device: str = 'cpu') -> DistributedContext:
     rank, local_rank = int(os.environ.get('RANK', '0')), int(os.environ.get('LOCAL_RANK', '0'))
     target = torch.device(device)
     if target.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f'--device {device!r}: CUDA is not available on this machine')
+        raise ConfigError(f'--device {device!r}: CUDA is not available on this machine')
     if world_size > 1:
         if target.type == 'cuda':
             target = torch.device('cuda', local_rank)

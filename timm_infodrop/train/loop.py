@@ -15,6 +15,7 @@ from timm.scheduler import create_scheduler_v2
 from torch import nn
 from tqdm import tqdm
 
+from ..errors import DataError, TrainingDiverged
 from ..layers import aux_loss, set_kl_to_gradient
 
 __all__ = ['FitConfig', 'FitResult', 'fit', 'prepare_for_training', 'train_one_epoch', 'EpochStats', 'validate',
@@ -89,7 +90,7 @@ def train_one_epoch(
         kl = aux_loss(_unwrap(model)).float()
         loss = task.float() + kl
         if not torch.isfinite(loss):
-            raise FloatingPointError(f'non-finite loss {loss.item()} at epoch {epoch + 1}, update {step + 1}')
+            raise TrainingDiverged(f'non-finite loss {loss.item()} at epoch {epoch + 1}, update {step + 1}')
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -117,7 +118,7 @@ def train_one_epoch(
         count += n
         bar.set_postfix(loss=f'{total_loss / count:.3f}', lr=f"{optimizer.param_groups[0]['lr']:.3g}")
     if count == 0:
-        raise ValueError('the training loader gave no batch: the dataset is smaller than one batch')
+        raise DataError('the training loader gave no batch: the dataset is smaller than one batch')
     return EpochStats(loss=total_loss / count, kl_loss=total_kl / count,
                       top1=None if mixup_fn is not None else correct / count, steps=steps,
                       seconds=time.perf_counter() - start)

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from ..errors import CheckpointError
 from ..io import atomic_output
 
 __all__ = ['TrainingState', 'save_training_state', 'load_training_state', 'STATE_FORMAT']
@@ -61,19 +62,22 @@ def load_training_state(path: Path, model: nn.Module, optimizer: Optional[torch.
         with safe_open(str(path), framework='pt') as f:
             metadata = f.metadata() or {}
             tensors = {key: f.get_tensor(key) for key in f.keys()}
-    except Exception as error:  # safetensors raises its own error types for bad headers
-        raise ValueError(f'--resume {str(path)!r} is not a readable safetensors file ({error})') from None
+    except SafetensorError as error:
+        raise CheckpointError(f'--resume {str(path)!r} is not a readable safetensors file ({error})') from None
     if metadata.get('format') != STATE_FORMAT:
-        raise ValueError(f'--resume {str(path)!r} is not a training state ({STATE_FORMAT}); '
+        raise CheckpointError(f'--resume {str(path)!r} is not a training state ({STATE_FORMAT}); '
                          'use --initial-checkpoint for weights only')
     groups: Dict[str, Dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         prefix, _, rest = key.partition('.')
         groups.setdefault(prefix, {})[rest] = value
-    model.load_state_dict(groups.get('model', {}), strict=True)
+    try:
+        model.load_state_dict(groups.get('model', {}), strict=True)
+    except RuntimeError as error:  # missing, unexpected or mis-shaped keys: another model's state
+        raise CheckpointError(f'--resume {str(path)!r} does not fit the model ({error})') from None
     if ema is not None:
         if 'ema' not in groups:
-            raise ValueError(f'--resume {str(path)!r} has no EMA weights but --model-ema is on')
+            raise CheckpointError(f'--resume {str(path)!r} has no EMA weights but --model-ema is on')
         ema.load_state_dict(groups['ema'], strict=True)
     if optimizer is not None:
         entries: Dict[int, Dict] = {int(k): dict(v) for k, v in json.loads(metadata['optimizer_scalars']).items()}

@@ -29,6 +29,7 @@ from .state import TrainingState, load_training_state, save_training_state
 __all__ = ['train', 'TrainResult', 'STATE_FILE', 'LOG_COLUMNS', 'domain_split', 'save_model_folder']
 
 STATE_FILE = 'last.safetensors'
+UNREADABLE_FILE = 'unreadable_images.txt'  # images timm's dataset skipped, one path a line
 LOG_COLUMNS = ('epoch', 'train_loss', 'train_kl_loss', 'train_top1', 'eval_top1', 'lr', 'seconds')
 
 
@@ -41,6 +42,7 @@ class TrainResult:
     classes: List[str]
     history: List[Dict] = field(default_factory=list)
     minutes: float = 0.0
+    unreadable: List[Path] = field(default_factory=list)  # images of the data that were skipped
 
 
 def domain_split(config: TrainConfig) -> DomainSplit:
@@ -49,20 +51,23 @@ def domain_split(config: TrainConfig) -> DomainSplit:
     return leave_one_domain_out(tree, config.target_domain, config.val_fraction, config.seed)
 
 
-def _check_data(config: TrainConfig) -> Path:
+def _check_data(config: TrainConfig) -> Tuple[Path, List[Path]]:
+    """The data root, checked before any work, and the unreadable images of an ImageFolder's splits (timm's
+    dataset skips them; the run names and counts them). Too many unreadable images is a DataError."""
     if not config.data_dir:
         raise DataError('no dataset: give --data-dir DIR (an ImageFolder with train/, or a domain tree with '
                         '--target-domain)')
     root = Path(config.data_dir)
     if config.target_domain or config.dataset:
-        return root
-    from ..data.folders import check_image_folders
+        return root, []
+    from ..data.folders import check_image_folders, verify_images
 
     if not (root / config.train_split).is_dir():
         raise FileNotFoundError(f'--data-dir {str(root)!r} has no {config.train_split}/ folder')
-    with_val = bool(config.val_split) and (root / config.val_split).is_dir()
-    check_image_folders(root, [config.train_split] + ([config.val_split] if with_val else []))
-    return root
+    splits = [config.train_split] + ([config.val_split] if config.val_split and (root / config.val_split).is_dir()
+                                     else [])
+    check_image_folders(root, splits)
+    return root, [path for split in splits for path in verify_images(root / split)]
 
 
 def _run_dir(config: TrainConfig) -> Path:
@@ -70,7 +75,8 @@ def _run_dir(config: TrainConfig) -> Path:
     folder = Path(config.output) / name
     if config.resume and Path(config.resume).resolve().parent == folder.resolve():
         return folder  # resuming in place
-    return check_output_path(folder, config.overwrite, directory=True)
+    return check_output_path(folder, config.overwrite, directory=True,
+                             inputs=[config.data_dir or None, config.initial_checkpoint or None])
 
 
 def _lr(config: TrainConfig, world_size: int) -> float:
@@ -275,7 +281,7 @@ def _train(config: TrainConfig) -> TrainResult:
 
     start = time.perf_counter()
     config = config.replace().check()  # a copy: the resolved lr is written into it
-    root = _check_data(config)
+    root, unreadable = _check_data(config)
     ctx = setup_distributed(config.device)
     try:
         out = _run_dir(config) if ctx.is_main else None
@@ -304,6 +310,11 @@ def _train(config: TrainConfig) -> TrainResult:
         history: List[Dict] = []
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
+            if unreadable:
+                with atomic_output(out / UNREADABLE_FILE) as tmp:
+                    tmp.write_text(''.join(f'{path}\n' for path in unreadable))
+                print(f'{len(unreadable)} unreadable image(s) skipped (listed in {out / UNREADABLE_FILE}): '
+                      + ', '.join(str(p) for p in unreadable[:3]) + (' ...' if len(unreadable) > 3 else ''), flush=True)
             with atomic_output(out / 'args.yaml') as tmp:
                 tmp.write_text(yaml.safe_dump(dict(config.as_dict(), input_size=list(data_config['input_size']))))
         for epoch in range(state.epoch, epochs):
@@ -328,7 +339,8 @@ def _train(config: TrainConfig) -> TrainResult:
                 history.append(row)
                 print(f'epoch {state.epoch}/{epochs}: loss {stats.loss:.4f}'
                       + ('' if eval_top1 is None else f', val top-1 {eval_top1:.4f}')
-                      + f' ({stats.seconds:.0f} s)', flush=True)
+                      + f' ({stats.seconds:.0f} s)'
+                      + (f', {len(unreadable)} unreadable image(s) skipped' if unreadable else ''), flush=True)
             ctx.barrier()
         if config.channels_last:
             model.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors only
@@ -339,6 +351,6 @@ def _train(config: TrainConfig) -> TrainResult:
             print(f'wrote {out}')
         ctx.barrier()
         model.train(False)
-        return TrainResult(model, out, data.classes, history, (time.perf_counter() - start) / 60)
+        return TrainResult(model, out, data.classes, history, (time.perf_counter() - start) / 60, unreadable)
     finally:
         cleanup_distributed()

@@ -177,12 +177,24 @@ SUMMARY_METRICS = {'top1': 'top1', 'mean_class_top1': 'mean_class_top1', 'source
                    'train_minutes': 'train_minutes', 'total_minutes': 'total_minutes'}
 
 
+def _epoch_minutes(record: Dict, log: Path) -> Dict:
+    """``train_minutes`` as the sum of the training log's epoch times (a resumed run's wall clock counts only
+    the part after the interruption); ``total_minutes`` adds the deploy and evaluation time."""
+    if not log.is_file():
+        return record
+    import csv
+    with log.open() as f:
+        minutes = sum(float(row['seconds']) for row in csv.DictReader(f)) / 60
+    after_training = record['total_minutes'] - record['train_minutes']
+    return dict(record, train_minutes=minutes, total_minutes=minutes + after_training)
+
+
 def collect_pacs(results: Path) -> Dict[str, Dict[str, List[Dict]]]:
     """``{row: {target: [run record, ...]}}`` from ``results/<row>/<target>/seed<k>/run.json``, by seed."""
     runs: Dict[str, Dict[str, List[Dict]]] = {}
     for path in sorted(Path(results).glob('*/*/seed*/run.json'), key=lambda p: (p.parts[-4], p.parts[-3],
                                                                                int(p.parts[-2][len('seed'):]))):
-        record = json.loads(path.read_text())
+        record = _epoch_minutes(json.loads(path.read_text()), path.parent / 'summary.csv')
         runs.setdefault(record['row'], {}).setdefault(record['target'], []).append(record)
     return runs
 

@@ -10,6 +10,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from ..errors import DataError
 from ..eval.robustness import corruption_errors
 
 __all__ = ['collect', 'summarize', 'METRICS', 'CONVERT_METRICS', 'model_costs']
@@ -35,11 +36,11 @@ def collect(results: Path, baseline: str) -> Dict[str, Dict[int, Dict[str, float
         row['_corruption'] = scores['corruption']
         runs.setdefault(folder.parent.name, {})[int(folder.name[len('seed'):])] = row
     if baseline not in runs:
-        raise ValueError(f'no {baseline} runs under {str(results)!r}: the baseline is needed for mCE')
+        raise DataError(f'no {baseline} runs under {str(results)!r}: the baseline is needed for mCE')
     for model, seeds in runs.items():
         for seed, row in seeds.items():
             if seed not in runs[baseline]:
-                raise ValueError(f'{model} seed {seed} has no baseline run with the same seed')
+                raise DataError(f'{model} seed {seed} has no baseline run with the same seed')
             row['mce'] = corruption_errors(row['_corruption'], runs[baseline][seed]['_corruption'])['mce']
     for seeds in runs.values():
         for row in seeds.values():
