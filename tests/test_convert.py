@@ -132,9 +132,12 @@ def test_recalibration_is_a_cumulative_average_with_dropout_off():
 
 @pytest.mark.parametrize('case, message', [
     ('other_arch', 'missing keys'),
-    ('out_in_checkpoint_folder', "checkpoint's folder"),
     ('pickled_object', 'weights-only'),
     ('no_val', 'val/'),
+    ('no_model', 'does not name its architecture'),
+    ('model_contradicts_arch', "the checkpoint's arch"),
+    ('bad_args_yaml', 'not a YAML mapping'),
+    ('bad_crop_pct', '--crop-pct must be in (0, 1]'),
 ])
 def test_convert_bad_input_is_named(tmp_path, data_dir, capsys, case, message):
     checkpoint = tmp_path / 'ckpt' / 'model.safetensors'
@@ -142,16 +145,24 @@ def test_convert_bad_input_is_named(tmp_path, data_dir, capsys, case, message):
     weights = timm.create_model('resnet34' if case == 'other_arch' else 'resnet18_infodrop', num_classes=2)
     save_file(weights.state_dict(), str(checkpoint))
     out, data = tmp_path / 'deploy', data_dir
-    if case == 'out_in_checkpoint_folder':
-        out = checkpoint.parent / 'deploy'
+    extra = ['--model', 'resnet18_infodrop', '--img-size', str(SIZE)]
     if case == 'pickled_object':
         checkpoint = tmp_path / 'ckpt' / 'model.pth.tar'
         torch.save({'state_dict': weights.state_dict(), 'object': nn.ReLU()}, checkpoint)
     if case == 'no_val':
         data = tmp_path / 'data'
         (data / 'train').mkdir(parents=True)
-    code = main(['convert', '--model', 'resnet18_infodrop', '--checkpoint', str(checkpoint), '--data-dir', str(data),
-                 '--out', str(out), '--img-size', str(SIZE)])
+    if case == 'no_model':
+        extra = []
+    if case == 'model_contradicts_arch':
+        checkpoint = tmp_path / 'ckpt' / 'last.pth.tar'
+        torch.save({'arch': 'resnet18_infodrop', 'state_dict': weights.state_dict(), 'epoch': 1}, checkpoint)
+        extra = ['--model', 'resnet18_infodropout']
+    if case == 'bad_args_yaml':
+        (checkpoint.parent / 'args.yaml').write_text('- just\n- a list\n')
+    if case == 'bad_crop_pct':
+        extra += ['--crop-pct', '1.5']
+    code = main(['convert', '--checkpoint', str(checkpoint), '--data-dir', str(data), '--out', str(out), *extra])
     assert code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
