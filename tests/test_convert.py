@@ -181,3 +181,10 @@ def test_recalibration_batches_mix_classes(data_dir):
     batches = [labels.tolist() for _, labels in loaders['recalibrate']]
     assert any(len(set(b)) > 1 for b in batches)
     assert [label for _, labels in loaders['val'] for label in labels.tolist()] == [0] * 4 + [1] * 4
+
+
+def test_cli_keep_choices_are_the_converters():
+    from timm_infodrop import convert as library
+    from timm_infodrop.cli import convert as cli
+
+    assert cli.KEEP_CHOICES == library.KEEP_CHOICES
