@@ -106,13 +106,20 @@ def data64(tmp_path_factory):
     return root
 
 
-def train_py_run(run, args=TRAIN_ARGS):
-    """``run/last.pth.tar`` and ``run/args.yaml`` laid out as timm's train.py writes them."""
+def train_py_run(run, data, args=TRAIN_ARGS):
+    """``run/last.pth.tar`` and ``run/args.yaml`` laid out as timm's train.py writes them, after a few
+    full-batch steps on ``data/train`` at the run's preprocessing (so the model's predictions depend on it)."""
+    from timm.data import create_transform, resolve_data_config
+    from torchvision.datasets import ImageFolder
+
     torch.manual_seed(0)
     model = timm.create_model(args['model'], num_classes=args['num_classes']).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    for _ in range(2):
-        loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 3, SIZE, SIZE)), torch.tensor([0, 1, 0, 1]))
+    transform = create_transform(**resolve_data_config(args, model=model))
+    images, labels = zip(*ImageFolder(data / 'train', transform=transform))
+    images, labels = torch.stack(images), torch.tensor(labels)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    for _ in range(4):
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -130,7 +137,7 @@ def _digest(folder):
 
 def test_convert_a_train_py_run_and_validate_the_deployed_folder_as_timm_does(tmp_path, data64, capsys):
     run = tmp_path / 'output' / 'train' / 'run'
-    checkpoint = train_py_run(run)
+    checkpoint = train_py_run(run, data64)
     before = _digest(run)
     deploy = run / 'deploy'
     argv = ['convert', '--checkpoint', str(checkpoint), '--data-dir', str(data64), '--out', str(deploy),
@@ -173,7 +180,7 @@ def test_args_yaml_is_read_by_its_keys_and_flags_override(tmp_path, data64, caps
     --interpolation override; the model name comes from args.yaml when the checkpoint has no arch."""
     args = dict(TRAIN_ARGS, input_size=None, img_size=SIZE, mean=None, std=None, crop_pct=1.0, interpolation='')
     run = tmp_path / 'run'
-    checkpoint = train_py_run(run, args)
+    checkpoint = train_py_run(run, data64, args)
     state = torch.load(checkpoint, weights_only=False)
     del state['arch']
     torch.save(state, checkpoint)
