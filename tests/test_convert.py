@@ -135,6 +135,10 @@ def test_recalibration_is_a_cumulative_average_with_dropout_off():
     ('out_holds_checkpoint', 'holds the input'),
     ('pickled_object', 'weights-only'),
     ('no_val', 'val/'),
+    ('no_model', 'does not name its architecture'),
+    ('model_contradicts_arch', "the checkpoint's arch"),
+    ('bad_args_yaml', 'not a YAML mapping'),
+    ('bad_crop_pct', '--crop-pct must be in (0, 1]'),
 ])
 def test_convert_bad_input_is_named(tmp_path, data_dir, capsys, case, message):
     checkpoint = tmp_path / 'ckpt' / 'model.safetensors'
@@ -144,14 +148,24 @@ def test_convert_bad_input_is_named(tmp_path, data_dir, capsys, case, message):
     out, data = tmp_path / 'deploy', data_dir
     if case == 'out_holds_checkpoint':
         out = checkpoint.parent
+    extra = ['--model', 'resnet18_infodrop', '--img-size', str(SIZE)]
     if case == 'pickled_object':
         checkpoint = tmp_path / 'ckpt' / 'model.pth.tar'
         torch.save({'state_dict': weights.state_dict(), 'object': nn.ReLU()}, checkpoint)
     if case == 'no_val':
         data = tmp_path / 'data'
         (data / 'train').mkdir(parents=True)
-    code = main(['convert', '--model', 'resnet18_infodrop', '--checkpoint', str(checkpoint), '--data-dir', str(data),
-                 '--out', str(out), '--img-size', str(SIZE)])
+    if case == 'no_model':
+        extra = []
+    if case == 'model_contradicts_arch':
+        checkpoint = tmp_path / 'ckpt' / 'last.pth.tar'
+        torch.save({'arch': 'resnet18_infodrop', 'state_dict': weights.state_dict(), 'epoch': 1}, checkpoint)
+        extra = ['--model', 'resnet18_infodropout']
+    if case == 'bad_args_yaml':
+        (checkpoint.parent / 'args.yaml').write_text('- just\n- a list\n')
+    if case == 'bad_crop_pct':
+        extra += ['--crop-pct', '1.5']
+    code = main(['convert', '--checkpoint', str(checkpoint), '--data-dir', str(data), '--out', str(out), *extra])
     assert code == 2
     assert message in capsys.readouterr().err
     assert checkpoint.is_file() if case == 'out_holds_checkpoint' else not out.exists()
@@ -170,3 +184,10 @@ def test_recalibration_batches_mix_classes(data_dir):
     batches = [labels.tolist() for _, labels in loaders['recalibrate']]
     assert any(len(set(b)) > 1 for b in batches)
     assert [label for _, labels in loaders['val'] for label in labels.tolist()] == [0] * 4 + [1] * 4
+
+
+def test_cli_keep_choices_are_the_converters():
+    from timm_infodrop import convert as library
+    from timm_infodrop.cli import convert as cli
+
+    assert cli.KEEP_CHOICES == library.KEEP_CHOICES

@@ -219,3 +219,48 @@ def test_the_function_is_the_identity_out_of_training():
     eps_free = information_dropout(f.requires_grad_(), alpha.detach(), training=True)
     eps_free.sum().backward()
     assert f.grad is not None and (f.grad > 0).all()  # d z / d f is the (positive) noise
+
+
+FAMILIES = ['resnet18', 'convnext_atto', 'efficientnet_b0', 'mobilenetv3_large_100', 'regnety_016']
+
+
+def test_prior_follows_the_activation():
+    from timm_infodrop.surgery import prior_for
+
+    assert prior_for(nn.Softplus()) == 'log-normal'  # the authors' pairing: strictly positive units
+    for activation in (None, nn.Identity(), nn.ReLU(), nn.ReLU6(), nn.LeakyReLU(), nn.SiLU(), nn.GELU(),
+                       nn.Hardswish(), nn.Mish()):
+        assert prior_for(activation) == 'log-uniform', activation  # the KL needs no positive units
+
+
+@pytest.mark.parametrize('arch', FAMILIES)
+def test_kl_gradient_reaches_the_main_branch_in_every_family(arch):
+    """Each site's KL alone sends a finite, nonzero gradient into the main branch: to the input of the
+    regularised conv (which feeds the alpha branch) and on to the stem conv's weight, before every
+    regulariser; and no unit costs more than the log-uniform maximum (no clamped units)."""
+    import timm
+
+    import timm_infodrop  # noqa: F401  registers the variants
+
+    torch.manual_seed(0)
+    model = timm.create_model(f'{arch}_infodropout', num_classes=3).train()
+    set_kl_to_gradient(model, False)
+    stem = model.get_submodule(model.pretrained_cfg['first_conv'])
+    sites = {name: m for name, m in model.named_modules() if isinstance(m, InformationDropoutConv2d)}
+    assert sites and not isinstance(stem, InformationDropoutConv2d), arch
+    inputs, units = {}, {}
+
+    def record(conv, args, out):
+        inputs[conv], units[conv] = args[0], out[0].numel()
+
+    hooks = [conv.register_forward_hook(record) for conv in sites.values()]
+    model(torch.randn(2, 3, 32, 32))
+    for hook in hooks:
+        hook.remove()
+    for name, conv in sites.items():
+        layer = conv.information_dropout
+        assert layer.prior == 'log-uniform', (name, layer.prior)
+        assert layer.kl / units[conv] <= math.log((layer.alpha_max + ALPHA_FLOOR) / ALPHA_FLOOR) + 1e-4, name
+        grads = torch.autograd.grad(layer.beta * layer.kl, [inputs[conv], stem.weight], retain_graph=True)
+        for what, grad in zip(('the conv input', 'the stem conv weight'), grads):
+            assert torch.isfinite(grad).all() and grad.abs().sum() > 0, f'{arch}: {name}\'s KL -> {what}'

@@ -278,16 +278,18 @@ def _is_feature_wrapper(model: nn.Module) -> bool:
     return type(model).__name__.startswith('Feature') or type(model).__name__.endswith('Features')
 
 
-_RELU_LIKE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU)
-
-
 def prior_for(activation: Optional[nn.Module]) -> str:
-    """Information Dropout's prior matched to the activation: log-uniform for ReLU-like units (and
-    for units with no activation: the log-uniform KL needs no positive activations), log-normal for
-    softplus-like smooth ones (SiLU, GELU, Hardswish, Softplus, Mish)."""
-    if activation is None or isinstance(activation, (nn.Identity,) + _RELU_LIKE):
-        return 'log-uniform'
-    return 'log-normal'
+    """Information Dropout's prior for units that went through ``activation``.
+
+    ``'log-normal'`` only after a Softplus, as the authors use it: its KL has a ``log f`` term, so it
+    needs strictly positive units. Everything else gets ``'log-uniform'``, whose KL depends on alpha
+    only: ReLU-like units (the authors' pairing), no activation (ConvNeXt's downsample convs) and
+    activations that can be negative (SiLU, GELU, Hardswish, Mish). Under the log-normal prior a
+    negative unit would be clamped to 1e-4, cost about 42 nats and pass no gradient to ``f``.
+    """
+    if isinstance(activation, nn.Softplus):
+        return 'log-normal'
+    return 'log-uniform'
 
 
 def _equip(model: nn.Module, sites: Iterable[Site], make: Callable[[nn.Conv2d, Site, bool], _RegularizedConv2d]) -> nn.Module:

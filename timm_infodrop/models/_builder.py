@@ -7,7 +7,9 @@ survive timm's ``config.json`` export (which drops every key ending in ``_drop_r
   r), ``infodrop_radius``, ``infodrop_num_offsets``, ``infodrop_bandwidth``, ``infodrop_sampling``,
   ``infodrop_eval_mode``;
 * Information Dropout: ``infodropout_stages``, ``infodropout_alpha_max``, ``infodropout_prior``,
-  ``infodropout_beta``, ``infodropout_kl_to_gradient``.
+  ``infodropout_beta``, ``infodropout_kl_to_gradient``; or, instead of ``infodropout_beta``, the paper's
+  beta and the training-set size, ``infodropout_beta_paper`` with ``infodropout_num_train``
+  (``beta = beta_paper / num_train``, :func:`timm_infodrop.layers.beta_from_paper`).
 
 Everything else goes to timm's builder of the plain architecture.
 """
@@ -21,9 +23,10 @@ from timm.models._registry import DefaultCfg
 
 from ..hub.errors import hub_errors
 from ..hub.naming import check_hub_id, plain_architecture  # METHOD_NAMES there are this module's METHODS
+from ..layers import beta_from_paper
 from ..surgery import add_info_drop, add_information_dropout
 
-__all__ = ['METHODS', 'METHOD_PREFIXES', 'build_regularized', 'derived_cfg', 'plain_architecture',
+__all__ = ['METHODS', 'METHOD_PREFIXES', 'PAPER_BETA', 'build_regularized', 'derived_cfg', 'plain_architecture',
            'split_method_kwargs', 'untagged_default']
 
 # method -> (surgery, {prefixed keyword: the surgery's keyword})
@@ -38,6 +41,9 @@ METHODS: Dict[str, Any] = {
         'infodropout_beta': 'beta', 'infodropout_kl_to_gradient': 'kl_to_gradient',
     }),
 }
+
+# Information Dropout's weight as the paper writes it: beta_paper and N_train give beta = beta_paper / N_train
+PAPER_BETA = ('infodropout_beta_paper', 'infodropout_num_train')
 
 # every model keyword of a method starts with one of these
 METHOD_PREFIXES = tuple(f'{method}_' for method in METHODS)
@@ -78,14 +84,28 @@ def untagged_default(default_cfgs: Dict[str, DefaultCfg]) -> Dict[str, DefaultCf
 def split_method_kwargs(method: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
     """Pop the method's prefixed keywords from ``kwargs``; return them under the surgery's names.
 
+    ``infodropout_beta_paper`` with ``infodropout_num_train`` become ``beta`` (their quotient).
+
     Raises:
-        TypeError: for a prefixed keyword the method does not know (a typo would otherwise reach timm).
+        TypeError: for a prefixed keyword the method does not know (a typo would otherwise reach timm),
+            one of the paper-beta pair without the other, or the pair with ``infodropout_beta``.
     """
     _, names = METHODS[method]
-    unknown = [k for k in kwargs if k.startswith(METHOD_PREFIXES) and k not in names]
+    known = set(names) | (set(PAPER_BETA) if method == 'infodropout' else set())
+    unknown = [k for k in kwargs if k.startswith(METHOD_PREFIXES) and k not in known]
     if unknown:
-        raise TypeError(f'unknown keyword(s) {unknown} for a *_{method} model; known: {sorted(names)}')
-    return {names[k]: kwargs.pop(k) for k in list(kwargs) if k in names}
+        raise TypeError(f'unknown keyword(s) {unknown} for a *_{method} model; known: {sorted(known)}')
+    derived = {}
+    given = [k for k in PAPER_BETA if k in kwargs]
+    if given:
+        if len(given) < len(PAPER_BETA):
+            raise TypeError(f'{given[0]} needs {" and ".join(k for k in PAPER_BETA if k not in given)}: '
+                            'beta = infodropout_beta_paper / infodropout_num_train')
+        if 'infodropout_beta' in kwargs:
+            raise TypeError('give infodropout_beta (the per-sample weight) or infodropout_beta_paper with '
+                            'infodropout_num_train, not both')
+        derived['beta'] = beta_from_paper(kwargs.pop(PAPER_BETA[0]), kwargs.pop(PAPER_BETA[1]))
+    return {**{names[k]: kwargs.pop(k) for k in list(kwargs) if k in names}, **derived}
 
 
 def _features_only(kwargs: Dict[str, Any]) -> bool:
