@@ -130,16 +130,20 @@ class OneQuadrant(nn.Module):
         return torch.stack([seen, torch.full_like(seen, -1.0)], 1)
 
 
-@pytest.mark.parametrize('method', ['integrated_gradients', 'smoothgrad_sq'])
+@pytest.mark.parametrize('method', ['occlusion', 'integrated_gradients', 'smoothgrad_sq'])
 def test_attribution_lands_in_the_quadrant_the_model_sees(method):
-    from timm_infodrop.eval.saliency import attribution
+    """A model that reads only the top-left quadrant: (almost) all attribution there, none outside it but for
+    the occluding window's reach (an occluder overlapping the quadrant's edge covers part of it)."""
+    from timm_infodrop.eval.saliency import OCCLUSION_WINDOW, attribution
 
-    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     normalize = lambda t: (t - 0.45) / 0.25  # noqa: E731
     maps = attribution(OneQuadrant(), x, normalize, method, samples=8)
-    assert maps.shape == (3, 32, 32) and maps.min() >= 0 and maps.max() <= 1
-    top_left = maps[:, :16, :16].sum((1, 2))
-    assert torch.all(top_left / maps.sum((1, 2)) > 0.9), top_left / maps.sum((1, 2))
+    assert maps.shape == (3, 64, 64) and maps.min() >= 0 and maps.max() <= 1
+    reach = 32 + (OCCLUSION_WINDOW - 1 if method == 'occlusion' else 0)
+    total = maps.sum((1, 2))
+    assert torch.all(maps[:, :reach, :reach].sum((1, 2)) / total > 0.999)
+    assert torch.all(maps[:, :32, :32].sum((1, 2)) / total > 0.75), maps[:, :32, :32].sum((1, 2)) / total
 
 
 class FolderOracle(nn.Module):

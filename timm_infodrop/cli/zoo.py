@@ -12,7 +12,7 @@ HELP = 'run the model zoo (make data, train, convert, evaluate) or render MODEL_
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('action', choices=('run', 'report', 'card'),
+    parser.add_argument('action', choices=('run', 'report', 'card', 'drop-sites'),
                         help='run: train, convert, evaluate and report; report: aggregate and draw the existing '
                              'results again; card: render MODEL_CARD.md from summary.json')
     parser.add_argument('--quick', action='store_true', help='the demo budget: 2,000 training images, 3 epochs')
@@ -47,6 +47,13 @@ def run_pacs(args: argparse.Namespace) -> int:
     from ..zoo.pacs_report import plot_pacs, render_pacs_report
 
     results = Path(args.results or 'zoo/results-pacs')
+    if args.action == 'drop-sites':  # where InfoDrop would drop in the trained baseline: the choice of k
+        from ..zoo.pacs import measure_drop_sites
+        for site in measure_drop_sites(results, pacs_root(args.pacs_root))['sites']:
+            print(f"{site['site']:8s} from k={site['from_k']} grid {site['grid']}: normalised entropy of P "
+                  f"{site['entropy']:.2f}, {100 * site['dropped_fraction']:.0f}% of units dropped")
+        print(f'wrote {results / "drop_sites.json"}')
+        return 0
     if args.action == 'run':
         count = args.seeds if args.seeds is not None else 3
         if not 1 <= count <= MAX_SEEDS:
@@ -87,6 +94,9 @@ def run_pacs(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.benchmark == 'pacs' and args.action != 'card':
         return run_pacs(args)
+    if args.action == 'drop-sites':
+        raise ValueError('zoo drop-sites measures the PACS baseline: add --benchmark pacs '
+                         '(the synthetic study is timm-infodrop study drop-sites)')
     from ..zoo.report import plot_zoo, render_report, summary_table, LABELS
     from ..zoo.runner import BASELINE, BUDGETS, ZOO_MODELS, run_zoo, zoo_model
     from ..zoo.summary import collect, summarize

@@ -128,7 +128,7 @@ def run_pacs_one(row: PacsRow, target: str, seed: int, root: Path, recipe: Path,
     scores = domain_scores(plain, split, config.batch_size, progress=progress)
     record = {'row': row.name, 'model': row.model, 'model_kwargs': config.model_kwargs,
               'texture_suppression': row.texture_suppression, 'target': target, 'sources': list(split.sources),
-              'seed': seed, 'epochs': config.epochs, 'finetune_epochs': finetune_epochs,
+              'seed': seed, 'classes': list(split.classes), 'epochs': config.epochs, 'finetune_epochs': finetune_epochs,
               'train_images': len(split.train), **scores,
               'convert': {k: v for k, v in report.items()
                           if k.startswith('top1') or k in ('kept', 'strip_max_abs_difference')},
@@ -179,14 +179,16 @@ SUMMARY_METRICS = {'top1': 'top1', 'mean_class_top1': 'mean_class_top1', 'source
 
 def _epoch_minutes(record: Dict, log: Path) -> Dict:
     """``train_minutes`` as the sum of the training log's epoch times (a resumed run's wall clock counts only
-    the part after the interruption); ``total_minutes`` adds the deploy and evaluation time."""
+    the part after the interruption), ``total_minutes`` adding the deploy and evaluation time, and
+    ``epoch_log`` from the log (a resumed run's record holds only the epochs after the interruption)."""
     if not log.is_file():
         return record
     import csv
     with log.open() as f:
-        minutes = sum(float(row['seconds']) for row in csv.DictReader(f)) / 60
+        rows = [{k: float(v) if v not in ('', None) else None for k, v in row.items()} for row in csv.DictReader(f)]
+    minutes = sum(row['seconds'] for row in rows) / 60
     after_training = record['total_minutes'] - record['train_minutes']
-    return dict(record, train_minutes=minutes, total_minutes=minutes + after_training)
+    return dict(record, train_minutes=minutes, total_minutes=minutes + after_training, epoch_log=rows)
 
 
 def collect_pacs(results: Path) -> Dict[str, Dict[str, List[Dict]]]:
@@ -210,3 +212,70 @@ def summarize_pacs(results: Path) -> Dict[str, Dict[str, Dict]]:
                                  'seeds': [r['seed'] for r in records]}
                         for target, records in sorted(runs[row].items())}
     return summary
+
+
+# the candidate sites of the released dropout_layers = k on a timm ResNet-18: (site, conv whose input
+# the distances are taken on, its geometry (k, s, p), a max-pool after it), k = 1 adds stage0 and out0, k = 2 stage1
+CANDIDATE_SITES = (
+    ('stem', 'conv1', (7, 2, 3), (3, 2, 1), 0),
+    ('stage0', 'layer1.0.conv1', (3, 1, 1), None, 1),
+    ('out0', 'layer1.0.conv2', (3, 1, 1), None, 1),
+    ('stage1', 'layer2.0.conv1', (3, 2, 1), None, 2),
+)
+
+
+def drop_site_statistics(model, images, temperature: float = 0.03, drop_rate: float = 1.5,
+                         seed: int = 0) -> List[Dict]:
+    """Where InfoDrop would drop in a trained plain ResNet, per candidate site of ``dropout_layers = k``:
+    the drop distribution ``P = softmax(-I / T)`` of each image over the site's grid, summarised by its
+    normalised entropy (1: uniform, the mask is plain spatial dropout; lower: it singles out predictable
+    places) and the fraction of units dropped. ``images``: a normalised batch (B, 3, H, W)."""
+    import torch
+
+    from ..layers.informative_dropout import drop_distribution, keep_probability, self_information
+
+    inputs = {}
+    modules = dict(model.named_modules())
+    hooks = [modules[conv].register_forward_hook(lambda m, a, o, conv=conv: inputs.__setitem__(conv, a[0]))
+             for _, conv, *_ in CANDIDATE_SITES]
+    try:
+        with torch.no_grad():
+            model.eval()(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    rows = []
+    for name, conv, (k, s, p), pool, k_min in CANDIDATE_SITES:
+        info = self_information(inputs[conv], k, s, p, generator=torch.Generator().manual_seed(seed))
+        pooled = {} if pool is None else dict(pool_kernel_size=pool[0], pool_stride=pool[1], pool_padding=pool[2])
+        grid = drop_distribution(info, temperature, **pooled)  # (B, 1, H, W) on the grid the mask acts on
+        dist = grid.flatten(1)
+        entropy = -(dist * dist.clamp_min(1e-30).log()).sum(1) / np.log(dist.shape[1])
+        dropped = 1 - keep_probability(grid, drop_rate)
+        rows.append({'site': name, 'conv': conv, 'from_k': k_min, 'grid': list(grid.shape[-2:]),
+                     'entropy': float(entropy.mean()), 'entropy_min': float(entropy.min()),
+                     'dropped_fraction': float(dropped.mean())})
+    return rows
+
+
+def measure_drop_sites(results: Path, root: Path, images: int = 96, seed: int = 0) -> Dict:
+    """:func:`drop_site_statistics` of the baseline's seed-``seed`` sketch-target deploy on ``images`` source
+    training images (a seeded draw): ``{'model', 'images', 'sites': [...]}``, also written to
+    ``results/drop_sites.json``."""
+    import timm
+    from timm.data import resolve_data_config
+
+    record = next((r for r in collect_pacs(results).get(BASELINE, {}).get('sketch', []) if r['seed'] == seed), None)
+    if record is None or not (Path(record['deploy']) / 'model.safetensors').is_file():
+        raise DataError(f'no deployed {BASELINE} (sketch target, seed {seed}) from {str(results)!r} on this machine: '
+                        'run the PACS zoo first')
+    model = timm.create_model(f"local-dir:{record['deploy']}", pretrained=True)
+    split = leave_one_domain_out(scan_domains(root), 'sketch', record.get('val_fraction', 0.1), seed)
+    loader = sample_loader(split.train, split.classes, resolve_data_config(model=model), images, shuffle=True,
+                           seed=seed, progress=False)
+    batch, _ = next(iter(loader))
+    out = {'model': f'{BASELINE} (sketch target, seed {seed}, deployed)', 'images': int(batch.shape[0]),
+           'temperature': 0.03, 'drop_rate': 1.5, 'sites': drop_site_statistics(model, batch, seed=seed)}
+    with atomic_output(Path(results) / 'drop_sites.json') as tmp:
+        tmp.write_text(json.dumps(out, indent=2) + '\n')
+    return out

@@ -17,6 +17,9 @@ __all__ = ['paired_gain', 'render_pacs_report', 'render_pacs_section', 'plot_pac
            'pacs_table', 'CONFIDENCE']
 
 CONFIDENCE = 0.95
+# the recipe's calibration targets (issue 17): the plain baseline must clearly learn, within the CPU budget
+CALIBRATION = {'source_val_top1': 0.55, 'top1': 0.25}  # at least, on the sketch target
+CALIBRATION_MINUTES = 25.0  # at most, per run
 INFODROP_ROWS = ('resnet18_infodrop', 'resnet18_infodrop_early')
 ROW_TEXT = {
     'resnet18': 'the plain timm ResNet-18 (baseline)',
@@ -112,6 +115,53 @@ def _claim(runs: Dict, summary: Dict) -> str:
     return f"{verdict} ({'; '.join(parts)}; {int(100 * CONFIDENCE)}% interval of the paired mean)."
 
 
+def calibration_lines(runs: Dict) -> List[str]:
+    """The recipe's calibration: the baseline's first sketch run, its source val top-1 per epoch and the
+    targets met or missed."""
+    records = runs.get(BASELINE, {}).get('sketch', [])
+    if not records:
+        return ['Calibration: no baseline sketch run yet.']
+    first = records[0]
+    log = first.get('epoch_log') or []
+    lines = [f"Calibration of the recipe on the baseline alone ({BASELINE}, sketch target, seed {first['seed']}): "
+             'source val top-1 after each epoch '
+             + ', '.join(f"{row['eval_top1']:.3f}" for row in log if row.get('eval_top1') is not None)
+             + f" ({len(log)} epochs logged); deployed: source val {first['source_val_top1']:.3f}, sketch "
+               f"{first['top1']:.3f}, "
+               f"{first['train_minutes']:.1f} training minutes.", '']
+    checks = [(f'source val top-1 >= {CALIBRATION["source_val_top1"]}', first['source_val_top1'] >= CALIBRATION['source_val_top1']),
+              (f'sketch top-1 >= {CALIBRATION["top1"]}', first['top1'] >= CALIBRATION['top1']),
+              (f'one run <= {CALIBRATION_MINUTES:.0f} minutes', first['total_minutes'] <= CALIBRATION_MINUTES)]
+    lines += [f"- {name}: {'met' if ok else 'missed'}" for name, ok in checks]
+    return lines
+
+
+def _k_reading(path: Path) -> str:
+    """Why the early row stops at k = 1, from ``drop_sites.json`` (``timm-infodrop zoo drop-sites --benchmark
+    pacs``): the drop distribution at each candidate site of the trained baseline."""
+    import json
+
+    if not path.is_file():
+        return 'The early row uses k = 1 (the drop-site measurement is not in the results folder).'
+    data = json.loads(path.read_text())
+    sites = {s['site']: s for s in data['sites']}
+    k1 = [sites[n] for n in ('stage0', 'out0') if n in sites]
+    k2 = sites.get('stage1')
+    parts = ', '.join(f"{s['site']} {s['entropy']:.2f} ({100 * s['dropped_fraction']:.0f}% dropped)"
+                      for s in data['sites'])
+    text = (f"Choice of k for `resnet18_infodrop_early`: in the trained baseline ({data['model']}, "
+            f"{data['images']} source training images), the drop distribution's normalised entropy (1: uniform, "
+            f'plain spatial dropout) at each candidate site is {parts} (`timm-infodrop zoo drop-sites --benchmark '
+            'pacs`). ')
+    if k2 is not None and k1 and k2['entropy'] < min(s['entropy'] for s in k1):
+        text += ('Stage 1 (added by k = 2) is at least as selective as the k = 1 sites, so these data do not rule k = 2 '
+                 'out; k = 1 was run because it is the smaller change from the released default (stem only) and '
+                 'the budget affords one early row.')
+    else:
+        text += 'Stage 1 (added by k = 2) is less selective than the k = 1 sites, closer to plain dropout: k = 1.'
+    return text
+
+
 def render_pacs_section(summary: Dict, results: Path, run_info: Dict) -> str:
     """The PACS section of MODEL_CARD.md (a markdown string), worded from the numbers."""
     runs = collect_pacs(results)
@@ -127,6 +177,7 @@ def render_pacs_section(summary: Dict, results: Path, run_info: Dict) -> str:
              f"({min(minutes):.1f} to {max(minutes):.1f} per run) on the 2-core CPU machine.", '',
              'Rows:', '']
     lines += [f'- `{row}`: {ROW_TEXT.get(row, row)}.' for row in summary]
+    lines += [''] + calibration_lines(runs) + ['', _k_reading(results / 'drop_sites.json')]
     lines += ['', '### Target-domain top-1 (%), mean ± std over seeds', '', pacs_table(summary, 'top1'), '',
               '### Source val top-1 (%)', '', pacs_table(summary, 'source_val_top1'), '',
               '### Each row against the baseline', '']
@@ -165,7 +216,8 @@ def plot_pacs_top1(results: Path, path: Path) -> None:
 
 def plot_pacs_attributions(deploys: Dict[str, Path], images: np.ndarray, path: Path, titles: List[str]) -> None:
     """Rows: images (uint8 (N, H, W, 3)); columns: the image, InfoDrop's drop probability at the released stem
-    (T 0.03, drop rate 1.5: a function of the image alone), and Integrated Gradients of every row's deployed model."""
+    (T 0.03, drop rate 1.5: a function of the image alone), and the occlusion map of every row's deployed model
+    (:func:`timm_infodrop.eval.saliency.attribution`)."""
     import matplotlib
     matplotlib.use('Agg', force=False)
     import timm
@@ -178,14 +230,14 @@ def plot_pacs_attributions(deploys: Dict[str, Path], images: np.ndarray, path: P
 
     x = images_to_tensor(images)
     models = {row: timm.create_model(f'local-dir:{d}', pretrained=True).eval() for row, d in deploys.items()}
-    maps = {row: attribution(m, x, normalizer(m), 'integrated_gradients') for row, m in models.items()}
+    maps = {row: attribution(m, x, normalizer(m), 'occlusion') for row, m in models.items()}
     columns = 2 + len(maps)
     fig, axes = plt.subplots(len(images), columns, figsize=(1.9 * columns, 1.9 * len(images)), squeeze=False,
                              layout='constrained')
     for i, image in enumerate(images):
         drop = compute_infomap(image.astype(np.float32) / 255.0).drop_probability
         panels = [(titles[i], image, None, None), ('InfoDrop drop prob.', drop, 'magma', (0, 1))]
-        panels += [(f'IG: {row}', m[i].numpy(), 'inferno', (0, 1)) for row, m in maps.items()]
+        panels += [(f'occlusion: {row}', m[i].numpy(), 'inferno', (0, 1)) for row, m in maps.items()]
         for j, (title, data, cmap, limits) in enumerate(panels):
             ax = axes[i, j]
             ax.imshow(data, cmap=cmap, vmin=None if limits is None else limits[0],
@@ -240,6 +292,7 @@ def render_pacs_report(summary: Dict, results: Path, run_info: Dict, pictures: L
     for row, per_target in summary.items():
         for target, stats in per_target.items():
             lines.append(f"| {row} | {target} | {stats['total_minutes']['mean']:.1f} |")
+    lines += ['', '## Calibration', ''] + calibration_lines(runs) + ['', _k_reading(results / 'drop_sites.json')]
     lines += ['', '## Against the baseline', ''] + _gain_lines(runs, summary) + ['', _claim(runs, summary), '']
     lines += [f'![{p}]({p})' for p in pictures]
     return '\n'.join(lines) + '\n'
