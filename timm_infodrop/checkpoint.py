@@ -81,11 +81,13 @@ def checkpoint_input(checkpoint: Optional[str]) -> Optional[Path]:
     return Path(checkpoint[len('local-dir:'):] if checkpoint.startswith('local-dir:') else checkpoint)
 
 
-def load_variant(checkpoint: str, model_name: Optional[str] = None) -> nn.Module:
+def load_variant(checkpoint: str, model_name: Optional[str] = None, model_kwargs: Optional[Dict] = None) -> nn.Module:
     """Build ``model_name`` and load ``checkpoint`` into it strictly.
 
     ``hf-hub:org/name`` and ``local-dir:FOLDER`` (a folder with timm's config.json, as ``timm-infodrop
-    train`` writes) build the model their config describes; ``model_name`` then only checks it.
+    train`` writes) build the model their config describes; ``model_name`` then only checks it. For a
+    checkpoint file, ``model_kwargs`` are the run's ``timm.create_model`` keywords (e.g. ``infodrop_stages``
+    from a train.py run's ``--model-kwargs``), so a non-default placement loads.
 
     Raises:
         CheckpointError: naming the file and the missing and unexpected keys, or the mismatched shapes, when
@@ -116,7 +118,10 @@ def load_variant(checkpoint: str, model_name: Optional[str] = None) -> nn.Module
     if model_name not in timm.list_models():
         raise ConfigError(f'{model_name!r} is not a registered timm model')
     state_dict = read_state_dict(checkpoint)
-    model = timm.create_model(model_name, num_classes=_num_classes(model_name, state_dict))
+    try:
+        model = timm.create_model(model_name, num_classes=_num_classes(model_name, state_dict), **(model_kwargs or {}))
+    except TypeError as error:  # a keyword the architecture does not take
+        raise ConfigError(f'{model_name}: {error} (from the run\'s model keywords {model_kwargs})') from None
     expected = model.state_dict()
     missing, unexpected = set(expected) - set(state_dict), set(state_dict) - set(expected)
     if missing or unexpected:

@@ -7,7 +7,7 @@ the main branch. An information-bottleneck penalty, the KL divergence of the noi
 is added to the loss:
 
 * ReLU units, log-uniform prior: ``KL = -log(alpha / (alpha_max + 0.001))`` (0 at maximal noise);
-* softplus-like units, log-normal prior with learned ``mu`` and ``sigma``:
+* softplus units, log-normal prior with learned ``mu`` and ``sigma``:
   ``KL = log(sigma / alpha) + (alpha^2 + (log f - mu)^2) / (2 sigma^2) - 1/2``, f clamped >= 1e-4.
 
 Eval uses no noise (``z = f``, the median of the log-normal). Non-finite values in ``f`` or ``x_in``
@@ -176,7 +176,7 @@ class InformationDropout(nn.Module):
         in_channels, out_channels, kernel_size, stride, padding, dilation, groups: the geometry of the
             accompanied conv.
         alpha_max: maximal noise std of the log-normal (0.7 CIFAR, 1.0 Cluttered MNIST).
-        prior: ``'log-uniform'`` for ReLU activations, ``'log-normal'`` for softplus-like ones
+        prior: ``'log-uniform'`` for ReLU activations, ``'log-normal'`` for Softplus ones (the authors' pairing)
             (adds learned ``prior_mu`` and ``prior_log_sigma``, sigma = exp(prior_log_sigma)).
         beta: weight of the per-sample KL (see the module docstring).
         kl_to_gradient: let backward add ``beta * dKL`` to the gradients automatically.
