@@ -2,7 +2,6 @@
 import argparse
 import json
 from pathlib import Path
-from typing import Dict, List
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_output
@@ -87,56 +86,23 @@ def run_pacs(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.benchmark == 'pacs' and args.action != 'card':
         return run_pacs(args)
-    from ..zoo.report import plot_zoo, render_report, summary_table, LABELS
-    from ..zoo.runner import BASELINE, BUDGETS, ZOO_MODELS, run_zoo, zoo_model
-    from ..zoo.summary import collect, summarize
+    from ..zoo.report import LABELS, summary_table
+    from ..zoo.runner import BUDGETS, report_zoo, run_zoo, write_card, zoo_model
 
     results = _results(args)
     if args.action == 'card':
-        from ..zoo.card import render_card
-        with atomic_output(args.card) as tmp:
-            tmp.write_text(render_card(results, Path(args.pacs_results)))
-        print(f'wrote {args.card}')
+        print(f'wrote {write_card(Path(args.card), results, Path(args.pacs_results))}')
         return 0
 
     budget = BUDGETS['quick' if args.quick else 'full']
     count = args.seeds if args.seeds is not None else (1 if args.quick else 3)
     if not 1 <= count <= MAX_SEEDS:
         raise ConfigError(f'--seeds must be in [1, {MAX_SEEDS}], got {args.seeds}')
-    seeds = list(range(count))
     names = args.models or list(budget.models)
-    work = Path(args.work)
     if args.action == 'run':
-        if BASELINE not in names and not (results / BASELINE).is_dir():
-            raise ConfigError(f'the zoo needs {BASELINE} runs (mCE is relative to it): add it to --models')
-        run_zoo([zoo_model(name) for name in names], Path(args.recipes), seeds, budget, work, results)
-    # every model with results, in the zoo's order; the per-seed records say how each was made
-    runs = collect(results, BASELINE)
-    order = list(ZOO_MODELS)
-    runs = {m: runs[m] for m in sorted(runs, key=lambda m: (order.index(m) if m in order else len(order), m))}
-    records = [json.loads((results / model / f'seed{seed}' / 'run.json').read_text())
-               for model in runs for seed in sorted(runs[model])]
-    summary = summarize(runs, {r['model']: r.get('architecture', r['model']) for r in records})
-    by_commit: Dict[str, List[str]] = {}
-    for record in records:
-        models = by_commit.setdefault(record.get('commit', ''), [])
-        models += [] if record['model'] in models else [record['model']]
-    seeds = sorted({record['seed'] for record in records})  # of every run summarised, not only this call's
-    run_info = {'command': f'timm-infodrop zoo run{" --quick" if args.quick else ""} --seeds {len(seeds)}',
-                'budget': budget.name, 'seeds': seeds, 'sizes': budget.sizes,
-                'epochs': f'{budget.epochs} epochs' if budget.epochs else "the recipes' epochs",
-                'minutes': round(sum(r['total_minutes'] for r in records), 1),
-                # the code the runs were made with: one commit, or '' when unknown or mixed
-                'commit': next(iter(by_commit)) if len(by_commit) == 1 else '',
-                'commits': by_commit}
-    with atomic_output(results / 'summary.json') as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + '\n')
-    with atomic_output(results / 'run.json') as tmp:
-        tmp.write_text(json.dumps(run_info, indent=2) + '\n')
-    deploys = {r['model']: Path(r['deploy']) for r in records if r['seed'] == seeds[0] and Path(r['deploy']).is_dir()}
-    pictures = plot_zoo(summary, results, deploys, work / f'data-{budget.name}')
-    with atomic_output(results / 'REPORT.md') as tmp:
-        tmp.write_text(render_report(summary, run_info, pictures))
-    print(summary_table(summary, LABELS))
-    print(f'\nreport: {results / "REPORT.md"} ({run_info["minutes"]:.1f} min of training, conversion and evaluation)')
+        run_zoo([zoo_model(name) for name in names], Path(args.recipes), list(range(count)), budget, Path(args.work),
+                results)
+    report = report_zoo(results, budget, Path(args.work))
+    print(summary_table(report.summary, LABELS))
+    print(f'\nreport: {report.report} ({report.run["minutes"]:.1f} min of training, conversion and evaluation)')
     return 0
