@@ -299,8 +299,6 @@ def suppress_folder(source: Union[str, os.PathLike], out: Union[str, os.PathLike
 def preview_texture_suppression(paths: Sequence[Union[str, os.PathLike]], png: Union[str, os.PathLike]) -> Path:
     """Write a PNG grid of the images ``paths`` (those of the first one's shape, as RGB) before and after every
     method of :data:`METHODS` (:func:`timm_infodrop.viz.plot_texture_suppression`), atomically; returns its path."""
-    from matplotlib import pyplot as plt
-
     from ..io import atomic_output
     from ..viz import plot_texture_suppression
 
@@ -311,6 +309,8 @@ def preview_texture_suppression(paths: Sequence[Union[str, os.PathLike]], png: U
     batch = torch.stack(tensors)
     to_numpy = lambda t: t.permute(0, 2, 3, 1).numpy()  # noqa: E731
     fig = plot_texture_suppression(to_numpy(batch), {name: to_numpy(fn(batch)) for name, fn in METHODS.items()})
+    from matplotlib import pyplot as plt  # after plot_texture_suppression chose the Agg backend
+
     png = Path(png)
     try:
         with atomic_output(png) as tmp:
