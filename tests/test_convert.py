@@ -173,21 +173,34 @@ def test_convert_bad_input_is_named(tmp_path, data_dir, capsys, case, message):
 
 def test_recalibration_batches_mix_classes(data_dir):
     """ImageFolder lists images class by class: unshuffled BN batches would each hold one class."""
-    import argparse
-
-    from timm_infodrop.cli.convert import _loaders
+    from timm_infodrop.deploy import folder_loaders
 
     model = timm.create_model('resnet18', num_classes=2)
-    args = argparse.Namespace(img_size=SIZE, batch_size=4, workers=0, seed=0, no_aug=True)
-    loaders, classes, _ = _loaders(data_dir, model, args)
+    loaders, classes, _ = folder_loaders(data_dir, model, img_size=SIZE, batch_size=4, workers=0, seed=0, no_aug=True)
     assert classes == ['noise', 'square']
     batches = [labels.tolist() for _, labels in loaders['recalibrate']]
     assert any(len(set(b)) > 1 for b in batches)
     assert [label for _, labels in loaders['val'] for label in labels.tolist()] == [0] * 4 + [1] * 4
 
 
-def test_cli_keep_choices_are_the_converters():
-    from timm_infodrop import convert as library
-    from timm_infodrop.cli import convert as cli
+def test_convert_folder_is_the_library_route_the_cli_takes(tmp_path, data_dir):
+    """timm_infodrop.deploy.convert_folder, without the CLI: the report it returns is the one it writes, the
+    preprocessing line goes to ``log``, and a user error is the project's exception, not an exit status."""
+    from timm_infodrop.deploy import convert_folder, convert_summary
+    from timm_infodrop.errors import ConfigError, OutputError
 
-    assert cli.KEEP_CHOICES == library.KEEP_CHOICES
+    checkpoint = tmp_path / 'ckpt' / 'model.safetensors'
+    checkpoint.parent.mkdir()
+    save_file(timm.create_model('resnet18_infodrop', num_classes=2).state_dict(), str(checkpoint))
+    out, lines = tmp_path / 'deploy', []
+    report = convert_folder(str(checkpoint), data_dir, out, model='resnet18_infodrop', img_size=SIZE, batch_size=4,
+                            recalibrate_batches=2, log=lines.append)
+    assert report == json.loads((out / 'convert_report.json').read_text())
+    assert report['kept'] == 'recalibrated' and report['input_size'] == [3, SIZE, SIZE]
+    assert len(lines) == 1 and lines[0].startswith('preprocessing from the default config of resnet18_infodrop, '
+                                                   'overridden by --img-size')
+    assert convert_summary(report, out).endswith(f'; wrote {out}')
+    with pytest.raises(OutputError, match='exists'):
+        convert_folder(str(checkpoint), data_dir, out, model='resnet18_infodrop')
+    with pytest.raises(ConfigError, match='--crop-pct'):
+        convert_folder(str(checkpoint), data_dir, tmp_path / 'other', model='resnet18_infodrop', crop_pct=2.0)

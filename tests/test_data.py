@@ -106,6 +106,28 @@ def test_make_data_writes_image_folders_and_metadata(tmp_path):
     assert main(['make-data', str(tmp_path / 'x'), '--set', 'p_agree=lots']) == 2
 
 
+def test_make_benchmark_is_the_library_route(tmp_path):
+    """timm_infodrop.data.benchmark.make_benchmark: what make-data writes, the sizes filled from the defaults'
+    order, the project's errors, nothing half-written."""
+    from timm_infodrop.data.benchmark import DEFAULT_SPLIT_SIZES, make_benchmark
+    from timm_infodrop.errors import ConfigError, OutputError
+
+    sizes = {'train': 3, 'val': 2, 'cue_conflict': 2, 'silhouette': 1, 'texture_only': 1}
+    out = make_benchmark(tmp_path / 'b', ShapesConfig(size=16), sizes, progress=False)
+    assert json.loads((out / 'benchmark.json').read_text())['sizes'] == sizes
+    assert main(['make-data', str(tmp_path / 'c'), '--size', '16', '--train', '3', '--val', '2', '--cue-conflict', '2',
+                 '--silhouette', '1', '--texture-only', '1']) == 0
+    digest = lambda root: {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob('*')) if p.is_file()}  # noqa: E731
+    assert digest(out) == digest(tmp_path / 'c')
+    with pytest.raises(OutputError, match='exists'):
+        make_benchmark(out, sizes=sizes)
+    with pytest.raises(ConfigError, match='split sizes must be >= 1'):
+        make_benchmark(tmp_path / 'd', sizes={'val': 0})
+    with pytest.raises(ConfigError, match='unknown splits'):
+        make_benchmark(tmp_path / 'd', sizes={'test': 1})
+    assert not (tmp_path / 'd').exists() and list(DEFAULT_SPLIT_SIZES) == list(SPLITS)
+
+
 def test_silhouette_mask_marks_the_flat_object():
     from timm_infodrop.data.shapes import ShapesConfig, sample, silhouette_mask
 

@@ -190,3 +190,103 @@ def test_folder_evaluation_speaks_the_imagefolder_class_order(tmp_path):
     oracle.pretrained_cfg = {'label_names': ['a', 'b']}
     with pytest.raises(ValueError, match='lack the benchmark'):
         evaluate_folder(oracle, root, corruption_images=2, pgd_images=2)
+
+
+def _model_folder(folder, label_names=None, constant=None):
+    """A timm model folder (config.json + model.safetensors) of a 2-class resnet18 at 32 px; ``constant``:
+    zero the classifier and give that class the bias, so that it answers that class for every image."""
+    import timm
+    from timm.models import save_for_hf
+
+    torch.manual_seed(0)
+    model = timm.create_model('resnet18', num_classes=2).eval()
+    model.pretrained_cfg = dict(model.pretrained_cfg, input_size=(3, 32, 32))
+    if constant is not None:
+        with torch.no_grad():
+            model.fc.weight.zero_()
+            model.fc.bias.copy_(torch.tensor([1.0, 0.0] if constant == 0 else [0.0, 1.0]))
+    save_for_hf(model, str(folder), model_config={'label_names': label_names} if label_names else None,
+                safe_serialization=True)
+    return f'local-dir:{folder}'
+
+
+@pytest.fixture
+def domain_folder(tmp_path, monkeypatch):
+    """One domain: 3 'noise' images and 1 'square' image, 32 px (the decode cache in tmp_path)."""
+    from PIL import Image
+
+    monkeypatch.setenv('TIMM_INFODROP_CACHE', str(tmp_path / 'cache'))
+    root = tmp_path / 'sketch'
+    rng = np.random.default_rng(0)
+    for label, count in (('noise', 3), ('square', 1)):
+        (root / label).mkdir(parents=True)
+        for i in range(count):
+            image = (rng.random((32, 32, 3)) * 120).astype(np.uint8)
+            if label == 'square':
+                image[8:24, 8:24] = 255
+            Image.fromarray(image).save(root / label / f'{i}.png')
+    return root
+
+
+def test_eval_on_a_domain_folder_scores_as_a_hand_computation(tmp_path, domain_folder, capsys):
+    """`eval --domain-dir`: the class indices are the model's label names (not the sorted folder names), and
+    top-1 is what the model's own preprocessing and argmax give, image by image."""
+    import json
+
+    import timm
+    from PIL import Image
+    from timm.data import create_transform, resolve_data_config
+
+    from timm_infodrop.cli import main
+
+    # answers its class 0, 'square' (the one square image): top-1 1/4, per-class (1 + 0) / 2
+    checkpoint = _model_folder(tmp_path / 'square_first', ['square', 'noise'], constant=0)
+    out = tmp_path / 'eval'
+    assert main(['eval', '--checkpoint', checkpoint, '--domain-dir', str(domain_folder), '--out', str(out)]) == 0
+    results = json.loads((out / 'results.json').read_text())
+    assert results['top1'] == pytest.approx(1 / 4) and results['mean_class_top1'] == pytest.approx(1 / 2)
+    assert results['images'] == 4 and results['classes'] == ['square', 'noise']
+    printed = capsys.readouterr().out
+    assert 'top-1 0.2500, mean class top-1 0.5000 on 4 images of 2 classes (square, noise)' in printed
+    assert f'wrote {out}' in printed
+    # without label names: the sorted folder names, class 0 is 'noise'
+    checkpoint = _model_folder(tmp_path / 'unnamed', constant=0)
+    assert main(['eval', '--checkpoint', checkpoint, '--domain-dir', str(domain_folder), '--out', str(out),
+                 '--overwrite']) == 0
+    results = json.loads((out / 'results.json').read_text())
+    assert results['top1'] == pytest.approx(3 / 4) and results['classes'] == ['noise', 'square']
+    # a model that is not constant: its argmax on each image under its own eval transform
+    checkpoint = _model_folder(tmp_path / 'random', ['square', 'noise'])
+    model = timm.create_model(checkpoint, pretrained=True).eval()
+    transform = create_transform(**resolve_data_config(model=model))
+    labels = {'square': 0, 'noise': 1}
+    files = sorted(domain_folder.rglob('*.png'))
+    with torch.no_grad():
+        predicted = model(torch.stack([transform(Image.open(f).convert('RGB')) for f in files])).argmax(1).tolist()
+    hits = [p == labels[f.parent.name] for p, f in zip(predicted, files)]
+    per_class = [np.mean([h for h, f in zip(hits, files) if f.parent.name == c]) for c in labels]
+    assert main(['eval', '--checkpoint', checkpoint, '--domain-dir', str(domain_folder), '--out', str(out),
+                 '--overwrite']) == 0
+    results = json.loads((out / 'results.json').read_text())
+    assert results['top1'] == pytest.approx(np.mean(hits)) and results['mean_class_top1'] == pytest.approx(np.mean(per_class))
+
+
+def test_eval_domain_folder_refuses_classes_the_model_lacks_and_takes_one_data_source(tmp_path, domain_folder, capsys):
+    from timm_infodrop.cli import main
+    from timm_infodrop.errors import DataError
+    from timm_infodrop.eval.domain_folder import evaluate_domain_folder
+
+    checkpoint = _model_folder(tmp_path / 'other', ['cat', 'noise'])
+    out = tmp_path / 'eval'
+    assert main(['eval', '--checkpoint', checkpoint, '--domain-dir', str(domain_folder), '--out', str(out)]) == 2
+    assert "the class folders ['square'] are not classes of the model ['cat', 'noise']" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(DataError, match='no class folders'):
+        evaluate_domain_folder(None, domain_folder / 'noise', out, checkpoint=checkpoint)
+    for argv in ([], ['--data', str(tmp_path), '--domain-dir', str(domain_folder)]):
+        with pytest.raises(SystemExit) as exit:
+            main(['eval', '--checkpoint', checkpoint, '--out', str(out), *argv])
+        assert exit.value.code == 2
+    assert main(['eval', '--checkpoint', checkpoint, '--domain-dir', str(domain_folder), '--out', str(out),
+                 '--baseline', str(tmp_path / 'r.json')]) == 2
+    assert '--baseline' in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""The package's import structure: no import cycles, a light ``import timm_infodrop``, models below the Hub.
+"""The package's import structure: no import cycles, a light ``import timm_infodrop``, models below the Hub,
+every module on its floor (README, "Architecture"), and nothing but the command line importing ``cli``.
 
 The graph is read from the source (``ast``), not from a running interpreter, so a cycle that happens
 not to bite in the order the tests import things is still caught.
@@ -12,6 +13,9 @@ register the variants; the CLI's subcommands import their library code in ``run`
 (``importlib.import_module``: the CLI's subcommand table, ``hub.__getattr__`` loading the publishing
 names on first use) are invisible to ``ast`` and function-level too. ``if TYPE_CHECKING:`` blocks never
 run and are left out as well.
+
+The floors and the cli rule are about every import, function-level ones included (:func:`all_imports`): an
+import deferred into a function still makes the module depend on its target.
 
 An edge ``a -> p.q.r`` also stands for the packages ``p.q`` (and ``p``) that Python initialises first,
 unless ``a`` lies inside them: those are already initialising when ``a`` runs (the root package
@@ -249,3 +253,115 @@ def test_the_lower_floor_copies_agree_with_their_sources():
     config = ShapesConfig()
     assert tuple(class_names(config, 'train')) == ZOO_CLASSES and config.num_classes == len(ZOO_CLASSES)
     assert config.size == ZOO_IMAGE_SIZE and ZOO_TAG == f'shapes{ZOO_IMAGE_SIZE}'
+
+
+# ---------------------------------------------------------------------------------------------- floors
+# bottom up; a module imports only from its own floor or below (README, "Architecture"). The longest prefix
+# names a module's floor; the root package (``import timm_infodrop`` registers the variants) sits with models/.
+FLOORS = {
+    'timm_infodrop.errors': 0, 'timm_infodrop.io': 0, 'timm_infodrop.layers': 0,
+    'timm_infodrop': 1, 'timm_infodrop.surgery': 1, 'timm_infodrop.models': 1, 'timm_infodrop.checkpoint': 1,
+    # the Hub names, errors and config.json reader the models use; publishing is an upper floor
+    'timm_infodrop.hub': 1, 'timm_infodrop.hub.publishing': 3,
+    'timm_infodrop.convert': 2, 'timm_infodrop.deploy': 2, 'timm_infodrop.train': 2, 'timm_infodrop.eval': 2,
+    'timm_infodrop.data': 2, 'timm_infodrop.flops': 2, 'timm_infodrop.viz': 2, 'timm_infodrop.run': 2,
+    'timm_infodrop.zoo': 3,
+    'timm_infodrop.cli': 4, 'timm_infodrop.__main__': 4,
+}
+CLI = 'timm_infodrop.cli'
+
+
+def _floor(module: str) -> int:
+    parts = module.split('.')
+    for i in range(len(parts), 0, -1):
+        if '.'.join(parts[:i]) in FLOORS:
+            return FLOORS['.'.join(parts[:i])]
+    raise KeyError(f'{module} is on no floor: add it to FLOORS (and to the README\'s Architecture section)')
+
+
+def all_imports(module: str, path: Path, modules: Dict[str, Path]) -> Set[str]:
+    """The package's modules (and names under them) that ``module`` imports anywhere: module level, in functions,
+    and ``importlib.import_module``/``__import__`` of a constant name."""
+    tree = ast.parse(path.read_text(), str(path))
+    is_package = path.name == '__init__.py'
+    named: Set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            named.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            source = _resolve(module, is_package, node)
+            named.add(source)
+            named.update(f'{source}.{alias.name}' for alias in node.names if f'{source}.{alias.name}' in modules)
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) and \
+                isinstance(node.args[0].value, str) and (
+                    getattr(node.func, 'attr', None) == 'import_module' or getattr(node.func, 'id', None) in (
+                        'import_module', '__import__')):
+            named.add(node.args[0].value)
+    return {name for name in named if name == NAME or name.startswith(NAME + '.')}
+
+
+def test_the_import_scan_sees_function_level_and_dynamic_imports():
+    modules = _modules()
+    imports = all_imports('timm_infodrop.cli.convert', modules['timm_infodrop.cli.convert'], modules)
+    assert 'timm_infodrop.deploy' in imports
+    runner = all_imports('timm_infodrop.zoo.report', modules['timm_infodrop.zoo.report'], modules)
+    assert 'timm_infodrop.zoo.runner' in runner  # imported inside a function
+    hub = all_imports('timm_infodrop.hub', modules['timm_infodrop.hub'], modules)
+    assert 'timm_infodrop.hub.naming' in hub
+    assert _floor('timm_infodrop.hub.publishing') == 3 and _floor('timm_infodrop.hub.naming') == 1
+    assert _floor('timm_infodrop.eval.suite') == 2 and _floor('timm_infodrop') == 1
+
+
+def test_every_module_imports_only_from_its_floor_or_below():
+    """layers -> surgery/models -> convert/train/eval/data -> zoo/hub -> cli, function-level imports included."""
+    modules = _modules()
+    upward = []
+    for module, path in modules.items():
+        for target in sorted(all_imports(module, path, modules)):
+            if _floor(target) > _floor(module):
+                upward.append(f'{module} (floor {_floor(module)}) imports {target} (floor {_floor(target)})')
+    assert not upward, '\n'.join(upward)
+
+
+def test_nothing_outside_the_cli_imports_the_cli():
+    """The package is a library: only cli/ and ``python -m timm_infodrop`` (__main__) import timm_infodrop.cli,
+    anywhere in a file (module level or inside functions)."""
+    modules = _modules()
+    offenders = {module: sorted(t for t in all_imports(module, path, modules) if t == CLI or t.startswith(CLI + '.'))
+                 for module, path in modules.items()
+                 if not (module == CLI or module.startswith(CLI + '.') or module == 'timm_infodrop.__main__')}
+    assert not {m: t for m, t in offenders.items() if t}, offenders
+
+
+def test_the_zoo_runner_calls_the_library_not_the_command_line():
+    """zoo/runner.py imports nothing from cli/: it calls make_benchmark, suppress_folder, train, convert_folder
+    and evaluate_to_folder, so a failing step raises its own error."""
+    modules = _modules()
+    path = modules['timm_infodrop.zoo.runner']
+    imports = all_imports('timm_infodrop.zoo.runner', path, modules)
+    assert not {t for t in imports if t == CLI or t.startswith(CLI + '.')}, imports
+    assert {'timm_infodrop.data.benchmark', 'timm_infodrop.data.texture', 'timm_infodrop.deploy',
+            'timm_infodrop.eval.suite', 'timm_infodrop.train'} <= imports
+    called = {getattr(node.func, 'id', None) for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)}
+    assert not called & {'main', 'cli', '_call'}, called & {'main', 'cli', '_call'}
+
+
+WRITING = {'atomic_output', 'atomic_directory', 'write_text', 'write_bytes', 'savefig', 'save_for_hf', 'copy2',
+           'copytree', 'mkdir'}
+
+
+def test_the_cli_parses_and_prints_and_leaves_the_writing_to_the_library():
+    """cli/ modules call no writing function (atomic_output, write_text, savefig...): each subcommand parses its
+    arguments, calls the library and prints."""
+    modules = _modules()
+    found = []
+    for module, path in modules.items():
+        if not module.startswith(CLI + '.'):
+            continue
+        for function in ast.parse(path.read_text()).body:
+            for node in ast.walk(function):
+                if isinstance(node, ast.Call):
+                    name = getattr(node.func, 'attr', None) or getattr(node.func, 'id', None)
+                    if name in WRITING:
+                        found.append(f'{module}:{node.lineno} calls {name}')
+    assert not found, '\n'.join(found)

@@ -172,6 +172,25 @@ def test_cli_refuses_bad_folders(split, tmp_path, capsys):
     assert not (tmp_path / 'o3').exists()  # nothing half-written
 
 
+def test_suppress_folder_is_the_library_route(split, tmp_path):
+    """timm_infodrop.data.texture.suppress_folder without the CLI: the count it returns, the project's errors."""
+    from timm_infodrop.data.texture import preview_texture_suppression, suppress_folder
+    from timm_infodrop.errors import ConfigError, DataError
+
+    assert suppress_folder(split, tmp_path / 'a', 'anisotropic', progress=False) == 20
+    assert _tree(tmp_path / 'a') == _tree(split)
+    with pytest.raises(ConfigError, match='--batch-size must be >= 1'):
+        suppress_folder(split, tmp_path / 'b', 'anisotropic', batch_size=0)
+    with pytest.raises(ConfigError, match='unknown texture-suppression method'):
+        suppress_folder(split, tmp_path / 'b', 'blur')
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(DataError, match='holds no images'):
+        suppress_folder(tmp_path / 'empty', tmp_path / 'b', 'bilateral')
+    assert not (tmp_path / 'b').exists()
+    png = preview_texture_suppression(sorted(split.rglob('*.png'))[:2], tmp_path / 'grid.png')
+    assert Image.open(png).size[0] > 100
+
+
 def test_trainer_filters_training_images(split, tmp_path, monkeypatch):
     import timm_infodrop.data.texture as texture
     from timm_infodrop.cli import build_parser, main

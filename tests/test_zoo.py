@@ -9,7 +9,7 @@ from PIL import Image
 
 from timm_infodrop.cli import build_parser
 from timm_infodrop.cli.train import config_from_args
-from timm_infodrop.train import train
+from timm_infodrop.train import TrainConfig, train
 from timm_infodrop.zoo.hub_configs import published_models
 from timm_infodrop.zoo.report import plot_zoo, render_model_card, render_report
 from timm_infodrop.zoo.runner import ZOO_MODELS, Budget, run_zoo, suppressed_data
@@ -109,20 +109,54 @@ def test_the_doubled_data_is_made_once_and_remade_when_the_benchmark_changes(tmp
     folder = suppressed_data(data, 'anisotropic')
     assert sorted(p.name for p in (folder / 'train' / 'a').iterdir()) == ['0.png', '0_anisotropic.png']
     calls = []
-    monkeypatch.setattr('timm_infodrop.zoo.runner._call', calls.append)
+    monkeypatch.setattr('timm_infodrop.zoo.runner.suppress_folder', lambda *args, **kwargs: calls.append(args))
     assert suppressed_data(data, 'anisotropic') == folder and calls == []  # reused
 
-    def interrupted(argv):
+    def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     (data / 'benchmark.json').write_text('{"seed": 1}')
-    monkeypatch.setattr('timm_infodrop.zoo.runner._call', interrupted)
+    monkeypatch.setattr('timm_infodrop.zoo.runner.suppress_folder', interrupted)
     with pytest.raises(KeyboardInterrupt):
         suppressed_data(data, 'anisotropic')
     assert (folder / 'benchmark.json').read_text() == '{"seed": 0}'  # the old folder stays whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ['data', 'data-anisotropic-doubled']
     monkeypatch.undo()
     assert (suppressed_data(data, 'anisotropic') / 'benchmark.json').read_text() == '{"seed": 1}'  # remade
+
+
+def test_the_runner_trains_with_the_config_the_train_command_builds(tmp_path):
+    """zoo.runner calls timm_infodrop.train.train with TrainConfig.from_recipe: the same settings as the
+    `timm-infodrop train -c RECIPE ...` command line it used to run."""
+    recipe = ROOT / 'zoo' / 'recipes' / 'resnet18_infodrop.yaml'
+    argv = ['train', '-c', str(recipe), '--data-dir', 'DATA', '--seed', '1', '--output', str(tmp_path), '--experiment',
+            'x', '--overwrite', '--epochs', '2']
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args = args._reparse(parser, args._subparser, args, argv)
+    library = TrainConfig.from_recipe(recipe, data_dir='DATA', seed=1, output=str(tmp_path), experiment='x',
+                                      overwrite=True, epochs=2)
+    assert config_from_args(args) == library
+
+
+def test_a_failing_step_reaches_the_zoo_caller_with_its_own_error(tmp_path, capsys):
+    """A step's exception propagates from the library call (no `exited with 2`): through `timm-infodrop zoo`,
+    its one-line message."""
+    from timm_infodrop.cli import main
+    from timm_infodrop.errors import ConfigError
+    from timm_infodrop.zoo.runner import zoo_model
+
+    recipes = tmp_path / 'recipes'
+    recipes.mkdir()
+    (recipes / 'resnet18.yaml').write_text('model: resnet18\nbatch_size: 0\n')  # the trainer refuses it
+    budget = Budget('tiny', sizes={'train': 10, 'val': 10, 'cue_conflict': 10, 'silhouette': 10, 'texture_only': 10},
+                    epochs=1)
+    with pytest.raises(ConfigError, match='--batch-size must be >= 1, got 0'):
+        run_zoo([zoo_model('resnet18')], recipes, [0], budget, tmp_path / 'work', tmp_path / 'results')
+    with pytest.raises(ConfigError, match='the zoo needs resnet18 runs'):
+        run_zoo([zoo_model('resnet18_infodrop')], recipes, [0], budget, tmp_path / 'work', tmp_path / 'results')
+    assert main(['zoo', 'run', '--quick', '--models', 'resnet18_infodrop', '--results', str(tmp_path / 'r')]) == 2
+    assert 'timm-infodrop zoo: error: the zoo needs resnet18 runs' in capsys.readouterr().err
 
 
 def test_model_card_regenerates_identically_from_the_committed_results():

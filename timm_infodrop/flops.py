@@ -15,7 +15,7 @@ from typing import Callable, Dict, List
 import timm
 import torch
 
-__all__ = ['FlopRow', 'count_flops', 'measure', 'markdown_table', 'EXTRA_HANDLES']
+__all__ = ['FlopRow', 'count_flops', 'measure', 'markdown_table', 'flops_document', 'write_flops_table', 'EXTRA_HANDLES']
 
 _ELEMENTWISE = (
     'add', 'add_', 'sub', 'sub_', 'rsub', 'mul', 'mul_', 'div', 'div_', 'abs', 'neg', 'neg_', 'square', 'square_',
@@ -132,3 +132,57 @@ def markdown_table(rows: List[FlopRow]) -> str:
             f'{r.deploy_flops / 1e9:.3f} | {r.train_flops_plain / 1e9:.3f} | {r.train_flops / 1e9:.3f} | '
             f'{100 * r.overhead:+.1f}% |')
     return '\n'.join(lines)
+
+
+def flops_document(table: str) -> str:
+    """The markdown page (``docs/flops.md``) around :func:`markdown_table`'s ``table``: how it was made (the
+    torch, timm, fvcore and Python versions) and what the columns count."""
+    import platform
+
+    import fvcore
+
+    return '\n'.join([
+        '# Parameters and FLOPs',
+        '',
+        'Made by `timm-infodrop flops` (batch 1, each architecture\'s default input size; torch '
+        f'{torch.__version__}, timm {timm.__version__}, fvcore {getattr(fvcore, "__version__", "?")}, '
+        f'Python {platform.python_version()}).',
+        '',
+        '- *deploy*: the plain architecture in eval, fvcore\'s own counting (1 multiply-add = 1 FLOP); what the '
+        'stripped model costs.',
+        '- *train*: one forward in training mode, with every op counted (elementwise ops, reductions and '
+        'random draws 1 FLOP per element, max- and average pools k*k per output), for the plain architecture and for the '
+        'variant; *overhead* is their ratio - 1: the regulariser\'s cost in the forward pass.',
+        '- *train params*: with Information Dropout\'s alpha branches (and learned prior), which `remove_dropout` drops.',
+        '',
+        table,
+        '',
+    ])
+
+
+def write_flops_table(output, archs=None, overwrite: bool = False, progress: bool = True) -> str:
+    """Measure every variant of ``archs`` (plain architectures; default all of :data:`timm_infodrop.models.ARCHS`)
+    and write :func:`flops_document` to the markdown file ``output``, atomically; returns the table.
+
+    Raises:
+        OutputError: ``output`` is not a ``.md`` file, or exists (without ``overwrite``).
+        ConfigError: an architecture that has no variants.
+    """
+    from tqdm import tqdm
+
+    from .errors import ConfigError
+    from .io import atomic_output, check_output_path
+    from .models import ARCHS
+
+    output = check_output_path(output, overwrite, suffixes=('.md',))
+    archs = list(archs or ARCHS)
+    unknown = [a for a in archs if a not in ARCHS]
+    if unknown:
+        raise ConfigError(f'not supported architectures: {unknown}; choose from {list(ARCHS)}')
+    rows = []
+    for arch in tqdm(archs, desc='counting FLOPs', unit='arch', disable=not progress):
+        rows.extend(measure(arch))
+    table = markdown_table(rows)
+    with atomic_output(output) as tmp:
+        tmp.write_text(flops_document(table))
+    return table

@@ -14,7 +14,10 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from .errors import ConfigError
 from .layers.informative_dropout import drop_distribution, keep_probability, sample_info_drop_mask, self_information
 
-__all__ = ['InfoMap', 'load_image', 'builtin_image', 'synthetic_image', 'compute_infomap', 'plot_infomap']
+__all__ = ['InfoMap', 'load_image', 'builtin_image', 'synthetic_image', 'compute_infomap', 'plot_infomap',
+           'write_infomap', 'plot_texture_suppression', 'FIGURE_FORMATS']
+
+FIGURE_FORMATS = ('.png', '.pdf', '.svg', '.jpg', '.jpeg')  # what write_infomap writes
 
 STEM_CONV = dict(kernel_size=7, stride=2, padding=3)
 STEM_POOL = dict(pool_kernel_size=3, pool_stride=2, pool_padding=1)
@@ -151,6 +154,35 @@ def plot_infomap(infomap: InfoMap, title: Optional[str] = None):
     if title:
         fig.suptitle(title)
     return fig
+
+
+def write_infomap(output: Union[str, Path], image: Optional[Union[str, Path]] = None, size: int = 224,
+                  temperature: float = 0.03, drop_rate: float = 1.5, radius: int = 3, num_offsets: Optional[int] = 9,
+                  seed: int = 0, overwrite: bool = False) -> Path:
+    """Draw :func:`plot_infomap` of the image file ``image`` (default: :func:`builtin_image`), resized to ``size``,
+    into the figure file ``output`` (one of :data:`FIGURE_FORMATS`), atomically; returns its path.
+
+    ``temperature``, ``drop_rate``, ``radius``, ``num_offsets`` (0 or None: all (2R+1)^2 offsets), ``seed``: as
+    :func:`compute_infomap`. An existing ``output`` is replaced only with ``overwrite``, and never the input.
+
+    Raises:
+        OutputError: a refused output; FileNotFoundError, DataError: an image that is missing or not an image;
+        ConfigError: a bad ``size`` or InfoDrop setting.
+    """
+    from .io import atomic_output, check_output_path
+
+    output = check_output_path(output, overwrite, inputs=[image], suffixes=FIGURE_FORMATS)
+    picture = load_image(image, size) if image else builtin_image(size)
+    infomap = compute_infomap(picture, temperature=temperature, drop_rate=drop_rate, radius=radius,
+                              num_offsets=num_offsets or None, seed=seed)
+    fig = plot_infomap(infomap, title=str(image) if image else 'built-in image')
+    from matplotlib import pyplot as plt  # after plot_infomap chose the Agg backend
+    try:
+        with atomic_output(output) as tmp:
+            fig.savefig(tmp, dpi=110, format=output.suffix.lower().lstrip('.').replace('jpg', 'jpeg'))
+    finally:
+        plt.close(fig)
+    return output
 
 
 def plot_texture_suppression(images: np.ndarray, filtered: Dict[str, np.ndarray]):

@@ -1,9 +1,7 @@
-"""``timm-infodrop cue-conflict``: the ImageNet-16 shape bias of an ImageNet-1k model (Geirhos et al.)."""
+"""``timm-infodrop cue-conflict``: the ImageNet-16 shape bias of an ImageNet-1k model (Geirhos et al.;
+:func:`timm_infodrop.eval.imagenet16.cue_conflict_to_file`)."""
 import argparse
-import json
-
-from ..errors import ConfigError
-from ..io import atomic_output, check_output_path
+from pathlib import Path
 
 HELP = 'shape bias of an ImageNet-1k model on the cue-conflict stimuli (16 categories; stimuli folder given)'
 
@@ -20,27 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import timm
+    from ..eval.imagenet16 import cue_conflict_to_file
 
-    from ..checkpoint import checkpoint_input, load_variant
-    from ..eval.imagenet16 import evaluate_cue_conflict, find_stimuli
-
-    out = check_output_path(args.out, args.overwrite, inputs=[checkpoint_input(args.checkpoint), args.stimuli],
-                            suffixes=('.json',))
-    find_stimuli(args.stimuli)
-    if args.checkpoint:
-        model = load_variant(args.checkpoint, args.model)
-    elif args.model:
-        model = timm.create_model(args.model, pretrained=args.pretrained)
-    else:
-        raise ConfigError('give --model (and --pretrained or --checkpoint)')
-    if model.num_classes != 1000:
-        raise ConfigError(f'the model has {model.num_classes} classes; the 16-category protocol needs ImageNet-1k (1000)')
-    results = evaluate_cue_conflict(model, args.stimuli, args.batch_size)
-    results.update(model=args.model or model.pretrained_cfg['architecture'], checkpoint=args.checkpoint,
-                   stimuli=str(args.stimuli))
-    with atomic_output(out) as tmp:
-        tmp.write_text(json.dumps(results, indent=2) + '\n')
+    results = cue_conflict_to_file(args.out, args.stimuli, model=args.model, checkpoint=args.checkpoint,
+                                   pretrained=args.pretrained, batch_size=args.batch_size, overwrite=args.overwrite)
     print(f"shape bias {results['shape_bias']:.3f} ({results['shape_hits']} shape / {results['texture_hits']} texture "
-          f"decisions on {results['used']} of {results['images']} stimuli); wrote {out}")
+          f"decisions on {results['used']} of {results['images']} stimuli); wrote {Path(args.out)}")
     return 0

@@ -1,83 +1,49 @@
-"""``timm-infodrop eval``: benchmark scores, corruptions and PGD of one model; results.json + results.md + plots."""
+"""``timm-infodrop eval``: a model on a make-data benchmark folder (benchmark scores, corruptions and PGD;
+results.json + results.md + plots: :func:`timm_infodrop.eval.suite.evaluate_to_folder`), or on one domain
+folder such as PACS/sketch (top-1 and mean class top-1: :func:`timm_infodrop.eval.domain_folder.evaluate_domain_folder`)."""
 import argparse
-import json
 from pathlib import Path
 
-from ..errors import CheckpointError, ConfigError, DataError
-from ..io import atomic_directory, check_output_path
+from ..errors import ConfigError
 
-HELP = 'evaluate a model on a make-data benchmark folder: top-1, shape bias, corruptions, PGD'
+HELP = 'evaluate a model on a make-data benchmark folder (top-1, shape bias, corruptions, PGD) or on a domain folder'
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--model', help='timm model name (a variant or a plain arch); default: the folder\'s config')
     parser.add_argument('--checkpoint', help='weights (.safetensors, train.py .pth.tar, local-dir:FOLDER or '
                                              'hf-hub:org/name); default: random init')
-    parser.add_argument('--data', required=True, help='folder written by timm-infodrop make-data')
-    parser.add_argument('--out', required=True, help='output folder (results.json, results.md, PNGs)')
-    parser.add_argument('--baseline', help='a baseline results.json: adds CE and mCE')
-    parser.add_argument('--corruption-images', type=int, default=200, help='val images under corruption')
-    parser.add_argument('--pgd-images', type=int, default=200, help='val images attacked with PGD')
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument('--data', help='folder written by timm-infodrop make-data')
+    data.add_argument('--domain-dir', metavar='DIR',
+                      help='one domain folder, DIR/<class>/<image> (e.g. PACS/sketch), its class names the model\'s '
+                           'label names (else sorted): top-1 and mean class top-1')
+    parser.add_argument('--out', required=True, help='output folder (results.json; with --data also results.md, PNGs)')
+    parser.add_argument('--baseline', help='a baseline results.json: adds CE and mCE (with --data)')
+    parser.add_argument('--corruption-images', type=int, default=200, help='val images under corruption (--data)')
+    parser.add_argument('--pgd-images', type=int, default=200, help='val images attacked with PGD (--data)')
+    parser.add_argument('--batch-size', type=int, default=64, help='evaluation batch size (--domain-dir)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--overwrite', action='store_true', help='replace OUT if it exists')
 
 
-def _read_json(path: Path, flag: str):
-    """The JSON object of ``path``: FileNotFoundError when missing, DataError when not a JSON object."""
-    if not path.is_file():
-        raise FileNotFoundError(f'{flag}: {str(path)!r}: no such file')
-    try:
-        value = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f'{flag}: {str(path)!r} is not valid JSON ({error})') from None
-    if not isinstance(value, dict):
-        raise DataError(f'{flag}: {str(path)!r} holds a JSON {type(value).__name__}, not an object')
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
-    import timm
-    import torch
+    if args.domain_dir is not None:
+        from ..eval.domain_folder import evaluate_domain_folder
 
-    import timm_infodrop  # noqa: F401
-    from ..checkpoint import checkpoint_input, load_variant
-    from ..eval.suite import evaluate_folder, results_markdown
+        if args.baseline:
+            raise ConfigError('--baseline compares benchmark results (--data); it does not apply with --domain-dir')
+        results = evaluate_domain_folder(args.model, args.domain_dir, args.out, checkpoint=args.checkpoint,
+                                         batch_size=args.batch_size, seed=args.seed, overwrite=args.overwrite)
+        print(f"top-1 {results['top1']:.4f}, mean class top-1 {results['mean_class_top1']:.4f} on {results['images']} "
+              f"images of {len(results['classes'])} classes ({', '.join(results['classes'])})")
+        print(f'wrote {Path(args.out)}')
+        return 0
+    from ..eval.suite import evaluate_to_folder, results_markdown
 
-    out = check_output_path(args.out, args.overwrite, directory=True,
-                            inputs=[args.data, checkpoint_input(args.checkpoint), args.baseline])
-    data = Path(args.data)
-    if not (data / 'benchmark.json').is_file():
-        raise DataError(f'--data {str(data)!r} has no benchmark.json: write it with timm-infodrop make-data')
-    classes = _read_json(data / 'val' / 'metadata.json', '--data')['classes']
-    baseline = None
-    if args.baseline:
-        baseline = _read_json(Path(args.baseline), '--baseline')
-        if 'corruption' not in baseline:
-            raise DataError(f'--baseline {args.baseline!r} has no corruption results')
-    torch.manual_seed(args.seed)
-    if not args.model and not (args.checkpoint or '').startswith(('hf-hub:', 'local-dir:')):
-        raise ConfigError('--model is needed unless --checkpoint is a local-dir: or hf-hub: model folder')
-    if args.checkpoint:
-        model = load_variant(args.checkpoint, args.model)
-    else:
-        model = timm.create_model(args.model, num_classes=len(classes))
-    if model.num_classes != len(classes):
-        raise CheckpointError(f'the model has {model.num_classes} classes, the benchmark {len(classes)}')
-    results = evaluate_folder(model.eval(), data, args.corruption_images, args.pgd_images, baseline, args.seed)
-    name = args.model or model.pretrained_cfg['architecture']
-    results.update(model=name, checkpoint=args.checkpoint, data=str(data), seed=args.seed,
-                   corruption_images=args.corruption_images, pgd_images=args.pgd_images)
-    from ..eval.benchmark import normalizer
-    from ..eval.saliency import plot_saliency_grid, plot_severity, plot_shape_bias
-    from ..eval.suite import load_split
-
-    images, _, _ = load_split(data, 'cue_conflict', limit=6)
-    with atomic_directory(out) as tmp:
-        (tmp / 'results.json').write_text(json.dumps(results, indent=2) + '\n')
-        (tmp / 'results.md').write_text(results_markdown(results))
-        plot_severity({name: [results]}, tmp / 'severity.png')
-        plot_saliency_grid(images, {name: model}, normalizer(model), tmp / 'saliency.png', seed=args.seed)
-        plot_shape_bias({name: results['shape_bias']}, tmp / 'shape_bias.png')
+    results = evaluate_to_folder(args.model, args.data, args.out, checkpoint=args.checkpoint, baseline=args.baseline,
+                                 corruption_images=args.corruption_images, pgd_images=args.pgd_images, seed=args.seed,
+                                 overwrite=args.overwrite)
     print(results_markdown(results))
-    print(f'wrote {out}')
+    print(f'wrote {Path(args.out)}')
     return 0

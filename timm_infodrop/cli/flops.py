@@ -1,9 +1,7 @@
-"""``timm-infodrop flops``: parameters, deploy and training FLOPs of every variant (fvcore)."""
+"""``timm-infodrop flops``: parameters, deploy and training FLOPs of every variant (fvcore;
+:func:`timm_infodrop.flops.write_flops_table`)."""
 import argparse
-import platform
-
-from ..errors import ConfigError
-from ..io import atomic_output, check_output_path
+from pathlib import Path
 
 HELP = 'count parameters and FLOPs of every variant with fvcore; print them and write a markdown table'
 
@@ -15,42 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import fvcore
-    import timm
-    import torch
-    from tqdm import tqdm
+    from ..flops import write_flops_table
 
-    from ..flops import markdown_table, measure
-    from ..models import ARCHS
-
-    output = check_output_path(args.output, args.overwrite, suffixes=('.md',))
-    archs = args.archs or list(ARCHS)
-    unknown = [a for a in archs if a not in ARCHS]
-    if unknown:
-        raise ConfigError(f'not supported architectures: {unknown}; choose from {list(ARCHS)}')
-    rows = []
-    for arch in tqdm(archs, desc='counting FLOPs', unit='arch'):
-        rows.extend(measure(arch))
-    table = markdown_table(rows)
-    print(table)
-    text = '\n'.join([
-        '# Parameters and FLOPs',
-        '',
-        'Made by `timm-infodrop flops` (batch 1, each architecture\'s default input size; torch '
-        f'{torch.__version__}, timm {timm.__version__}, fvcore {getattr(fvcore, "__version__", "?")}, '
-        f'Python {platform.python_version()}).',
-        '',
-        '- *deploy*: the plain architecture in eval, fvcore\'s own counting (1 multiply-add = 1 FLOP); what the '
-        'stripped model costs.',
-        '- *train*: one forward in training mode, with every op counted (elementwise ops, reductions and '
-        'random draws 1 FLOP per element, max- and average pools k*k per output), for the plain architecture and for the '
-        'variant; *overhead* is their ratio - 1: the regulariser\'s cost in the forward pass.',
-        '- *train params*: with Information Dropout\'s alpha branches (and learned prior), which `remove_dropout` drops.',
-        '',
-        table,
-        '',
-    ])
-    with atomic_output(output) as tmp:
-        tmp.write_text(text)
-    print(f'wrote {output}')
+    print(write_flops_table(args.output, args.archs, overwrite=args.overwrite))
+    print(f'wrote {Path(args.output)}')
     return 0

@@ -1,10 +1,10 @@
-"""``timm-infodrop infomap [IMAGE] -o OUT.png``: where InfoDrop's stem drops, side by side."""
+"""``timm-infodrop infomap [IMAGE] -o OUT.png``: where InfoDrop's stem drops, side by side
+(:func:`timm_infodrop.viz.write_infomap`)."""
 import argparse
 
-from ..io import atomic_output, check_output_path
+from ..viz import FIGURE_FORMATS as FORMATS
 
 HELP = 'draw an image, its self-information, the drop probability and one sampled InfoDrop mask'
-FORMATS = ('.png', '.pdf', '.svg', '.jpg', '.jpeg')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,15 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..viz import builtin_image, compute_infomap, load_image, plot_infomap
+    from ..viz import write_infomap
 
-    output = check_output_path(args.output, args.overwrite, inputs=[args.image], suffixes=FORMATS)
-    image = load_image(args.image, args.size) if args.image else builtin_image(args.size)
-    infomap = compute_infomap(
-        image, temperature=args.temperature, drop_rate=args.drop_rate, radius=args.radius,
-        num_offsets=args.num_offsets or None, seed=args.seed)
-    fig = plot_infomap(infomap, title=args.image or 'built-in image')
-    with atomic_output(output) as tmp:
-        fig.savefig(tmp, dpi=110, format=output.suffix.lower().lstrip('.').replace('jpg', 'jpeg'))
+    output = write_infomap(args.output, args.image, size=args.size, temperature=args.temperature,
+                           drop_rate=args.drop_rate, radius=args.radius, num_offsets=args.num_offsets, seed=args.seed,
+                           overwrite=args.overwrite)
     print(f'wrote {output}')
     return 0

@@ -1,15 +1,16 @@
-"""``timm-infodrop make-data OUT``: write the synthetic shape-vs-texture benchmark as ImageFolder trees."""
+"""``timm-infodrop make-data OUT``: write the synthetic shape-vs-texture benchmark as ImageFolder trees
+(:func:`timm_infodrop.data.benchmark.make_benchmark`)."""
 import argparse
 import json
 
+from ..data.benchmark import DEFAULT_SPLIT_SIZES, make_benchmark
+from ..data.shapes import SPLITS, ShapesConfig
 from ..errors import ConfigError
-from ..io import atomic_directory, check_output_path
 
 HELP = 'write the synthetic shape-vs-texture benchmark (train/val/cue_conflict/silhouette/texture_only PNGs)'
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..data.benchmark import DEFAULT_SPLIT_SIZES
     parser.add_argument('out', help='output folder')
     parser.add_argument('--size', type=int, default=64, help='image side (px)')
     for split, count in DEFAULT_SPLIT_SIZES.items():
@@ -22,7 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_knobs(items) -> dict:
-    from ..data.shapes import ShapesConfig
     knobs = {}
     for item in items:
         key, sep, value = item.partition('=')
@@ -37,18 +37,8 @@ def parse_knobs(items) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..data.benchmark import write_benchmark
-    from ..data.shapes import SPLITS, ShapesConfig
-
-    out = check_output_path(args.out, args.overwrite, directory=True)
     config = ShapesConfig(size=args.size, seed=args.seed, **parse_knobs(args.set))
-    sizes = {split: getattr(args, f'n_{split}') for split in SPLITS}
-    bad = {k: v for k, v in sizes.items() if v < 1}
-    if bad:
-        raise ConfigError(f'split sizes must be >= 1, got {bad}')
-    with tqdm(total=sum(sizes.values()), desc='writing images', unit='img') as bar, atomic_directory(out) as tmp:
-        write_benchmark(tmp, config, sizes, progress=bar.update)
+    out = make_benchmark(args.out, config, {split: getattr(args, f'n_{split}') for split in SPLITS},
+                         overwrite=args.overwrite)
     print(f'wrote {out}')
     return 0

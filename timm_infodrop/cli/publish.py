@@ -1,8 +1,6 @@
-"""``timm-infodrop publish``: upload a model folder to the Hugging Face Hub (safetensors, config, card)."""
+"""``timm-infodrop publish``: upload a model folder to the Hugging Face Hub (safetensors, config, card):
+:func:`timm_infodrop.hub.stage_for_repo`, then :func:`timm_infodrop.hub.publish`."""
 import argparse
-from pathlib import Path
-
-from ..errors import ConfigError
 
 HELP = 'publish a model folder (model.safetensors + config.json) with its card to the Hugging Face Hub'
 
@@ -20,22 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from huggingface_hub.utils import validate_repo_id
+    from ..hub import publish, stage_for_repo
 
-    from ..hub import publish, stage_folder
-
-    try:
-        validate_repo_id(args.repo_id)
-    except Exception as error:  # huggingface_hub's HFValidationError
-        raise ConfigError(f'--repo-id {args.repo_id!r}: {error}') from None
-    if '/' not in args.repo_id:
-        raise ConfigError(f'--repo-id {args.repo_id!r} needs an organisation or user: ORG/NAME')
-    name = args.repo_id.split('/')[-1]
-    card = args.card
-    if card is None and (Path('hub_configs') / name / 'README.md').is_file():
-        card = str(Path('hub_configs') / name / 'README.md')
-    staging = Path(args.staging or Path('out/publish') / name)
-    folder = stage_folder(args.model_dir, staging, args.repo_id, card=card, overwrite=True)
+    folder, card = stage_for_repo(args.model_dir, args.repo_id, card=args.card, staging=args.staging)
     print(f'staged {folder} (card: {card or "minimal"})')
     if args.dry_run:
         return 0

@@ -1,11 +1,8 @@
 """``timm-infodrop zoo``: ``run`` the CPU zoo end to end, or render ``card`` (MODEL_CARD.md) from its results."""
 import argparse
-import json
 from pathlib import Path
-from typing import Dict, List
 
-from ..errors import ConfigError, DataError
-from ..io import atomic_output
+from ..errors import ConfigError
 
 MAX_SEEDS = 100
 HELP = 'run the model zoo (make data, train, convert, evaluate) or render MODEL_CARD.md from its results'
@@ -43,8 +40,8 @@ def _results(args) -> Path:
 
 def run_pacs(args: argparse.Namespace) -> int:
     from ..data.domains import pacs_root
-    from ..zoo.pacs import PACS_ROWS, collect_pacs, run_pacs_zoo, summarize_pacs
-    from ..zoo.pacs_report import plot_pacs, render_pacs_report
+    from ..zoo.pacs import PACS_ROWS, run_pacs_zoo
+    from ..zoo.pacs_report import report_pacs
 
     results = Path(args.results or 'zoo/results-pacs')
     if args.action == 'drop-sites':  # where InfoDrop would drop in the trained baseline: the choice of k
@@ -65,29 +62,13 @@ def run_pacs(args: argparse.Namespace) -> int:
         finetune = dict(finetune_epochs=args.finetune_epochs) if args.finetune_epochs is not None else {}
         run_pacs_zoo([PACS_ROWS[n] for n in names], args.targets, list(range(count)), pacs_root(args.pacs_root),
                      Path(args.recipe), Path(args.work) / 'pacs', results, **finetune)
-    summary = summarize_pacs(results)
-    if not summary:
-        raise DataError(f'no PACS runs under {str(results)!r}: run `timm-infodrop zoo run --benchmark pacs` first')
-    runs = [r for per in collect_pacs(results).values() for records in per.values() for r in records]
-    seeds = sorted({r['seed'] for r in runs})
-    targets = sorted({r['target'] for r in runs})
-    run_info = {'command': f"timm-infodrop zoo run --benchmark pacs --targets {' '.join(targets)} --seeds {len(seeds)}",
-                'recipe': sorted({r['recipe'] for r in runs})[0], 'seeds': seeds, 'targets': targets,
-                'finetune_epochs': sorted({r['finetune_epochs'] for r in runs})[0],
-                'minutes': round(sum(r['total_minutes'] for r in runs), 1),
-                'commits': sorted({r['commit'] for r in runs})}
-    with atomic_output(results / 'summary.json') as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + '\n')
-    with atomic_output(results / 'run.json') as tmp:
-        tmp.write_text(json.dumps(run_info, indent=2) + '\n')
-    pictures = plot_pacs(results, pacs_root(args.pacs_root))
-    with atomic_output(results / 'REPORT.md') as tmp:
-        tmp.write_text(render_pacs_report(summary, results, run_info, pictures))
+    report = report_pacs(results, pacs_root(args.pacs_root))
+    summary, run_info = report.summary, report.run
     for row, targets in summary.items():
         for target, stats in targets.items():
             print(f"{row:28s} {target:14s} top-1 {stats['top1']['mean']:.3f} +- {stats['top1']['std']:.3f} "
                   f"(n={stats['top1']['n']}), source val {stats['source_val_top1']['mean']:.3f}")
-    print(f'\nreport: {results / "REPORT.md"} ({run_info["minutes"]:.1f} min of training, conversion and evaluation)')
+    print(f'\nreport: {report.report} ({run_info["minutes"]:.1f} min of training, conversion and evaluation)')
     return 0
 
 
@@ -95,58 +76,25 @@ def run(args: argparse.Namespace) -> int:
     if args.benchmark == 'pacs' and args.action != 'card':
         return run_pacs(args)
     if args.action == 'drop-sites':
-        raise ValueError('zoo drop-sites measures the PACS baseline: add --benchmark pacs '
-                         '(the synthetic study is timm-infodrop study drop-sites)')
-    from ..zoo.report import plot_zoo, render_report, summary_table, LABELS
-    from ..zoo.runner import BASELINE, BUDGETS, ZOO_MODELS, run_zoo, zoo_model
-    from ..zoo.summary import collect, summarize
+        raise ConfigError('zoo drop-sites measures the PACS baseline: add --benchmark pacs '
+                          '(the synthetic study is timm-infodrop study drop-sites)')
+    from ..zoo.report import LABELS, summary_table
+    from ..zoo.runner import BUDGETS, report_zoo, run_zoo, write_card, zoo_model
 
     results = _results(args)
     if args.action == 'card':
-        from ..zoo.card import render_card
-        with atomic_output(args.card) as tmp:
-            tmp.write_text(render_card(results, Path(args.pacs_results)))
-        print(f'wrote {args.card}')
+        print(f'wrote {write_card(Path(args.card), results, Path(args.pacs_results))}')
         return 0
 
     budget = BUDGETS['quick' if args.quick else 'full']
     count = args.seeds if args.seeds is not None else (1 if args.quick else 3)
     if not 1 <= count <= MAX_SEEDS:
         raise ConfigError(f'--seeds must be in [1, {MAX_SEEDS}], got {args.seeds}')
-    seeds = list(range(count))
     names = args.models or list(budget.models)
-    work = Path(args.work)
     if args.action == 'run':
-        if BASELINE not in names and not (results / BASELINE).is_dir():
-            raise ConfigError(f'the zoo needs {BASELINE} runs (mCE is relative to it): add it to --models')
-        run_zoo([zoo_model(name) for name in names], Path(args.recipes), seeds, budget, work, results)
-    # every model with results, in the zoo's order; the per-seed records say how each was made
-    runs = collect(results, BASELINE)
-    order = list(ZOO_MODELS)
-    runs = {m: runs[m] for m in sorted(runs, key=lambda m: (order.index(m) if m in order else len(order), m))}
-    records = [json.loads((results / model / f'seed{seed}' / 'run.json').read_text())
-               for model in runs for seed in sorted(runs[model])]
-    summary = summarize(runs, {r['model']: r.get('architecture', r['model']) for r in records})
-    by_commit: Dict[str, List[str]] = {}
-    for record in records:
-        models = by_commit.setdefault(record.get('commit', ''), [])
-        models += [] if record['model'] in models else [record['model']]
-    seeds = sorted({record['seed'] for record in records})  # of every run summarised, not only this call's
-    run_info = {'command': f'timm-infodrop zoo run{" --quick" if args.quick else ""} --seeds {len(seeds)}',
-                'budget': budget.name, 'seeds': seeds, 'sizes': budget.sizes,
-                'epochs': f'{budget.epochs} epochs' if budget.epochs else "the recipes' epochs",
-                'minutes': round(sum(r['total_minutes'] for r in records), 1),
-                # the code the runs were made with: one commit, or '' when unknown or mixed
-                'commit': next(iter(by_commit)) if len(by_commit) == 1 else '',
-                'commits': by_commit}
-    with atomic_output(results / 'summary.json') as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + '\n')
-    with atomic_output(results / 'run.json') as tmp:
-        tmp.write_text(json.dumps(run_info, indent=2) + '\n')
-    deploys = {r['model']: Path(r['deploy']) for r in records if r['seed'] == seeds[0] and Path(r['deploy']).is_dir()}
-    pictures = plot_zoo(summary, results, deploys, work / f'data-{budget.name}')
-    with atomic_output(results / 'REPORT.md') as tmp:
-        tmp.write_text(render_report(summary, run_info, pictures))
-    print(summary_table(summary, LABELS))
-    print(f'\nreport: {results / "REPORT.md"} ({run_info["minutes"]:.1f} min of training, conversion and evaluation)')
+        run_zoo([zoo_model(name) for name in names], Path(args.recipes), list(range(count)), budget, Path(args.work),
+                results)
+    report = report_zoo(results, budget, Path(args.work))
+    print(summary_table(report.summary, LABELS))
+    print(f'\nreport: {report.report} ({report.run["minutes"]:.1f} min of training, conversion and evaluation)')
     return 0

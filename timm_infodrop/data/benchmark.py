@@ -9,7 +9,8 @@ from PIL import Image
 
 from .shapes import SPLITS, ShapesConfig, sample
 
-__all__ = ['ShapesDataset', 'DEFAULT_SPLIT_SIZES', 'write_split', 'write_benchmark', 'contact_sheet', 'class_names']
+__all__ = ['ShapesDataset', 'DEFAULT_SPLIT_SIZES', 'write_split', 'write_benchmark', 'make_benchmark', 'contact_sheet',
+           'class_names']
 
 DEFAULT_SPLIT_SIZES = {'train': 5000, 'val': 1000, 'cue_conflict': 1000, 'silhouette': 1000, 'texture_only': 1000}
 
@@ -80,6 +81,39 @@ def write_benchmark(root: Path, config: ShapesConfig, sizes: Optional[Dict[str, 
         write_split(root, split, sizes[split], config, progress)
     (root / 'benchmark.json').write_text(json.dumps({'config': config.to_dict(), 'sizes': sizes}, indent=2) + '\n')
     return root
+
+
+def make_benchmark(out, config: Optional[ShapesConfig] = None, sizes: Optional[Dict[str, int]] = None,
+                   overwrite: bool = False, progress: bool = True) -> Path:
+    """Write the benchmark (:func:`write_benchmark`) to the folder ``out``, whole or not at all; returns its path.
+
+    ``config`` defaults to :class:`ShapesConfig`'s defaults, ``sizes`` (images per split) to
+    :data:`DEFAULT_SPLIT_SIZES` for the splits it leaves out. An existing ``out`` is replaced only with
+    ``overwrite``; ``progress`` shows a bar over the images.
+
+    Raises:
+        OutputError: ``out`` exists (without ``overwrite``) or cannot be written.
+        ConfigError: a split size below 1, or a split the benchmark does not have.
+    """
+    from tqdm import tqdm
+
+    from ..errors import ConfigError
+    from ..io import atomic_directory, check_output_path
+
+    out = check_output_path(out, overwrite, directory=True)
+    config = config if config is not None else ShapesConfig()
+    unknown = sorted(set(sizes or {}) - set(SPLITS))
+    if unknown:
+        raise ConfigError(f'unknown splits {unknown}; the benchmark\'s splits are {list(SPLITS)}')
+    sizes = dict(DEFAULT_SPLIT_SIZES, **(sizes or {}))
+    sizes = {split: sizes[split] for split in SPLITS}
+    bad = {k: v for k, v in sizes.items() if v < 1}
+    if bad:
+        raise ConfigError(f'split sizes must be >= 1, got {bad}')
+    with tqdm(total=sum(sizes.values()), desc='writing images', unit='img', disable=not progress) as bar, \
+            atomic_directory(out) as tmp:
+        write_benchmark(tmp, config, sizes, progress=bar.update)
+    return out
 
 
 def contact_sheet(config: ShapesConfig, split: str, per_class: int = 6, scale: int = 1) -> Image.Image:

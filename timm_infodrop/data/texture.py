@@ -10,19 +10,25 @@ was filtered away, usually beside the originals. Each filter takes a float tenso
 * :func:`cartoonize`: bilateral colour smoothing, times an edge mask from an adaptive threshold of the
   median-filtered grey image.
 
-:class:`TextureSuppression` wraps them for timm/torchvision pipelines (PIL images or tensors).
+:class:`TextureSuppression` wraps them for timm/torchvision pipelines (PIL images or tensors);
+:func:`suppress_folder` writes a filtered (or doubled) copy of an image folder, :func:`preview_texture_suppression`
+draws images before and after every method.
 """
-from typing import Callable, Dict, Tuple, Union
+import os
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 
 __all__ = ['anisotropic_diffusion', 'bilateral', 'cartoonize', 'TextureSuppression', 'METHODS', 'pil_to_tensor',
-           'tensor_to_pil']
+           'tensor_to_pil', 'load_image_tensor', 'suppress_folder', 'preview_texture_suppression', 'PREVIEW_IMAGES']
+
+PREVIEW_IMAGES = 8  # the images suppress_folder's preview draws
 
 
 def _as_batch(img: torch.Tensor, name: str) -> Tuple[torch.Tensor, bool]:
@@ -205,3 +211,110 @@ class TextureSuppression:
     def __repr__(self) -> str:
         kwargs = ''.join(f', {k}={v!r}' for k, v in self.kwargs.items())
         return f'{type(self).__name__}(method={self.method!r}, p={self.p}{kwargs})'
+
+
+def load_image_tensor(path) -> torch.Tensor:
+    """An image file as a float tensor (C, H, W) in [0, 1]: grey images (L, I;16, 1) with one channel, the rest RGB.
+
+    Raises:
+        DataError: naming an unreadable file or a decompression bomb.
+    """
+    from .folders import open_image
+
+    image = open_image(Path(path), mode=None)
+    return pil_to_tensor(image.convert('L' if image.mode in ('L', 'I;16', '1') else 'RGB'))
+
+
+def suppress_folder(source: Union[str, os.PathLike], out: Union[str, os.PathLike], method: str, double: bool = False,
+                    batch_size: int = 64, overwrite: bool = False, progress: bool = True,
+                    preview: Optional[Union[str, os.PathLike]] = None) -> int:
+    """Write ``out``: the tree of the image folder ``source`` with every image filtered by ``method`` (a
+    :data:`METHODS` name, at its defaults); returns the number of images filtered.
+
+    ``double`` keeps the originals and adds the filtered copy beside each as ``<name>_<method><suffix>`` (the
+    paper's doubled dataset). Files that are not images (labels, metadata) are copied as they are. Images of
+    one size are filtered ``batch_size`` at a time. ``out`` is written whole or not at all; an existing one is
+    replaced only with ``overwrite``, and never an input. ``preview``: also draw the first
+    :data:`PREVIEW_IMAGES` images before and after every method into that PNG
+    (:func:`preview_texture_suppression`).
+
+    Raises:
+        FileNotFoundError, OutputError, ConfigError, DataError: before any work, for a missing ``source``, a
+            refused output, a bad ``batch_size`` or ``method``, no images or a file that is not an image.
+    """
+    import shutil
+
+    from tqdm import tqdm
+
+    from ..io import atomic_directory, check_output_path
+    from .folders import IMAGE_SUFFIXES, image_size
+
+    source = Path(source)
+    if not source.is_dir():
+        raise FileNotFoundError(f'--in {str(source)!r} is not a folder')
+    out = check_output_path(out, overwrite, directory=True, inputs=[source])
+    if preview is not None:
+        check_output_path(preview, overwrite, suffixes=('.png',), inputs=[source])
+    if batch_size < 1:
+        raise ConfigError(f'--batch-size must be >= 1, got {batch_size}')
+    if method not in METHODS:
+        raise ConfigError(f'unknown texture-suppression method {method!r}; methods: {sorted(METHODS)}')
+    files = sorted(p for p in source.rglob('*') if p.is_file())
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        raise DataError(f'--in {str(source)!r} holds no images ({", ".join(IMAGE_SUFFIXES)})')
+    for path in images:  # headers only: a decompression bomb or a file that is not an image, before any work
+        image_size(path)
+    fn = METHODS[method]
+    with atomic_directory(out) as tmp, tqdm(total=len(images), desc=f'{method} filtering', unit='img',
+                                            disable=not progress) as bar:
+        for path in files:  # the rest of the tree (labels, metadata) is copied as it is
+            if path.suffix.lower() not in IMAGE_SUFFIXES or double:
+                (tmp / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, tmp / path.relative_to(source))
+        pending = []
+
+        def flush():
+            batch = fn(torch.stack([tensor for _, tensor in pending]))
+            for (target, _), filtered in zip(pending, batch):
+                tensor_to_pil(filtered).save(target)
+            bar.update(len(pending))
+            pending.clear()
+
+        for path in images:
+            relative = path.relative_to(source)
+            target = tmp / (relative.with_name(f'{path.stem}_{method}{path.suffix}') if double else relative)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tensor = load_image_tensor(path)
+            if pending and (tensor.shape != pending[0][1].shape or len(pending) == batch_size):
+                flush()
+            pending.append((target, tensor))
+        if pending:
+            flush()
+    if preview is not None:
+        preview_texture_suppression(images[:PREVIEW_IMAGES], preview)
+    return len(images)
+
+
+def preview_texture_suppression(paths: Sequence[Union[str, os.PathLike]], png: Union[str, os.PathLike]) -> Path:
+    """Write a PNG grid of the images ``paths`` (those of the first one's shape, as RGB) before and after every
+    method of :data:`METHODS` (:func:`timm_infodrop.viz.plot_texture_suppression`), atomically; returns its path."""
+    from ..io import atomic_output
+    from ..viz import plot_texture_suppression
+
+    if not paths:
+        raise DataError('the texture-suppression preview needs at least one image')
+    tensors = [load_image_tensor(p) for p in paths]
+    tensors = [t.expand(3, -1, -1) for t in tensors if t.shape == tensors[0].shape]
+    batch = torch.stack(tensors)
+    to_numpy = lambda t: t.permute(0, 2, 3, 1).numpy()  # noqa: E731
+    fig = plot_texture_suppression(to_numpy(batch), {name: to_numpy(fn(batch)) for name, fn in METHODS.items()})
+    from matplotlib import pyplot as plt  # after plot_texture_suppression chose the Agg backend
+
+    png = Path(png)
+    try:
+        with atomic_output(png) as tmp:
+            fig.savefig(tmp, dpi=100, format='png')
+    finally:
+        plt.close(fig)
+    return png

@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from ..errors import DataError
 from .metrics import shape_bias
 
 __all__ = ['categories', 'category_indices', 'category_probabilities', 'parse_stimulus_name',
-           'find_stimuli', 'evaluate_cue_conflict']
+           'find_stimuli', 'evaluate_cue_conflict', 'cue_conflict_to_file']
 
 _NAME = re.compile(r'^([a-z]+)\d+-([a-z]+)\d+$')
 
@@ -101,3 +101,39 @@ def evaluate_cue_conflict(model: nn.Module, folder: Path, batch_size: int = 32,
     return {'shape_bias': shape_bias(pred, shape, texture), 'images': len(files), 'used': int(keep.sum()),
             'shape_hits': int(np.sum((pred == shape) & keep)), 'texture_hits': int(np.sum((pred == texture) & keep)),
             'per_shape': per_shape}
+
+
+def cue_conflict_to_file(out, stimuli, model: Optional[str] = None, checkpoint: Optional[str] = None,
+                         pretrained: bool = False, batch_size: int = 32, overwrite: bool = False) -> Dict:
+    """:func:`evaluate_cue_conflict` of a model, written with what was run (``model``, ``checkpoint``,
+    ``stimuli``) to the JSON file ``out``, atomically; returns the results.
+
+    The model: ``checkpoint`` loaded (:func:`timm_infodrop.checkpoint.load_variant`; ``model`` names or checks
+    its architecture), else timm's ``model`` (with its pretrained weights if ``pretrained``). It must have the
+    1000 ImageNet-1k classes.
+
+    Raises:
+        OutputError, FileNotFoundError, DataError, ConfigError, CheckpointError: input a user can fix, before
+            the evaluation.
+    """
+    import timm
+
+    from ..checkpoint import checkpoint_input, load_variant
+    from ..errors import ConfigError
+    from ..io import atomic_output, check_output_path
+
+    out = check_output_path(out, overwrite, inputs=[checkpoint_input(checkpoint), stimuli], suffixes=('.json',))
+    find_stimuli(stimuli)
+    if checkpoint:
+        network = load_variant(checkpoint, model)
+    elif model:
+        network = timm.create_model(model, pretrained=pretrained)
+    else:
+        raise ConfigError('give --model (and --pretrained or --checkpoint)')
+    if network.num_classes != 1000:
+        raise ConfigError(f'the model has {network.num_classes} classes; the 16-category protocol needs ImageNet-1k (1000)')
+    results = evaluate_cue_conflict(network, stimuli, batch_size)
+    results.update(model=model or network.pretrained_cfg['architecture'], checkpoint=checkpoint, stimuli=str(stimuli))
+    with atomic_output(out) as tmp:
+        tmp.write_text(json.dumps(results, indent=2) + '\n')
+    return results

@@ -11,22 +11,25 @@
 * ``pgd_top1``: top-1 under PGD-Linf (eps 8/255, step 2/255, 20 steps, random start) on the first
   ``pgd_images`` val images;
 * ``model``, ``checkpoint``, ``data``, ``seed``, ``corruption_images``, ``pgd_images``: what was run.
+
+:func:`evaluate_to_folder` writes them (``results.json``, ``results.md``, the pictures) into a folder.
 """
 import json
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..data.folders import open_image
-from ..errors import CheckpointError, DataError
+from ..errors import CheckpointError, ConfigError, DataError
 from .benchmark import normalizer
 from .metrics import images_to_tensor, predict_images, shape_bias, top1
 from .robustness import corruption_errors, evaluate_corruptions, pgd_top1
 
-__all__ = ['load_split', 'evaluate_folder', 'model_label_map', 'results_markdown']
+__all__ = ['load_split', 'evaluate_folder', 'evaluate_to_folder', 'load_model', 'read_json_object', 'model_label_map',
+           'results_markdown']
 
 
 def load_split(root: Path, split: str, limit: Optional[int] = None):
@@ -100,3 +103,87 @@ def results_markdown(results: Dict) -> str:
     lines += ['', '| corruption | mean top-1 over severities |', '| --- | ---: |']
     lines += [f'| {name} | {np.mean(list(row.values())):.3f} |' for name, row in corruption['per_corruption'].items()]
     return '\n'.join(lines) + '\n'
+
+
+def read_json_object(path, flag: str) -> Dict:
+    """The JSON object of ``path``: FileNotFoundError when missing, DataError when not a JSON object (``flag``
+    names the argument in the messages)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'{flag}: {str(path)!r}: no such file')
+    try:
+        value = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(f'{flag}: {str(path)!r} is not valid JSON ({error})') from None
+    if not isinstance(value, dict):
+        raise DataError(f'{flag}: {str(path)!r} holds a JSON {type(value).__name__}, not an object')
+    return value
+
+
+def load_model(model: Optional[str], checkpoint: Optional[str], num_classes: int) -> nn.Module:
+    """The model to evaluate: ``checkpoint`` loaded (:func:`timm_infodrop.checkpoint.load_variant`; ``model``
+    names or checks its architecture), else ``model`` at random init with ``num_classes``.
+
+    Raises:
+        ConfigError: neither a ``model`` nor a ``local-dir:``/``hf-hub:`` model folder names the architecture.
+    """
+    import timm
+
+    import timm_infodrop  # noqa: F401  the variants must be registered
+    from ..checkpoint import MODEL_FOLDER_PREFIXES, load_variant
+
+    if not model and not (checkpoint or '').startswith(MODEL_FOLDER_PREFIXES):
+        raise ConfigError('--model is needed unless --checkpoint is a local-dir: or hf-hub: model folder')
+    if checkpoint:
+        return load_variant(checkpoint, model)
+    return timm.create_model(model, num_classes=num_classes)
+
+
+def evaluate_to_folder(model: Union[str, nn.Module, None], data, out, checkpoint: Optional[str] = None,
+                       baseline=None, corruption_images: int = 200, pgd_images: int = 200, seed: int = 0,
+                       overwrite: bool = False) -> Dict:
+    """Evaluate a model on the make-data benchmark folder ``data`` and write ``out`` whole (or not at all):
+    ``results.json`` (the schema above), ``results.md`` (:func:`results_markdown`), ``severity.png``,
+    ``saliency.png`` and ``shape_bias.png``. Returns the results.
+
+    ``model``: a built ``nn.Module``, or a timm model name (a variant or a plain arch) built by
+    :func:`load_model` with ``checkpoint`` (None: the name's random init; a ``local-dir:``/``hf-hub:`` folder
+    needs no name). ``checkpoint`` is recorded either way. ``baseline``: a results.json path, for CE and mCE.
+    An existing ``out`` is replaced only with ``overwrite``; ``out`` is never one of the inputs.
+
+    Raises:
+        OutputError, DataError, ConfigError, CheckpointError, FileNotFoundError: input a user can fix, before
+            the evaluation's work.
+    """
+    from ..checkpoint import checkpoint_input
+    from ..io import atomic_directory, check_output_path
+    from .saliency import plot_saliency_grid, plot_severity, plot_shape_bias
+
+    out = check_output_path(out, overwrite, directory=True, inputs=[data, checkpoint_input(checkpoint), baseline])
+    data = Path(data)
+    if not (data / 'benchmark.json').is_file():
+        raise DataError(f'--data {str(data)!r} has no benchmark.json: write it with timm-infodrop make-data')
+    classes = read_json_object(data / 'val' / 'metadata.json', '--data')['classes']
+    baseline_results = None
+    if baseline:
+        baseline_results = read_json_object(baseline, '--baseline')
+        if 'corruption' not in baseline_results:
+            raise DataError(f'--baseline {str(baseline)!r} has no corruption results')
+    torch.manual_seed(seed)
+    name = model if isinstance(model, str) and model else None
+    if not isinstance(model, nn.Module):
+        model = load_model(name, checkpoint, len(classes))
+    if model.num_classes != len(classes):
+        raise CheckpointError(f'the model has {model.num_classes} classes, the benchmark {len(classes)}')
+    results = evaluate_folder(model.eval(), data, corruption_images, pgd_images, baseline_results, seed)
+    name = name or model.pretrained_cfg['architecture']
+    results.update(model=name, checkpoint=checkpoint, data=str(data), seed=seed,
+                   corruption_images=corruption_images, pgd_images=pgd_images)
+    images, _, _ = load_split(data, 'cue_conflict', limit=6)
+    with atomic_directory(out) as tmp:
+        (tmp / 'results.json').write_text(json.dumps(results, indent=2) + '\n')
+        (tmp / 'results.md').write_text(results_markdown(results))
+        plot_severity({name: [results]}, tmp / 'severity.png')
+        plot_saliency_grid(images, {name: model}, normalizer(model), tmp / 'saliency.png', seed=seed)
+        plot_shape_bias({name: results['shape_bias']}, tmp / 'shape_bias.png')
+    return results

@@ -22,11 +22,12 @@ from .naming import (DEFAULT_HUB_ORG, HUB_ORG_ENV, ZOO_TAG, HubRepo, check_hub_i
                      repo_for, zoo_repos, zoo_weights_cfg)
 
 __all__ = ['HUB_ORG_ENV', 'DEFAULT_HUB_ORG', 'ZOO_TAG', 'HubRepo', 'HubWeightsError', 'hub_org', 'zoo_repos',
-           'repo_for', 'explain_hub_error', 'hub_errors', 'read_model_config', 'stage_folder', 'publish',
-           'PUBLISHED_FILES']
+           'repo_for', 'explain_hub_error', 'hub_errors', 'read_model_config', 'stage_folder', 'stage_for_repo',
+           'check_repo_id', 'publish', 'PUBLISHED_FILES']
 
 # name -> its module under timm_infodrop.hub, imported on first access
-_LAZY = {name: 'publishing' for name in ('PUBLISHED_FILES', 'minimal_card', 'stage_folder', 'publish')}
+_LAZY = {name: 'publishing' for name in ('PUBLISHED_FILES', 'minimal_card', 'stage_folder', 'stage_for_repo',
+                                         'check_repo_id', 'publish')}
 
 
 def __getattr__(name: str) -> Any:

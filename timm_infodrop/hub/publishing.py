@@ -5,15 +5,15 @@ first use of its names, so ``import timm_infodrop`` does not.
 """
 import shutil
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
-from ..errors import CheckpointError, DataError
+from ..errors import CheckpointError, ConfigError, DataError
 from ..io import atomic_directory, check_output_path
 from .config import read_model_config
 from .errors import hub_errors
 from .naming import plain_architecture
 
-__all__ = ['PUBLISHED_FILES', 'minimal_card', 'stage_folder', 'publish']
+__all__ = ['PUBLISHED_FILES', 'minimal_card', 'stage_folder', 'stage_for_repo', 'check_repo_id', 'publish']
 
 PUBLISHED_FILES = ('model.safetensors', 'config.json', 'README.md')
 
@@ -78,6 +78,37 @@ def stage_folder(model_dir: Union[str, Path], out: Union[str, Path], repo_id: st
         shutil.copyfile(model_dir / 'config.json', staging / 'config.json')
         (staging / 'README.md').write_text(card_text)
     return out
+
+
+def check_repo_id(repo_id: str) -> str:
+    """``repo_id`` if it is a valid Hub id of the form ORG/NAME; ConfigError (naming it) otherwise."""
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except Exception as error:  # huggingface_hub's HFValidationError
+        raise ConfigError(f'--repo-id {repo_id!r}: {error}') from None
+    if '/' not in repo_id:
+        raise ConfigError(f'--repo-id {repo_id!r} needs an organisation or user: ORG/NAME')
+    return repo_id
+
+
+def stage_for_repo(model_dir: Union[str, Path], repo_id: str, card: Optional[Union[str, Path]] = None,
+                   staging: Optional[Union[str, Path]] = None, hub_configs: Union[str, Path] = 'hub_configs'
+                   ) -> Tuple[Path, Optional[str]]:
+    """Check ``repo_id`` (:func:`check_repo_id`) and stage ``model_dir`` for it (:func:`stage_folder`, replacing
+    an earlier staging); returns the staged folder and the card used (None: the minimal card).
+
+    ``card`` defaults to ``hub_configs/NAME/README.md`` (NAME: the repo's name) when that file exists;
+    ``staging`` to ``out/publish/NAME``.
+    """
+    check_repo_id(repo_id)
+    name = repo_id.split('/')[-1]
+    if card is None and (Path(hub_configs) / name / 'README.md').is_file():
+        card = Path(hub_configs) / name / 'README.md'
+    card = None if card is None else str(card)
+    folder = stage_folder(model_dir, Path(staging or Path('out/publish') / name), repo_id, card=card, overwrite=True)
+    return folder, card
 
 
 def _checked_card(path: Path) -> str:

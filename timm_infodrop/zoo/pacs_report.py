@@ -5,14 +5,18 @@ each row over the baseline on each target is the mean of the paired (same seed, 
 differences, with their standard deviation; a change counts as measured when the 95% confidence
 interval of that mean (Student's t over the seeds) excludes zero.
 """
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
 
-from .pacs import BASELINE, EARLY_STAGES, PACS_ROWS, collect_pacs
+from ..errors import DataError
+from ..io import atomic_output
+from .pacs import BASELINE, EARLY_STAGES, PACS_ROWS, collect_pacs, summarize_pacs
 
-__all__ = ['paired_gain', 'render_pacs_report', 'render_pacs_section', 'plot_pacs', 'plot_pacs_top1',
+__all__ = ['report_pacs', 'PacsReport', 'paired_gain', 'render_pacs_report', 'render_pacs_section', 'plot_pacs', 'plot_pacs_top1',
            'plot_pacs_attributions', 'picture_images',
            'pacs_table', 'CONFIDENCE']
 
@@ -139,8 +143,6 @@ def calibration_lines(runs: Dict) -> List[str]:
 def _k_reading(path: Path) -> str:
     """Why the early row stops at k = 1, from ``drop_sites.json`` (``timm-infodrop zoo drop-sites --benchmark
     pacs``): the drop distribution at each candidate site of the trained baseline."""
-    import json
-
     if not path.is_file():
         return 'The early row uses k = 1 (the drop-site measurement is not in the results folder).'
     data = json.loads(path.read_text())
@@ -296,3 +298,36 @@ def render_pacs_report(summary: Dict, results: Path, run_info: Dict, pictures: L
     lines += ['', '## Against the baseline', ''] + _gain_lines(runs, summary) + ['', _claim(runs, summary), '']
     lines += [f'![{p}]({p})' for p in pictures]
     return '\n'.join(lines) + '\n'
+
+
+@dataclass
+class PacsReport:
+    summary: Dict
+    run: Dict
+    pictures: List[str]
+    report: Path
+
+
+def report_pacs(results: Path, root: Path) -> PacsReport:
+    """Summarise every run under ``results`` into ``summary.json`` and ``run.json``, draw the pictures (the
+    attributions from the deployed models on this machine) and write ``REPORT.md``, each atomically."""
+    results = Path(results)
+    summary = summarize_pacs(results)
+    if not summary:
+        raise DataError(f'no PACS runs under {str(results)!r}: run `timm-infodrop zoo run --benchmark pacs` first')
+    runs = [r for per in collect_pacs(results).values() for records in per.values() for r in records]
+    seeds = sorted({r['seed'] for r in runs})
+    targets = sorted({r['target'] for r in runs})
+    run_info = {'command': f"timm-infodrop zoo run --benchmark pacs --targets {' '.join(targets)} --seeds {len(seeds)}",
+                'recipe': sorted({r['recipe'] for r in runs})[0], 'seeds': seeds, 'targets': targets,
+                'finetune_epochs': sorted({r['finetune_epochs'] for r in runs})[0],
+                'minutes': round(sum(r['total_minutes'] for r in runs), 1),
+                'commits': sorted({r['commit'] for r in runs})}
+    with atomic_output(results / 'summary.json') as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + '\n')
+    with atomic_output(results / 'run.json') as tmp:
+        tmp.write_text(json.dumps(run_info, indent=2) + '\n')
+    pictures = plot_pacs(results, root)
+    with atomic_output(results / 'REPORT.md') as tmp:
+        tmp.write_text(render_pacs_report(summary, results, run_info, pictures))
+    return PacsReport(summary, run_info, pictures, results / 'REPORT.md')

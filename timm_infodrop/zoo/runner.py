@@ -3,10 +3,13 @@
 A zoo model is a CPU recipe trained either on the benchmark or on its training split doubled with a
 texture-suppressed copy of every image (the "Anisotropic ImageNet" recipe: originals plus filtered copies),
 at the recipe's epochs or others (the control with as many updates as the doubled data makes).
-Everything goes through the ``timm-infodrop`` subcommands, so the zoo runs exactly what users run.
-Heavy artefacts (data, checkpoints, deploy folders) live under ``work`` (default ``out/zoo``); the
-small ones (results.json, convert_report.json, train log, plots) are copied to
-``results/<model>/seed<k>/``.
+Every step is the library function its ``timm-infodrop`` subcommand calls (:func:`make_benchmark`,
+:func:`suppress_folder`, :func:`train`, :func:`convert_folder`, :func:`evaluate_to_folder`), with the
+subcommand's defaults, so the zoo runs exactly what users run, and a step's error reaches the caller as it
+was raised. Heavy artefacts (data, checkpoints, deploy folders) live under ``work`` (default ``out/zoo``);
+the small ones (results.json, convert_report.json, train log, plots) are copied to
+``results/<model>/seed<k>/``. :func:`report_zoo` aggregates the results folder (summary.json, run.json,
+pictures, REPORT.md).
 """
 import json
 import shutil
@@ -15,11 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..cli import main as cli
-from ..data.benchmark import DEFAULT_SPLIT_SIZES
-from ..io import atomic_directory
+from ..data.benchmark import DEFAULT_SPLIT_SIZES, make_benchmark
+from ..data.shapes import SPLITS, ShapesConfig
+from ..data.texture import suppress_folder
+from ..deploy import convert_folder, convert_summary
+from ..errors import ConfigError
+from ..eval.suite import evaluate_to_folder, results_markdown
+from ..io import atomic_directory, atomic_output
+from ..train import TrainConfig, train
 
-__all__ = ['Budget', 'BUDGETS', 'ZooModel', 'ZOO_MODELS', 'zoo_model', 'run_zoo', 'run_one', 'suppressed_data']
+__all__ = ['Budget', 'BUDGETS', 'ZooModel', 'ZOO_MODELS', 'zoo_model', 'run_zoo', 'run_one', 'suppressed_data',
+           'ensure_data', 'report_zoo', 'ZooReport', 'write_card', 'BASELINE']
 
 BASELINE = 'resnet18'
 
@@ -87,19 +96,14 @@ def _commit() -> str:
         return ''
 
 
-def _call(argv: List[str]) -> None:
-    code = cli(argv)
-    if code != 0:
-        raise RuntimeError(f'timm-infodrop {" ".join(argv)} exited with {code}')
-
-
 def ensure_data(folder: Path, budget: Budget) -> Path:
-    """The benchmark at ``folder`` with the budget's split sizes (written once, reused after)."""
+    """The benchmark at ``folder`` with the budget's split sizes (written once, reused after): make-data's
+    defaults (64 px, seed 0), splits the budget leaves out at their default sizes."""
     marker = folder / 'benchmark.json'
     if marker.is_file() and json.loads(marker.read_text()).get('sizes') == budget.sizes:
         return folder
-    sizes = [f'--{split.replace("_", "-")}={count}' for split, count in budget.sizes.items()]
-    _call(['make-data', str(folder), *sizes, '--overwrite'])
+    sizes = {split: budget.sizes.get(split, DEFAULT_SPLIT_SIZES[split]) for split in SPLITS}
+    print(f'wrote {make_benchmark(folder, ShapesConfig(), sizes, overwrite=True)}')
     return folder
 
 
@@ -111,8 +115,8 @@ def suppressed_data(data: Path, method: str) -> Path:
     if marker.is_file() and marker.read_bytes() == (data / 'benchmark.json').read_bytes():
         return folder
     with atomic_directory(folder) as tmp:
-        _call(['suppress-texture', '--method', method, '--in', str(data / 'train'), '--out', str(tmp / 'train'),
-               '--double'])
+        count = suppress_folder(data / 'train', tmp / 'train', method, double=True)
+        print(f'wrote {tmp / "train"} ({count} images doubled with {method})')
         for item in sorted(data.iterdir()):
             if item.name not in ('train', 'benchmark.json'):
                 (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
@@ -134,19 +138,19 @@ def run_one(model: ZooModel, recipes: Path, seed: int, data: Path, work: Path, r
     name = f'{model.name}-seed{seed}'
     run_dir, deploy, evaluation = work / 'runs' / name, work / 'deploy' / name, work / 'eval' / name
     start = time.perf_counter()
-    train = ['train', '-c', str(recipe), '--data-dir', str(train_data), '--seed', str(seed), '--output',
-             str(run_dir.parent), '--experiment', run_dir.name, '--overwrite']
     epochs = budget.epochs if budget.epochs is not None else model.epochs
-    if epochs is not None:
-        train += ['--epochs', str(epochs)]
-    _call(train)
+    train(TrainConfig.from_recipe(recipe, data_dir=str(train_data), seed=seed, output=str(run_dir.parent),
+                                  experiment=run_dir.name, overwrite=True,
+                                  **({} if epochs is None else {'epochs': epochs})))
     train_minutes = (time.perf_counter() - start) / 60
-    _call(['convert', '--checkpoint', f'local-dir:{run_dir}', '--data-dir', str(train_data), '--out', str(deploy),
-           '--finetune-epochs', str(budget.finetune_epochs), '--finetune-params', 'all', '--no-aug', '--batch-size', '64',
-           '--seed', str(seed), '--overwrite'])
-    _call(['eval', '--checkpoint', f'local-dir:{deploy}', '--data', str(data), '--out', str(evaluation),
-           '--corruption-images', str(budget.corruption_images), '--pgd-images', str(budget.pgd_images),
-           '--seed', str(seed), '--overwrite'])
+    report = convert_folder(f'local-dir:{run_dir}', train_data, deploy, finetune_epochs=budget.finetune_epochs,
+                            finetune_params='all', no_aug=True, batch_size=64, seed=seed, overwrite=True, log=print)
+    print(convert_summary(report, deploy))
+    results_md = results_markdown(evaluate_to_folder(
+        None, data, evaluation, checkpoint=f'local-dir:{deploy}', corruption_images=budget.corruption_images,
+        pgd_images=budget.pgd_images, seed=seed, overwrite=True))
+    print(results_md)
+    print(f'wrote {evaluation}')
     target = results / model.name / f'seed{seed}'
     target.mkdir(parents=True, exist_ok=True)
     for folder in (run_dir, deploy, evaluation):
@@ -165,7 +169,9 @@ def run_one(model: ZooModel, recipes: Path, seed: int, data: Path, work: Path, r
 def run_zoo(models: Sequence[ZooModel], recipes: Path, seeds: Sequence[int], budget: Budget, work: Path,
             results: Path) -> List[Dict]:
     """Every model x seed, recipes read from the folder ``recipes`` (the baseline first, so later runs can
-    be compared with it)."""
+    be compared with it). The baseline must be among ``models`` unless ``results`` holds its runs already."""
+    if BASELINE not in [m.name for m in models] and not (results / BASELINE).is_dir():
+        raise ConfigError(f'the zoo needs {BASELINE} runs (mCE is relative to it): add it to --models')
     missing = sorted({str(recipes / f'{m.recipe}.yaml') for m in models} - {str(p) for p in recipes.glob('*.yaml')})
     if missing:
         raise FileNotFoundError(f'no recipe {missing} (run from the repository root or pass --recipes)')
@@ -178,3 +184,66 @@ def run_zoo(models: Sequence[ZooModel], recipes: Path, seeds: Sequence[int], bud
             print(f'== zoo {len(records) + 1}/{total}: {model.name}, seed {seed} ({budget.name} budget)', flush=True)
             records.append(run_one(model, recipes, seed, data, work, results, budget))
     return records
+
+
+@dataclass(frozen=True)
+class ZooReport:
+    """What :func:`report_zoo` wrote: the summary (``summary.json``), the run description (``run.json``), the
+    pictures (file names in the results folder) and the path of ``REPORT.md``."""
+    summary: Dict
+    run: Dict
+    pictures: List[str]
+    report: Path
+
+
+def report_zoo(results: Path, budget: Budget, work: Path) -> ZooReport:
+    """Aggregate every model with results under ``results`` (the zoo's order; each per-seed ``run.json`` says how
+    it was made) into ``summary.json``, ``run.json`` (budget, seeds of every run summarised, minutes, the commit or
+    the commits per model), the pictures (the first seed's deploy folders on ``work``'s benchmark data) and
+    ``REPORT.md``.
+
+    Raises:
+        DataError: no results of the baseline, or a results folder that does not read (:func:`collect`).
+    """
+    from .report import plot_zoo, render_report
+    from .summary import collect, summarize
+
+    results, work = Path(results), Path(work)
+    runs = collect(results, BASELINE)
+    order = list(ZOO_MODELS)
+    runs = {m: runs[m] for m in sorted(runs, key=lambda m: (order.index(m) if m in order else len(order), m))}
+    records = [json.loads((results / model / f'seed{seed}' / 'run.json').read_text())
+               for model in runs for seed in sorted(runs[model])]
+    summary = summarize(runs, {r['model']: r.get('architecture', r['model']) for r in records})
+    by_commit: Dict[str, List[str]] = {}
+    for record in records:
+        models = by_commit.setdefault(record.get('commit', ''), [])
+        models += [] if record['model'] in models else [record['model']]
+    seeds = sorted({record['seed'] for record in records})  # of every run summarised, not only this call's
+    run_info = {'command': f'timm-infodrop zoo run{" --quick" if budget.name == "quick" else ""} --seeds {len(seeds)}',
+                'budget': budget.name, 'seeds': seeds, 'sizes': budget.sizes,
+                'epochs': f'{budget.epochs} epochs' if budget.epochs else "the recipes' epochs",
+                'minutes': round(sum(r['total_minutes'] for r in records), 1),
+                # the code the runs were made with: one commit, or '' when unknown or mixed
+                'commit': next(iter(by_commit)) if len(by_commit) == 1 else '',
+                'commits': by_commit}
+    with atomic_output(results / 'summary.json') as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + '\n')
+    with atomic_output(results / 'run.json') as tmp:
+        tmp.write_text(json.dumps(run_info, indent=2) + '\n')
+    deploys = {r['model']: Path(r['deploy']) for r in records if r['seed'] == seeds[0] and Path(r['deploy']).is_dir()}
+    pictures = plot_zoo(summary, results, deploys, work / f'data-{budget.name}')
+    with atomic_output(results / 'REPORT.md') as tmp:
+        tmp.write_text(render_report(summary, run_info, pictures))
+    return ZooReport(summary, run_info, list(pictures), results / 'REPORT.md')
+
+
+def write_card(card: Path, results: Path, pacs_results: Path) -> Path:
+    """Render ``MODEL_CARD.md`` from the zoo's ``results`` and the PACS results (:func:`zoo.card.render_card`)
+    into ``card``, atomically; returns its path."""
+    from .card import render_card
+
+    card = Path(card)
+    with atomic_output(card) as tmp:
+        tmp.write_text(render_card(Path(results), Path(pacs_results)))
+    return card
