@@ -112,3 +112,19 @@ def test_a_study_refuses_to_extend_a_malformed_file(benchmark, tmp_path, capsys)
     assert main(['study', 'drop-sites', '--data', str(benchmark), '--out', str(out), '--images', '2']) == 2
     assert _error_line(capsys).startswith(f'timm-infodrop study: error: {out / DROP_SITES_FILE}:1: drop-sites record: ')
     assert (out / DROP_SITES_FILE).read_text() == '{"version": 1}\n'
+
+
+def test_the_committed_records_load_through_the_schema_unchanged():
+    for name, cls in ((CALIBRATION_FILE, CalibrationRecord), (DROP_SITES_FILE, DropSitesRecord)):
+        lines = [line for line in (RESULTS / name).read_text().splitlines() if line.strip()]
+        records = load_records(RESULTS / name, cls)
+        assert len(records) == len(lines) >= 1
+        assert [record_line(r) for r in records] == lines  # written in the one format, field order included
+
+
+def test_the_benchmark_doc_regenerates_from_the_committed_log(tmp_path):
+    records = load_records(RESULTS / CALIBRATION_FILE, CalibrationRecord)
+    doc = render_benchmark_doc(records, 'zoo/results/calibration.jsonl')
+    assert doc == (ROOT / 'docs' / 'benchmark.md').read_text()
+    assert main(['study', 'doc', '--records', str(RESULTS / CALIBRATION_FILE), '--out', str(tmp_path / 'b.md')]) == 0
+    assert '| 10 | resnet18 | defaults | 5000 | 6 | 0.05 | 0 | recalibrated | 0.918 |' in (tmp_path / 'b.md').read_text()

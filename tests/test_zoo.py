@@ -142,7 +142,7 @@ def test_zoo_card_states_the_numbers_of_the_summary_it_reads(tmp_path):
 
     results = tmp_path / 'results'
     results.mkdir()
-    for name in ('summary.json', 'run.json', 'calibration.jsonl', 'drop_sites.json'):
+    for name in ('summary.json', 'run.json', 'calibration.jsonl', 'drop_sites.jsonl'):
         shutil.copy2(ROOT / 'zoo' / 'results' / name, results / name)
     summary = json.loads((results / 'summary.json').read_text())
     assert main(['zoo', 'card', '--results', str(results), '--card', str(tmp_path / 'card.md')]) == 0
@@ -159,32 +159,52 @@ def test_zoo_card_states_the_numbers_of_the_summary_it_reads(tmp_path):
 
 
 def _calibration_run(model, kwargs, shape_bias, evaluated='recalibrated'):
-    return {'model': model, 'model_kwargs': kwargs, 'seed': 0, 'evaluated': evaluated, 'knobs': {}, 'config': {'size': 64},
-            'top1': 0.9, 'silhouette_top1': 0.5, 'texture_only_top1': 0.6, 'shape_bias': shape_bias}
+    from timm_infodrop.zoo.studies import RECORD_VERSION, CalibrationRecord
+
+    return CalibrationRecord(
+        version=RECORD_VERSION, command='timm-infodrop study calibrate --data DATA', model=model, model_kwargs=kwargs,
+        epochs=6, lr=0.05, train=5000, seed=0, evaluated=evaluated, knobs={}, config={'size': 64}, train_minutes=1.0,
+        total_minutes=1.0, final_train_top1=0.9, top1=0.9, silhouette_top1=0.5, texture_only_top1=0.6,
+        shape_bias=shape_bias, top1_as_trained=0.9 if evaluated == 'recalibrated' else None)
+
+
+def _drop_record(outline, interior, background):
+    from timm_infodrop.zoo.studies import RECORD_VERSION, DropSite, DropSitesRecord
+
+    site = DropSite(temperature=0.03, drop_rate=1.5, radius=3, all=0.3, outline=outline, interior=interior,
+                    background=background)
+    return DropSitesRecord(version=RECORD_VERSION, command='timm-infodrop study drop-sites --data DATA', images=8,
+                           area={'outline': 0.5, 'interior': 0.1, 'background': 0.4}, settings=[site])
+
+
+def _write(path, records):
+    from timm_infodrop.zoo.studies import record_line
+
+    path.write_text(''.join(record_line(r) + '\n' for r in records))
 
 
 def test_the_investigation_is_worded_from_its_numbers(tmp_path):
     from timm_infodrop.zoo.report import _drop_reading, _experiment_reading
 
-    sites = tmp_path / 'drop_sites.json'
-    sites.write_text(json.dumps({'settings': [{'outline': 0.1, 'interior': 0.7, 'background': 0.5}]}))
+    sites = tmp_path / 'drop_sites.jsonl'
+    _write(sites, [_drop_record(0.1, 0.7, 0.5)])
     assert 'avoid the outline' in _drop_reading(sites) and '10%' in _drop_reading(sites)
-    sites.write_text(json.dumps({'settings': [{'outline': 0.6, 'interior': 0.3, 'background': 0.5}]}))
+    _write(sites, [_drop_record(0.6, 0.3, 0.5)])
     assert 'do not avoid the outline' in _drop_reading(sites)
 
     log = tmp_path / 'calibration.jsonl'
     runs = [_calibration_run('resnet18', {}, 0.30, 'as trained'), _calibration_run('resnet18_infodrop', {}, 0.25),
             _calibration_run('resnet18_infodrop', {'infodrop_temperature': 0.1}, 0.27)]
-    log.write_text(''.join(json.dumps(r) + '\n' for r in runs))
+    _write(log, runs)
     text = _experiment_reading(log)
     assert 'plain resnet18 0.300 (as trained, mean of 1 run)' in text and 'No setting reaches the target (plain + 0.20 = 0.500)' in text
     assert 'the defaults stay the released ones' in text
     runs.append(_calibration_run('resnet18_infodrop', {'infodrop_rate': 0.5}, 0.55))
-    log.write_text(''.join(json.dumps(r) + '\n' for r in runs))
+    _write(log, runs)
     text = _experiment_reading(log)
     assert 'That setting reaches the target' in text and 'infodrop_rate=0.5 beats the defaults' in text
     runs.append(_calibration_run('resnet18', {}, 0.40))  # a plain run scored like the InfoDrop runs is preferred
-    log.write_text(''.join(json.dumps(r) + '\n' for r in runs))
+    _write(log, runs)
     assert 'plain resnet18 0.400 (recalibrated, mean of 1 run)' in _experiment_reading(log)
 
 

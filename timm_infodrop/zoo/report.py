@@ -5,6 +5,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from .studies import DROP_SITES_FILE, CalibrationRecord, DropSitesRecord, load_records, same_benchmark
+
 __all__ = ['plot_zoo', 'render_report', 'render_model_card', 'summary_table', 'TARGETS']
 
 LABELS = {
@@ -160,64 +162,63 @@ def _texture_reading(summary: Dict) -> str:
             f'optimizer updates of the plain rows. {same}\n')
 
 
-def _same_benchmark(run: Dict, config: Dict) -> bool:
-    """Was ``run`` made on the benchmark ``config``? Early log lines record only the knobs they changed."""
-    if 'config' in run:
-        return run['config'] == config
-    return all((list(v) if isinstance(v, (list, tuple)) else v) == config.get(k) for k, v in run['knobs'].items())
+def _calibration(calibration: Path) -> List[CalibrationRecord]:
+    return load_records(calibration, CalibrationRecord) if calibration.is_file() else []
+
+
+def _drop_record(path: Path) -> Optional[DropSitesRecord]:
+    """The latest drop-sites measurement of ``path`` (drop_sites.jsonl), None without one."""
+    return load_records(path, DropSitesRecord)[-1] if path.is_file() else None
 
 
 def _experiments(calibration: Path) -> str:
-    if not calibration.is_file():
-        return ''
-    runs = [json.loads(line) for line in calibration.read_text().splitlines() if line.strip()]
+    runs = _calibration(calibration)
     # the plain runs scored as trained are summarised in one row; every other run has its own
-    rows = [r for r in runs if r['model'] != 'resnet18' or r.get('model_kwargs') or r.get('evaluated') == 'recalibrated']
+    rows = [r for r in runs if r.model != 'resnet18' or r.model_kwargs or r.evaluated == 'recalibrated']
     if not rows:
         return ''
     lines = ['| model | settings | seed | evaluated | val top-1 (as trained) | silhouette | texture-only | shape bias |',
              '| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |']
     for r in rows:
-        kwargs = ', '.join(f'{k}={v}' for k, v in r.get('model_kwargs', {}).items()) or 'defaults'
-        as_trained = f" ({r['top1_as_trained']:.3f})" if 'top1_as_trained' in r else ''
-        lines.append(f"| {r['model']} | {kwargs} | {r['seed']} | {r.get('evaluated', 'as trained')} | "
-                     f"{r['top1']:.3f}{as_trained} | {r['silhouette_top1']:.3f} | "
-                     f"{r['texture_only_top1']:.3f} | {r['shape_bias']:.3f} |")
-    target = rows[0].get('config', {})
-    baselines = [r for r in runs if r['model'] == 'resnet18' and r not in rows and _same_benchmark(r, target)]
+        kwargs = ', '.join(f'{k}={v}' for k, v in r.model_kwargs.items()) or 'defaults'
+        as_trained = f" ({r.top1_as_trained:.3f})" if r.top1_as_trained is not None else ''
+        lines.append(f"| {r.model} | {kwargs} | {r.seed} | {r.evaluated} | "
+                     f"{r.top1:.3f}{as_trained} | {r.silhouette_top1:.3f} | "
+                     f"{r.texture_only_top1:.3f} | {r.shape_bias:.3f} |")
+    baselines = [r for r in runs if r.model == 'resnet18' and r not in rows and same_benchmark(r, rows[0].config)]
     if baselines:
         lines.append('| resnet18 (mean of the plain runs on the same benchmark) | - | '
-                     + ', '.join(str(r['seed']) for r in baselines) + ' | as trained | '
-                     + ' | '.join(f"{np.mean([r[k] for r in baselines]):.3f}"
+                     + ', '.join(str(r.seed) for r in baselines) + ' | as trained | '
+                     + ' | '.join(f"{np.mean([getattr(r, k) for r in baselines]):.3f}"
                                   for k in ('top1', 'silhouette_top1', 'texture_only_top1', 'shape_bias')) + ' |')
     return '\n'.join(lines)
 
 
 def _drop_sites(path: Path) -> str:
-    """The table of ``zoo/drop_sites.py``'s record: expected stem drop fraction per region and setting."""
-    if not path.is_file():
+    """The table of the drop-sites record: expected stem drop fraction per region and setting."""
+    record = _drop_record(path)
+    if record is None:
         return '(not measured)'
-    record = json.loads(path.read_text())
-    area = record['area']
-    lines = [f"`{record['command']}` ({record['images']} val images; share of the pooled grid: "
-             + ', '.join(f'{k} {v:.2f}' for k, v in area.items()) + ')', '',
+    lines = [f"`{record.command}` ({record.images} val images; share of the pooled grid: "
+             + ', '.join(f'{k} {v:.2f}' for k, v in record.area.items()) + ')', '',
              '| T | drop rate | radius | all | outline | object interior | background |',
              '| ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
-    for r in record['settings']:
-        lines.append(f"| {r['temperature']} | {r['drop_rate']} | {r['radius']} | {r['all']:.2f} | {r['outline']:.2f} | "
-                     f"{r['interior']:.2f} | {r['background']:.2f} |")
+    for r in record.settings:
+        lines.append(f"| {r.temperature} | {r.drop_rate} | {r.radius} | {r.all:.2f} | {r.outline:.2f} | "
+                     f"{r.interior:.2f} | {r.background:.2f} |")
     return '\n'.join(lines)
 
 
 def _drop_reading(path: Path) -> str:
     """One sentence per finding of the drop-site record, worded from its numbers."""
-    if not path.is_file():
+    record = _drop_record(path)
+    if record is None:
         return ''
-    default = json.loads(path.read_text())['settings'][0]
-    where = (f"At the released defaults the stem drops {default['outline']:.0%} of the units on the silhouette's "
-             f"outline, {default['interior']:.0%} inside the object and {default['background']:.0%} of the "
+    default = record.settings[0]
+    where = (f"At the released defaults the stem drops {default.outline:.0%} of the units on the silhouette's "
+             f"outline, {default.interior:.0%} inside the object and {default.background:.0%} of the "
              'background.')
-    if default['outline'] < min(default['interior'], default['background']):
+    if default.outline < min(default.interior, default.background):
         return (where + ' The drops avoid the outline and land on the textured regions, as the paper intends: the '
                 'mechanism does what it should at the stem. Texture is still visible to the kept units along every '
                 'outline (it covers object and background alike), and the layers after the stem are not '
@@ -231,31 +232,29 @@ SHAPE_BIAS_NOISE = 0.05  # differences below this are within the seed-to-seed sp
 def _experiment_reading(calibration: Path) -> str:
     """Which InfoDrop setting gave the highest shape bias after recalibration, against the defaults and
     the plain model, worded from the log."""
-    if not calibration.is_file():
-        return ''
-    runs = [json.loads(line) for line in calibration.read_text().splitlines() if line.strip()]
-    tried = [r for r in runs if r['model'] == 'resnet18_infodrop' and r.get('evaluated') == 'recalibrated']
-    defaults = [r for r in tried if not r.get('model_kwargs')]
-    plain = [r for r in runs if r['model'] == 'resnet18' and not r.get('model_kwargs')
-             and _same_benchmark(r, tried[0]['config'] if tried else {})]
-    plain = [r for r in plain if r.get('evaluated') == 'recalibrated'] or plain  # scored like the InfoDrop runs
+    runs = _calibration(calibration)
+    tried = [r for r in runs if r.model == 'resnet18_infodrop' and r.evaluated == 'recalibrated']
+    defaults = [r for r in tried if not r.model_kwargs]
+    plain = [r for r in runs if r.model == 'resnet18' and not r.model_kwargs
+             and (not tried or same_benchmark(r, tried[0].config))]
+    plain = [r for r in plain if r.evaluated == 'recalibrated'] or plain  # scored like the InfoDrop runs
     if not defaults or not plain:
         return ''
     default = defaults[-1]
-    plain_bias = float(np.mean([r['shape_bias'] for r in plain]))
-    how = plain[0].get('evaluated', 'as trained')
-    best = max(tried, key=lambda r: r['shape_bias'])
-    settings = ', '.join(f'{k}={v}' for k, v in best.get('model_kwargs', {}).items()) or 'the defaults'
+    plain_bias = float(np.mean([r.shape_bias for r in plain]))
+    how = plain[0].evaluated
+    best = max(tried, key=lambda r: r.shape_bias)
+    settings = ', '.join(f'{k}={v}' for k, v in best.model_kwargs.items()) or 'the defaults'
     text = (f"Shape bias after recalibration: plain resnet18 {plain_bias:.3f} ({how}, mean of {len(plain)} "
             f"run{'s' if len(plain) > 1 else ''}), InfoDrop with the "
-            f"defaults {default['shape_bias']:.3f}, the highest of the settings tried {best['shape_bias']:.3f} "
-            f"({settings}; val top-1 {best['top1']:.3f}). ")
+            f"defaults {default.shape_bias:.3f}, the highest of the settings tried {best.shape_bias:.3f} "
+            f"({settings}; val top-1 {best.top1:.3f}). ")
     target = plain_bias + 0.20
-    if best['shape_bias'] >= target:
+    if best.shape_bias >= target:
         text += f'That setting reaches the target (plain + 0.20 = {target:.3f}). '
     else:
         text += f'No setting reaches the target (plain + 0.20 = {target:.3f}). '
-    if best is default or best['shape_bias'] - default['shape_bias'] < SHAPE_BIAS_NOISE:
+    if best is default or best.shape_bias - default.shape_bias < SHAPE_BIAS_NOISE:
         text += ('No setting beats the defaults by more than the spread between single runs '
                  f'({SHAPE_BIAS_NOISE}), so the defaults stay the released ones.')
     else:
@@ -387,6 +386,6 @@ def render_model_card(summary: Dict, run: Dict, calibration: Path, baseline: str
         targets=TARGETS, verdicts='\n'.join(_verdicts(summary, baseline)), texture=_texture_reading(summary),
         convert_caveat=RECALIBRATION_CAVEAT if _unknown_commit(run) else '', commits=_commits(run),
         experiments=_experiments(calibration) or '(none logged)',
-        drop_sites=_drop_sites(calibration.parent / 'drop_sites.json'),
-        drop_reading=_drop_reading(calibration.parent / 'drop_sites.json'),
+        drop_sites=_drop_sites(calibration.parent / DROP_SITES_FILE),
+        drop_reading=_drop_reading(calibration.parent / DROP_SITES_FILE),
         experiment_reading=_experiment_reading(calibration))
