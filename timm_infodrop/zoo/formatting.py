@@ -38,8 +38,8 @@ def count(value: int) -> str:
 
 
 def short(value: Any) -> str:
-    """A setting as a recipe would write it: ``0.05``, ``5e-4``, ``6e-5``, ``12``, ``True``."""
-    if isinstance(value, float) and value and abs(value) < 1e-3:
+    """A setting as a recipe would write it: ``0.05``, ``1e-3``, ``5e-4``, ``6e-5``, ``12``, ``True``."""
+    if isinstance(value, float) and value and abs(value) < 1e-2:
         mantissa, exponent = f'{value:.0e}'.split('e')
         return f'{mantissa}e{int(exponent)}'
     if isinstance(value, float):

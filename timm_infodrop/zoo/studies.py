@@ -29,7 +29,7 @@ from ..io import atomic_output
 __all__ = ['RECORD_VERSION', 'CalibrationRecord', 'DropSite', 'DropSitesRecord', 'CALIBRATION_FILE',
            'DROP_SITES_FILE', 'CALIBRATION_SETTINGS', 'DROP_SETTINGS', 'load_records', 'append_record',
            'record_line', 'calibrate', 'drop_sites', 'benchmark_config', 'same_benchmark', 'calibration_table',
-           'render_benchmark_doc', 'settings_text', 'BENCHMARK_TARGETS']
+           'render_benchmark_doc', 'BENCHMARK_TARGETS']
 
 RECORD_VERSION = 1
 CALIBRATION_FILE = 'calibration.jsonl'
@@ -437,29 +437,12 @@ BENCHMARK_TARGETS = {'top1': '>= 0.90', 'silhouette_top1': '>= 0.40', 'texture_o
                      'shape_bias': '0.15 - 0.50'}
 
 
-def settings_text(settings: Dict[str, Any]) -> str:
-    """Trainer settings in words: ``batch 64, SGD lr 0.05 momentum 0.9, wd 5e-4, cosine schedule...``."""
-    from .formatting import short
-
-    parts = []
-    if settings.get('img_size'):
-        parts.append(f"{settings['img_size']} px")
-    parts.append(f"batch {settings['batch_size']}")
-    optimizer = f"{settings['opt'].upper()} lr {short(settings['lr'])}"
-    if settings.get('momentum') and settings['opt'].lower() in ('sgd', 'momentum'):
-        optimizer += f" momentum {short(settings['momentum'])}"
-    parts += [optimizer, f"wd {short(settings['weight_decay'])}", f"{settings['sched']} schedule"]
-    if settings.get('no_aug'):
-        parts.append('no augmentation')
-    parts.append(f"{settings['epochs']} epochs")
-    return ', '.join(parts)
-
-
 def render_benchmark_doc(records: Sequence[CalibrationRecord], source) -> str:
     """docs/benchmark.md: the calibration records' table with how they were made."""
+    from .facts import recipe_text
     from .formatting import render
 
     programs = sorted({r.command.split(' --')[0] for r in records})
     return render('benchmark.md.j2', targets=', '.join(f'{k} {v}' for k, v in BENCHMARK_TARGETS.items()),
                   programs=', '.join(f'`{p}`' for p in programs) or 'none yet', records=str(source),
-                  settings=settings_text(CALIBRATION_SETTINGS), table=calibration_table(records))
+                  settings=recipe_text(CALIBRATION_SETTINGS), table=calibration_table(records))
