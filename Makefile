@@ -37,8 +37,8 @@ demo: venv
 # the full zoo behind MODEL_CARD.md and hub_configs/: 5 models x 3 seeds at the recipes' budget (zoo/results/run.json
 # records the minutes it took)
 zoo: venv
-	$(BIN)/python zoo/drop_sites.py
 	$(BIN)/timm-infodrop zoo run --seeds 3
+	$(BIN)/timm-infodrop study drop-sites --data out/zoo/data-full --out zoo/results
 	$(BIN)/timm-infodrop zoo card
 	$(BIN)/timm-infodrop hub render
 

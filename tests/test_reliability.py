@@ -617,6 +617,10 @@ def _subcommand_specs(inputs, outputs):
                     {'--card': path, '--revision': st.sampled_from(['main', '', 'x y']), '--dry-run': flag,
                      '--private': flag}),
         'flops': ({'-o': st.sampled_from(outputs[1:4])}, {'--archs': model}),  # no input: never --overwrite
+        'study': ({'': st.sampled_from(['calibrate', 'drop-sites', 'doc', 'x']), '--out': outp},
+                  {'--data': path, '--records': path, '--epochs': num, '--images': num, '--model': model,
+                   '--seed': num, '--eval-images': num, '--model-kwargs': st.sampled_from(['{}', '[1]', 'x']),
+                   '--setting': st.sampled_from(['0.03,1.5,3', 'x', '1,2'])}),
     }
 
 

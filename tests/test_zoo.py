@@ -176,7 +176,7 @@ def test_zoo_card_states_the_numbers_of_the_summary_it_reads(tmp_path):
 
     results = tmp_path / 'results'
     results.mkdir()
-    for name in ('summary.json', 'run.json', 'calibration.jsonl', 'drop_sites.json'):
+    for name in ('summary.json', 'run.json', 'calibration.jsonl', 'drop_sites.jsonl'):
         shutil.copy2(ROOT / 'zoo' / 'results' / name, results / name)
     summary = json.loads((results / 'summary.json').read_text())
     assert main(['zoo', 'card', '--results', str(results), '--card', str(tmp_path / 'card.md')]) == 0
@@ -193,37 +193,111 @@ def test_zoo_card_states_the_numbers_of_the_summary_it_reads(tmp_path):
 
 
 def _calibration_run(model, kwargs, shape_bias, evaluated='recalibrated'):
-    return {'model': model, 'model_kwargs': kwargs, 'seed': 0, 'evaluated': evaluated, 'knobs': {}, 'config': {'size': 64},
-            'top1': 0.9, 'silhouette_top1': 0.5, 'texture_only_top1': 0.6, 'shape_bias': shape_bias}
+    from timm_infodrop.zoo.studies import RECORD_VERSION, CalibrationRecord
+
+    return CalibrationRecord(
+        version=RECORD_VERSION, command='timm-infodrop study calibrate --data DATA', model=model, model_kwargs=kwargs,
+        epochs=6, lr=0.05, train=5000, seed=0, evaluated=evaluated, knobs={}, config={'size': 64}, train_minutes=1.0,
+        total_minutes=1.0, final_train_top1=0.9, top1=0.9, silhouette_top1=0.5, texture_only_top1=0.6,
+        shape_bias=shape_bias, top1_as_trained=0.9 if evaluated == 'recalibrated' else None)
 
 
-def test_the_investigation_is_worded_from_its_numbers(tmp_path):
-    from timm_infodrop.zoo.report import _drop_reading, _experiment_reading
+def _drop_record(outline, interior, background):
+    from timm_infodrop.zoo.studies import RECORD_VERSION, DropSite, DropSitesRecord
 
-    sites = tmp_path / 'drop_sites.json'
-    sites.write_text(json.dumps({'settings': [{'outline': 0.1, 'interior': 0.7, 'background': 0.5}]}))
-    assert 'avoid the outline' in _drop_reading(sites) and '10%' in _drop_reading(sites)
-    sites.write_text(json.dumps({'settings': [{'outline': 0.6, 'interior': 0.3, 'background': 0.5}]}))
-    assert 'do not avoid the outline' in _drop_reading(sites)
+    site = DropSite(temperature=0.03, drop_rate=1.5, radius=3, all=0.3, outline=outline, interior=interior,
+                    background=background)
+    return DropSitesRecord(version=RECORD_VERSION, command='timm-infodrop study drop-sites --data DATA', images=8,
+                           area={'outline': 0.5, 'interior': 0.1, 'background': 0.4}, settings=[site])
 
-    log = tmp_path / 'calibration.jsonl'
+
+def test_the_investigation_is_worded_from_its_numbers():
+    from dataclasses import replace
+
+    from timm_infodrop.zoo.report import drop_reading, experiment_reading
+
+    text = drop_reading(_drop_record(0.1, 0.7, 0.5))
+    assert 'avoid the outline' in text and '10%' in text and 'temperature' not in text
+    assert 'do not avoid the outline' in drop_reading(_drop_record(0.6, 0.3, 0.5))
+    record = _drop_record(0.1, 0.7, 0.5)
+    hotter = [replace(record.settings[0], temperature=t, outline=o) for t, o in ((0.1, 0.2), (1.0, 0.6))]
+    record = replace(record, settings=record.settings + hotter)
+    assert 'A higher temperature spreads the drops towards the outline (20% at T 0.1, 60% at T 1.0)' in drop_reading(record)
+    hotter[1] = replace(hotter[1], outline=0.05)
+    assert 'does not steadily spread' in drop_reading(replace(record, settings=record.settings[:1] + hotter))
+
     runs = [_calibration_run('resnet18', {}, 0.30, 'as trained'), _calibration_run('resnet18_infodrop', {}, 0.25),
             _calibration_run('resnet18_infodrop', {'infodrop_temperature': 0.1}, 0.27)]
-    log.write_text(''.join(json.dumps(r) + '\n' for r in runs))
-    text = _experiment_reading(log)
+    text = experiment_reading(runs, 0.05)
     assert 'plain resnet18 0.300 (as trained, mean of 1 run)' in text and 'No setting reaches the target (plain + 0.20 = 0.500)' in text
-    assert 'the defaults stay the released ones' in text
+    assert 'the defaults stay the released ones' in text and 'spread between single runs (0.050: sqrt(2) x' in text
     runs.append(_calibration_run('resnet18_infodrop', {'infodrop_rate': 0.5}, 0.55))
-    log.write_text(''.join(json.dumps(r) + '\n' for r in runs))
-    text = _experiment_reading(log)
+    text = experiment_reading(runs, 0.05)
     assert 'That setting reaches the target' in text and 'infodrop_rate=0.5 beats the defaults' in text
+    assert 'the defaults stay' in experiment_reading(runs, 0.40)  # within a wider spread between single runs
     runs.append(_calibration_run('resnet18', {}, 0.40))  # a plain run scored like the InfoDrop runs is preferred
-    log.write_text(''.join(json.dumps(r) + '\n' for r in runs))
-    assert 'plain resnet18 0.400 (recalibrated, mean of 1 run)' in _experiment_reading(log)
+    assert 'plain resnet18 0.400 (recalibrated, mean of 1 run)' in experiment_reading(runs, 0.05)
+
+
+def test_targets_recipes_and_methods_are_read_from_one_definition(tmp_path):
+    from timm_infodrop.zoo.facts import TARGETS, method_text, recipe_text, single_run_spread, targets_text, verdicts
+    from timm_infodrop.zoo.formatting import architecture_name, short, stat, with_article
+    from timm_infodrop.zoo.report import investigation_title
+
+    assert targets_text() == ('shape bias >= baseline + 0.20, val top-1 within 1 point of the baseline, corruption mean '
+                              'top-1 >= the baseline')
+    row = lambda bias, top1, corr: {'shape_bias': {'mean': bias, 'std': 0.02, 'n': 3},  # noqa: E731
+                                    'top1': {'mean': top1, 'std': 0.0, 'n': 3},
+                                    'corruption_mean_top1': {'mean': corr, 'std': 0.0, 'n': 1}}
+    checks = verdicts(row(0.45, 0.885, 0.5), row(0.2, 0.9, 0.5))
+    assert [v.met for v in checks] == [True, False, True] and len(checks) == len(TARGETS)
+    assert [v.text() for v in checks] == ['shape bias gain +0.250 (met)', 'val top-1 change -1.5 points (not met)',
+                                          'corruption mean top-1 change +0.000 (met)']
+    assert single_run_spread({'a': row(0.2, 0.9, 0.5)}) == pytest.approx(0.02 * 2 ** 0.5)
+    assert recipe_text(yaml.safe_load((ROOT / 'zoo' / 'recipes' / 'resnet18.yaml').read_text())) == \
+        '64 px, batch 64, SGD lr 0.05 cosine, wd 5e-4, no augmentation, 6 epochs'
+    assert method_text('infodrop', {'infodrop_temperature': 0.1, 'infodrop_stages': ['stem', 0]}) == (
+        'InfoDrop (Shi et al., ICML 2020) at the stem and stage 0 with the recipe settings (T 0.1, drop rate 1.5, '
+        'neighbourhood radius R 3, 9 sampled offsets)')
+    assert [architecture_name(a) for a in ('resnet18', 'resnet26d', 'efficientnet_b0', 'regnety_016', 'vit_x')] == [
+        'ResNet-18', 'ResNet-26-D', 'EfficientNet-B0', 'RegNetY-1.6GF', 'timm vit_x']
+    assert with_article('ResNet-18') == 'A ResNet-18' and with_article('EfficientNet-B0') == 'An EfficientNet-B0'
+    assert [short(v) for v in (0.05, 0.001, 5e-4, 12)] == ['0.05', '1e-3', '5e-4', '12']
+    assert stat({'mean': 0.5, 'std': 0.01, 'n': 3}, n=True) == '0.500 ± 0.010 (n=3)' and stat(row(1, 1, 1)['corruption_mean_top1']) == '1.000'
+    recipes = {'resnet18': {'model': 'resnet18'}, 'resnet18_infodrop': {'model': 'resnet18_infodrop'}}
+    summary = {'resnet18': row(0.2, 0.9, 0.5), 'resnet18_infodrop': row(0.25, 0.9, 0.5)}
+    assert investigation_title(summary, recipes, 'resnet18') == 'why InfoDrop does not raise shape bias here'
+    summary['resnet18_infodrop'] = row(0.45, 0.9, 0.5)
+    assert investigation_title(summary, recipes, 'resnet18') == "InfoDrop's drops and settings"
+
+
+def test_hub_card_words_come_from_the_recipe_architecture(tmp_path, monkeypatch):
+    """The Hub card names the architecture of the model's recipe (not a typed-in ResNet-18) and states its
+    recipe's settings and its verdicts against the targets."""
+    import shutil
+
+    from timm_infodrop.hub import zoo_repos
+    from timm_infodrop.zoo.hub_configs import render_card
+
+    monkeypatch.delenv('TIMM_INFODROP_HUB_ORG', raising=False)
+    recipes = tmp_path / 'recipes'
+    shutil.copytree(ROOT / 'zoo' / 'recipes', recipes)
+    summary = json.loads((ROOT / 'zoo' / 'results' / 'summary.json').read_text())
+    run = json.loads((ROOT / 'zoo' / 'results' / 'run.json').read_text())
+    repos = zoo_repos(['resnet18', 'resnet18_infodrop'])
+    card = render_card(repos[2], summary, run, repos, recipes)
+    assert 'A ResNet-18 trained with InfoDrop' in card and '(64 px, batch 64, SGD lr 0.05 cosine' in card
+    assert 'shape bias gain +0.005 (not met)' in card
+    text = (recipes / 'resnet18_infodrop.yaml').read_text()
+    (recipes / 'resnet18_infodrop.yaml').write_text(text.replace('model: resnet18_infodrop', 'model: resnet26d_infodrop')
+                                                    .replace('epochs: 6', 'epochs: 9'))
+    card = render_card(repos[2], summary, run, repos, recipes)
+    assert 'A ResNet-26-D trained with InfoDrop' in card and 'no augmentation, 9 epochs' in card
+    assert 'shape bias gain' not in render_card(repos[0], summary, run, repos, recipes)  # the baseline has no verdict
 
 
 def test_texture_suppression_is_read_against_the_same_recipe():
-    from timm_infodrop.zoo.report import _texture_reading
+    from timm_infodrop.zoo.report import texture_reading
 
     def row(shape_bias, std=0.01):
         stats = {'mean': 0.5, 'std': 0.0, 'n': 3}
@@ -232,7 +306,7 @@ def test_texture_suppression_is_read_against_the_same_recipe():
 
     summary = {'resnet18': row(0.20), 'resnet18_infodrop': row(0.21), 'resnet18_anisotropic': row(0.30),
                'resnet18_infodrop_anisotropic': row(0.215)}
-    text = _texture_reading(summary)
+    text = texture_reading(summary, 0.05)
     assert '**resnet18_anisotropic** vs **resnet18** (the same recipe on the plain benchmark): shape bias +0.100 ' \
            '(more than the larger seed std, 0.010)' in text
     assert '**resnet18_infodrop_anisotropic** vs **resnet18_infodrop** (the same recipe on the plain benchmark): ' \
@@ -240,8 +314,8 @@ def test_texture_suppression_is_read_against_the_same_recipe():
     assert '**resnet18_infodrop_anisotropic** vs **resnet18_anisotropic**: shape bias -0.085' in text
     assert 'No plain run with the same number of updates' in text
     for control, cause in ((0.22, 'comes from the filtered images'), (0.28, 'is within reach of the extra updates')):
-        text = _texture_reading(dict(summary, resnet18_2x_epochs=row(control, std=0.0)))
+        text = texture_reading(dict(summary, resnet18_2x_epochs=row(control, std=0.0)), 0.05)
         assert f'(**resnet18_2x_epochs**, n=3), shape bias is {control:.3f}' in text and cause in text
-    assert _texture_reading({'resnet18': row(0.2), 'resnet18_infodrop': row(0.3)}) == ''
+    assert texture_reading({'resnet18': row(0.2), 'resnet18_infodrop': row(0.3)}, 0.05) == ''
     assert published_models(list(summary) + ['resnet18_2x_epochs', 'resnet18_infodropout']) == [
         'resnet18', 'resnet18_infodrop', 'resnet18_infodropout']

@@ -97,7 +97,11 @@ def atomic_output(path: PathLike) -> Iterator[Path]:
     ``path`` is untouched.
     """
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a parent is a file
+        existing = next(parent for parent in out.absolute().parents if parent.exists())
+        raise OutputError(f'{str(out)!r}: {str(existing)!r} is a file, not a folder') from None
     fd, tmp_name = tempfile.mkstemp(prefix=f'.{out.name}.', suffix=f'.tmp{out.suffix}', dir=out.parent)
     os.close(fd)
     tmp = Path(tmp_name)

@@ -34,6 +34,7 @@ SUBCOMMANDS = {
     'hub': 'hub',
     'publish': 'publish',
     'suppress-texture': 'suppress_texture',
+    'study': 'study',
 }
 
 # OS errors a user can fix, by class or by errno (a full disk has no class of its own); OSError names the file

@@ -1,25 +1,22 @@
-"""Training loops on timm's pieces (optimizer and scheduler factories, loss and mixup classes).
+"""The trainer's loops (:func:`timm_infodrop.train.train` builds timm's optimizer, scheduler, loss and mixup around them).
 
 The Information Dropout KL is added to the loss explicitly (``aux_loss``) with the layers' automatic
 KL gradient switched off (:func:`prepare_for_training`), so it is counted exactly once.
 """
 import contextlib
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
-from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
 from torch import nn
 from tqdm import tqdm
 
 from ..errors import DataError, TrainingDiverged
 from ..layers import aux_loss, set_kl_to_gradient
 
-__all__ = ['FitConfig', 'FitResult', 'fit', 'prepare_for_training', 'train_one_epoch', 'EpochStats', 'validate',
-           'grad_scaler']
+__all__ = ['prepare_for_training', 'train_one_epoch', 'EpochStats', 'validate', 'grad_scaler']
 
 AMP_DTYPES = {'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
@@ -133,44 +130,3 @@ def validate(model: nn.Module, loader: Iterable, device: torch.device = torch.de
     """``{'top1': ...}`` of ``model`` in eval on ``loader``."""
     from ..convert import evaluate
     return {'top1': evaluate(_unwrap(model), loader, device)}
-
-
-@dataclass
-class FitConfig:
-    epochs: int = 6
-    lr: float = 0.05
-    weight_decay: float = 5e-4
-    momentum: float = 0.9
-    opt: str = 'sgd'
-    sched: str = 'cosine'
-    warmup_epochs: int = 0
-    seed: int = 0
-
-
-@dataclass
-class FitResult:
-    history: List[Dict[str, float]] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def fit(model: nn.Module, loader: Iterable, config: FitConfig, device: torch.device = torch.device('cpu'),
-        progress: bool = True) -> FitResult:
-    """Train ``model`` in memory with cross-entropy (+ the Information Dropout KL, once)."""
-    torch.manual_seed(config.seed)
-    prepare_for_training(model)
-    optimizer = create_optimizer_v2(model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay,
-                                    momentum=config.momentum)
-    scheduler, _ = create_scheduler_v2(optimizer, sched=config.sched, num_epochs=config.epochs,
-                                       warmup_epochs=config.warmup_epochs, updates_per_epoch=len(loader))
-    result = FitResult()
-    model.to(device)
-    step = 0
-    for epoch in range(config.epochs):
-        stats = train_one_epoch(model, loader, optimizer, scheduler, epoch=epoch, step=step, device=device,
-                                progress=progress, desc=f'epoch {epoch + 1}/{config.epochs}')
-        step += stats.steps
-        scheduler.step(epoch + 1)
-        result.seconds += stats.seconds
-        result.history.append({'epoch': epoch + 1, 'loss': stats.loss, 'train_top1': stats.top1,
-                               'lr': optimizer.param_groups[0]['lr']})
-    return result

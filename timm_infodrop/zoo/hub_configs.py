@@ -10,8 +10,10 @@ from typing import Dict, Iterable, List
 from ..hub import ZOO_TAG, HubRepo, zoo_repos, zoo_weights_cfg
 from ..io import atomic_directory
 from ..models._builder import derived_cfg, plain_architecture
-from .report import BIBTEX, CONVERT_LABELS, LABELS
-from .runner import zoo_model
+from .facts import method_of, method_text, recipe, recipe_text, targets_text, verdicts
+from .formatting import architecture_name, count, render
+from .report import CONVERT_LABELS, LABELS, scope_text
+from .runner import BASELINE, zoo_model
 
 __all__ = ['render_hub_configs', 'published_models', 'render_card', 'render_config']
 
@@ -24,19 +26,6 @@ DEPLOY_METRICS = {
     'pgd_top1': ('accuracy', 'val_pgd_linf_8'),
 }
 TRAIN_METRICS = {'top1_source': ('accuracy', 'val')}
-METHOD_TEXT = {
-    '': 'no regulariser (the baseline)',
-    'infodrop': 'InfoDrop (Shi et al., ICML 2020) at the stem: activations computed from low self-information '
-                '(texture-like) patches are dropped during training',
-    'infodropout': 'Information Dropout (Achille & Soatto, TPAMI 2018) at the downsampling stage entries: learned '
-                   'multiplicative log-normal noise with a KL penalty during training',
-}
-
-
-def _fmt(stats: Dict) -> str:
-    return f"{stats['mean']:.3f} ± {stats['std']:.3f} (n={stats['n']})" if stats['n'] > 1 else f"{stats['mean']:.3f}"
-
-
 def render_config(repo: HubRepo, model_kwargs: Dict, path: Path) -> None:
     """timm's ``config.json`` for ``repo``: architecture, num_classes, label_names, pretrained_cfg, model_args."""
     import timm
@@ -74,65 +63,45 @@ def _front_matter(repo: HubRepo, summary: Dict) -> str:
     return f'---\n{data.to_yaml()}\n---\n'
 
 
-def render_card(repo: HubRepo, summary: Dict, run: Dict, siblings: List[HubRepo]) -> str:
-    """The README.md (model card) of ``repo``: a pure function of the zoo's summary and run record."""
+def render_card(repo: HubRepo, summary: Dict, run: Dict, siblings: List[HubRepo], recipes=None) -> str:
+    """The README.md (model card) of ``repo``: a pure function of the zoo's summary and run record and the
+    model's recipe file (``recipes``: default the repository's ``zoo/recipes``)."""
     stats = summary[repo.zoo_model]
-    method = repo.method
+    settings = recipe(repo.zoo_model, recipes)
+    method = method_of(settings['model'])
+    cfg = zoo_weights_cfg(repo.zoo_model)
     train_repo = next(r for r in siblings if r.zoo_model == repo.zoo_model and not r.deploy)
     deploy_repo = next(r for r in siblings if r.zoo_model == repo.zoo_model and r.deploy)
     kind = ('the deploy variant: the converter stripped the regulariser and finetuned it, a plain timm '
             f'`{repo.architecture}` that loads without the plugin' if repo.deploy else
             f'the training variant: `{repo.architecture}` as trained' +
             (', with its regulariser (needs the plugin; it is identity in eval)' if repo.needs_plugin else ''))
-    load = ['```python', 'import timm']
+    load = ['import timm']
     if repo.needs_plugin:
         load += ['import timm_infodrop  # pip install timm-infodrop', '',
                  f"model = timm.create_model('{repo.name}', pretrained=True)  # by registered name",
                  f"model = timm.create_model('hf-hub:{repo.repo_id}', pretrained=True)"]
     else:
         load += ['', f"model = timm.create_model('hf-hub:{repo.repo_id}', pretrained=True)  # vanilla timm, no plugin"]
-    load += ['model.eval()', '```']
-    rows = ['| metric | value |', '| --- | ---: |']
-    rows += [f'| {label} | {_fmt(stats[key])} |' for key, label in LABELS.items() if key in stats]
-    steps = ['| converter step (val top-1) | value |', '| --- | ---: |']
-    steps += [f'| {label} | {_fmt(stats[key])} |' for key, label in CONVERT_LABELS.items() if key in stats]
-    costs = (f"{stats['params_m']['mean']:.2f} M parameters; {stats['gflops_train']['mean']:.3f} GFLOPs per image "
-             f"while training, {stats['gflops_deploy']['mean']:.3f} deployed (64 px, fvcore)")
+    load += ['model.eval()']
     made_at = run.get('commit') or next((c for c, models in run.get('commits', {}).items() if repo.zoo_model in models), '')
-    commit = f" at commit `{made_at}`" if made_at else ''
-    return '\n'.join([
-        _front_matter(repo, summary),
-        f'# {repo.name}',
-        '',
-        f'A ResNet-18 trained with {METHOD_TEXT[method]}, on the synthetic shape-vs-texture benchmark of '
-        f'timm-infodrop (`pip install timm-infodrop`; 10 silhouettes with 10 textures, 64 px). '
-        f'This repo is {kind}.',
-        '',
-        f'Its other variant: `{(deploy_repo if not repo.deploy else train_repo).repo_id}`.',
-        '',
-        '## How to load', '', *load, '',
-        f"Input: RGB, 64 x 64, ImageNet mean/std normalisation, crop_pct 1.0; `label_names` in config.json give the "
-        f"{zoo_weights_cfg(repo.zoo_model)['num_classes']} classes.",
-        '',
-        '## How it was trained', '',
-        f'Recipe `zoo/recipes/{repo.zoo_model}.yaml` (SGD, cosine schedule, no augmentation), run by the zoo: '
-        f"`{run['command']}`{commit} ({run['sizes']['train']} training images, budget `{run['budget']}`, "
-        f"seeds {run['seeds']}). Per seed: `timm-infodrop train -c zoo/recipes/{repo.zoo_model}.yaml --seed K`, then "
-        '`timm-infodrop convert` (strip, BN recalibration, finetune), then `timm-infodrop eval`. '
-        'The published weights are seed 0\'s; the numbers below are the mean ± std over the seeds.',
-        '',
-        '## Results', '',
-        f'The deployed model on the benchmark ({", ".join(f"{k} {v}" for k, v in run["sizes"].items())} images):',
-        '', *rows, '', 'What the converter did:', '', *steps, '',
-        '## Cost', '', costs, '',
-        '## Limitations', '',
-        '- A synthetic 10-class benchmark at 64 px trained for a few CPU minutes: it tests the mechanism, not '
-        'ImageNet-scale claims; do not use these weights for natural images.',
-        '- See MODEL_CARD.md of timm-infodrop for how each regulariser compares with the baseline, and what did not '
-        'improve.',
-        '',
-        '## Citation', '', BIBTEX, '',
-    ])
+    base = summary.get(BASELINE)
+    image_size = cfg['input_size'][-1]
+    return render(
+        'hub_card.md.j2', front_matter=_front_matter(repo, summary), repo=repo,
+        architecture=architecture_name(plain_architecture(settings['model'])),
+        method=method_text(method, settings.get('model_kwargs'), settings=False) if method
+        else 'no regulariser (the baseline)',
+        classes=cfg['num_classes'], image_size=image_size, crop_pct=cfg['crop_pct'], kind=kind,
+        other=deploy_repo if not repo.deploy else train_repo, load=load, recipe=recipe_text(settings), run=run,
+        commit=f" at commit `{made_at}`" if made_at else '',
+        sizes=', '.join(f'{k} {count(v)}' for k, v in run['sizes'].items()),
+        rows=[(label, stats[key]) for key, label in LABELS.items() if key in stats],
+        steps=[(label, stats[key]) for key, label in CONVERT_LABELS.items() if key in stats],
+        baseline=BASELINE, targets=targets_text(),
+        verdicts=[v.text() for v in verdicts(stats, base)] if base is not None and repo.zoo_model != BASELINE else [],
+        costs=stats, scope=scope_text(cfg['num_classes'], str(image_size), [stats['train_minutes']['mean']],
+                                      [settings.get('device', 'cpu')]))
 
 
 def published_models(models: Iterable[str]) -> List[str]:
