@@ -15,7 +15,7 @@ import shlex
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..io import atomic_output, check_output_path
+from ..io import check_output_path
 
 HELP = 'the benchmark studies: calibrate (train and score a model), drop-sites (where InfoDrop drops), doc'
 ACTIONS = ('calibrate', 'drop-sites', 'doc')
@@ -112,12 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == 'doc':
         if not args.records:
             raise ConfigError('study doc needs --records: a calibration.jsonl')
-        out = check_output_path(args.out, overwrite=True, suffixes=('.md',), inputs=[args.records])
-        text = studies.render_benchmark_doc(studies.load_records(args.records, studies.CalibrationRecord),
-                                            args.records)
-        with atomic_output(out) as tmp:
-            tmp.write_text(text)
-        print(f'wrote {out}')
+        print(f'wrote {studies.write_benchmark_doc(args.records, args.out)}')
         return 0
     out = _study_folder(args)
     if args.action == 'calibrate':

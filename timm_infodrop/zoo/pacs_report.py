@@ -104,8 +104,8 @@ def _claim(runs: Dict, summary: Dict) -> str:
     readings = {row: g for row, g in readings.items() if g is not None}
     if not readings:
         return 'No InfoDrop row has been run on the sketch target yet: the claim is untested here.'
-    parts = [f"{row} {g['mean']:+.1f} points ({g['n']} seed{'s' if g['n'] > 1 else ''}, {g['verdict']})"
-             for row, g in readings.items()]
+    parts = [f"{row} {g['mean']:+.1f} points ({g['n']} seed{'s' if g['n'] > 1 else ''}"
+             + ('' if g['verdict'] == 'one seed' else f", {g['verdict']}") + ')' for row, g in readings.items()]
     if any(g['verdict'] == 'one seed' for g in readings.values()):
         return ('InfoDrop on the unseen sketch domain, against the baseline: ' + '; '.join(parts)
                 + '. With one seed the claim is not yet tested.')

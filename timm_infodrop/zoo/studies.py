@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_output
+from ..io import atomic_output, check_output_path
 
 __all__ = ['RECORD_VERSION', 'CalibrationRecord', 'DropSite', 'DropSitesRecord', 'CALIBRATION_FILE',
            'DROP_SITES_FILE', 'CALIBRATION_SETTINGS', 'DROP_SETTINGS', 'load_records', 'append_record',
@@ -446,3 +446,13 @@ def render_benchmark_doc(records: Sequence[CalibrationRecord], source) -> str:
     return render('benchmark.md.j2', targets=', '.join(f'{k} {v}' for k, v in BENCHMARK_TARGETS.items()),
                   programs=', '.join(f'`{p}`' for p in programs) or 'none yet', records=str(source),
                   settings=recipe_text(CALIBRATION_SETTINGS), table=calibration_table(records))
+
+
+def write_benchmark_doc(records_path, out) -> Path:
+    """Render the calibration page from ``records_path`` (a calibration.jsonl) into ``out`` (.md), atomically;
+    the records are an input and never the output."""
+    out = check_output_path(out, overwrite=True, suffixes=('.md',), inputs=[records_path])
+    text = render_benchmark_doc(load_records(records_path, CalibrationRecord), records_path)
+    with atomic_output(out) as tmp:
+        tmp.write_text(text)
+    return out
