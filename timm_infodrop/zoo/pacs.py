@@ -22,7 +22,6 @@ training resumes from its ``last.safetensors``.
 """
 import json
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 
 from ..data.domains import DataError, leave_one_domain_out, sample_loader, scan_domains
 from ..io import atomic_output
+from .runner import repository_commit
 
 __all__ = ['PacsRow', 'PACS_ROWS', 'BASELINE', 'run_pacs_zoo', 'run_pacs_one', 'summarize_pacs',
            'EARLY_STAGES', 'FINETUNE_EPOCHS']
@@ -62,14 +62,6 @@ PACS_ROWS = {row.name: row for row in (
     PacsRow('resnet18_infodropout', 'resnet18_infodropout', paper_beta=INFODROPOUT_PAPER_BETA),
     PacsRow('resnet18_anisotropic', 'resnet18', texture_suppression='anisotropic'),
 )}
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ''
 
 
 def _row_config(row: PacsRow, recipe: Path, root: Path, target: str, seed: int, run_dir: Path, **overrides):
@@ -133,7 +125,8 @@ def run_pacs_one(row: PacsRow, target: str, seed: int, root: Path, recipe: Path,
               'convert': {k: v for k, v in report.items()
                           if k.startswith('top1') or k in ('kept', 'strip_max_abs_difference')},
               'epoch_log': result.history, 'train_minutes': train_minutes,
-              'total_minutes': (time.perf_counter() - start) / 60, 'deploy': str(deploy), 'commit': _commit(),
+              'total_minutes': (time.perf_counter() - start) / 60, 'deploy': str(deploy),
+              'commit': repository_commit(),
               'recipe': str(recipe)}
     target_dir = results / row.name / target / f'seed{seed}'
     with atomic_output(target_dir / 'run.json') as tmp:

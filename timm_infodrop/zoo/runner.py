@@ -86,7 +86,7 @@ BUDGETS = {
 }
 
 
-def _commit() -> str:
+def repository_commit() -> str:
     """The repository commit the zoo runs at ('' outside a git checkout)."""
     import subprocess
     try:
@@ -161,7 +161,7 @@ def run_one(model: ZooModel, recipes: Path, seed: int, data: Path, work: Path, r
               'recipe': str(recipe), 'training_data': f'benchmark + {model.texture} copies' if model.texture
               else 'benchmark', 'epochs': epochs, 'seed': seed, 'train_minutes': train_minutes,
               'total_minutes': (time.perf_counter() - start) / 60, 'budget': budget.name,
-              'deploy': str(deploy), 'commit': _commit()}
+              'deploy': str(deploy), 'commit': repository_commit()}
     (target / 'run.json').write_text(json.dumps(record, indent=2) + '\n')
     return record
 
