@@ -75,6 +75,8 @@ def test_convert_cli_ships_a_model_vanilla_timm_loads(tmp_path, data_dir, method
     assert report['strip_max_abs_difference'] <= 1e-5
     config = json.loads((out / 'config.json').read_text())
     assert config['architecture'] == 'resnet18' and config['label_names'] == ['noise', 'square']
+    # resnet18's published weights (tag a1_in1k, their paper) and 224 px pool size are not these weights'
+    assert not {'tag', 'paper_ids', 'origin_url', 'hf_hub_id', 'pool_size'} & set(config['pretrained_cfg'])
 
     x = torch.randn(2, 3, SIZE, SIZE)
     torch.save(x, tmp_path / 'x.pt')

@@ -230,14 +230,14 @@ def test_tiny_pacs_zoo_runs_resumes_and_adds_rows(tree, tmp_path, recipe):
     assert again['top1'] == record['top1']
 
 
-def _fake_results(root: Path, gains: dict, base=(0.30, 0.28, 0.33)) -> Path:
+def _fake_results(root: Path, gains: dict, base=(0.30, 0.28, 0.33), **extra) -> Path:
     """results/<row>/sketch/seed<k>/run.json with the baseline's top-1 per seed ``base`` and each row's
-    top-1 = base + its per-seed gain."""
+    top-1 = base + its per-seed gain (``extra``: more fields of every record)."""
     for row, per_seed in {'resnet18': (0.0, 0.0, 0.0), **gains}.items():
         for seed, (b, g) in enumerate(zip(base, per_seed)):
             record = {'row': row, 'target': 'sketch', 'seed': seed, 'top1': b + g, 'mean_class_top1': b + g,
                       'source_val_top1': 0.6, 'train_minutes': 9.0, 'total_minutes': 11.0, 'recipe': 'r.yaml',
-                      'finetune_epochs': 1, 'deploy': str(root / 'nowhere'), 'commit': 'abc'}
+                      'finetune_epochs': 1, 'deploy': str(root / 'nowhere'), 'commit': 'abc', **extra}
             folder = root / row / 'sketch' / f'seed{seed}'
             folder.mkdir(parents=True)
             (folder / 'run.json').write_text(json.dumps(record))
@@ -274,3 +274,35 @@ def test_one_seed_is_not_a_verdict(tmp_path):
     results = _fake_results(tmp_path / 'r', {'resnet18_infodrop': (0.1,)}, base=(0.3,))
     assert paired_gain(collect_pacs(results), 'resnet18_infodrop', 'sketch')['verdict'] == 'one seed'
     assert paired_gain(collect_pacs(results), 'resnet18_anisotropic', 'sketch') is None
+
+
+def test_pacs_hub_cards_state_each_rows_paired_gain_and_configs_build_as_trained(tmp_path):
+    import timm
+
+    from timm_infodrop.hub.naming import PACS_CLASSES
+    from timm_infodrop.zoo.pacs_hub import write_pacs_hub_configs
+
+    convert = {'top1_source': 0.58, 'top1_stripped': 0.58, 'top1_recalibrated': 0.59, 'top1_finetuned': 0.6}
+    results = _fake_results(tmp_path / 'results', {'resnet18_infodrop': (0.05, 0.06, 0.04)},
+                            model_kwargs={}, convert=convert, epochs=12,
+                            sources=['art_painting', 'cartoon', 'photo'], classes=list(PACS_CLASSES),
+                            train_images=5455, target_images=3929)
+    for path in (results / 'resnet18_infodrop').glob('sketch/seed*/run.json'):
+        path.write_text(json.dumps(dict(json.loads(path.read_text()), model_kwargs={'infodrop_temperature': 0.05})))
+    (results / 'summary.json').write_text('{}')
+    (results / 'run.json').write_text(json.dumps({'command': 'timm-infodrop zoo run --benchmark pacs', 'recipe': 'r.yaml',
+                                                  'commits': ['abc']}))
+    staging = tmp_path / 'hub'
+    staging.mkdir()
+    names = write_pacs_hub_configs(results, staging)
+    assert names == ['resnet18.pacs64_sketch', 'resnet18.pacs64_sketch_deploy', 'resnet18_infodrop.pacs64_sketch',
+                     'resnet18.pacs64_sketch_infodrop_deploy']
+    card = (staging / 'resnet18.pacs64_sketch_infodrop_deploy' / 'README.md').read_text()
+    assert '+5.0 points ± 1.0 over 3 seed pairs' in card and ': higher.' in card
+    top1 = np.add((0.30, 0.28, 0.33), (0.05, 0.06, 0.04))
+    assert f'| top-1 on the unseen sketch domain | {top1.mean():.3f} ± {top1.std(ddof=1):.3f} (n=3) |' in card
+    assert 'Against the baseline' not in (staging / 'resnet18.pacs64_sketch' / 'README.md').read_text()
+    trained = timm.create_model(f"local-dir:{staging / 'resnet18_infodrop.pacs64_sketch'}")
+    assert trained.num_classes == 7 and trained.conv1.info_drop.temperature == 0.05
+    deployed = json.loads((staging / 'resnet18.pacs64_sketch_infodrop_deploy' / 'config.json').read_text())
+    assert deployed['architecture'] == 'resnet18' and 'infodrop_temperature' not in deployed.get('model_args', {})

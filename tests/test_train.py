@@ -61,6 +61,7 @@ def test_train_writes_a_timm_model_folder(tmp_path, data_dir):
     assert loaded.pretrained_cfg['input_size'] == (3, SIZE, SIZE)
     config = json.loads((out / 'config.json').read_text())
     assert config['architecture'] == 'resnet18_infodropout' and config['model_args']['infodropout_beta'] == 0.01
+    assert not {'tag', 'paper_ids', 'origin_url', 'pool_size'} & set(config['pretrained_cfg'])
     x = torch.randn(2, 3, SIZE, SIZE)
     with torch.no_grad():
         assert torch.equal(loaded(x), model.eval()(x))

@@ -309,6 +309,7 @@ def convert_folder(
 
     from .checkpoint import checkpoint_input, load_variant
     from .convert import convert
+    from .models._builder import trained_cfg
 
     if export not in (None, 'onnx'):
         raise ConfigError(f"export must be None or 'onnx', got {export!r}")
@@ -338,10 +339,7 @@ def convert_folder(
         source, loaders['recalibrate'], loaders['val'], recalibrate_batches, finetune_epochs, finetune_lr,
         finetune_params, check_input=check_input, finetune_loader=loaders['finetune'], keep=keep)
     preprocessing = deploy_cfg(config)
-    source_size = tuple(plain.pretrained_cfg.get('input_size') or ())
-    plain.pretrained_cfg = dict(plain.pretrained_cfg, **preprocessing)
-    if source_size[1:] != tuple(size)[1:]:
-        plain.pretrained_cfg.pop('pool_size', None)  # the architecture's feature-map size at its default input
+    plain.pretrained_cfg = dict(trained_cfg(plain.pretrained_cfg, size), **preprocessing)
     report.update(source_model=source.pretrained_cfg['architecture'], architecture=plain.pretrained_cfg['architecture'],
                   checkpoint=checkpoint, classes=list(classes), input_size=list(size),
                   preprocessing={k: list(v) if isinstance(v, tuple) else v for k, v in preprocessing.items()},

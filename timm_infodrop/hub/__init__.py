@@ -18,10 +18,11 @@ from typing import Any, List
 
 from .config import read_model_config
 from .errors import HubWeightsError, explain_hub_error, hub_errors
-from .naming import (DEFAULT_HUB_ORG, HUB_ORG_ENV, ZOO_TAG, HubRepo, check_hub_id, hub_org, plain_architecture,
-                     repo_for, zoo_repos, zoo_weights_cfg)
+from .naming import (DEFAULT_HUB_ORG, HUB_ORG_ENV, PACS_TAG, ZOO_TAG, HubRepo, check_hub_id, hub_org, pacs_repo_for,
+                     pacs_tag, pacs_weights_cfg, plain_architecture, repo_for, zoo_repos, zoo_weights_cfg)
 
-__all__ = ['HUB_ORG_ENV', 'DEFAULT_HUB_ORG', 'ZOO_TAG', 'HubRepo', 'HubWeightsError', 'hub_org', 'zoo_repos',
+__all__ = ['HUB_ORG_ENV', 'DEFAULT_HUB_ORG', 'ZOO_TAG', 'PACS_TAG', 'pacs_tag', 'pacs_repo_for', 'pacs_weights_cfg',
+           'HubRepo', 'HubWeightsError', 'hub_org', 'zoo_repos',
            'repo_for', 'explain_hub_error', 'hub_errors', 'read_model_config', 'stage_folder', 'stage_for_repo',
            'check_repo_id', 'publish', 'PUBLISHED_FILES']
 

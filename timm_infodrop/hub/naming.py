@@ -9,6 +9,12 @@ Every zoo model is published twice (``hub_configs/<repo>/`` holds each one's con
   baseline): the converter's plain timm architecture, loadable by vanilla timm with
   ``timm.create_model('hf-hub:<org>/resnet18.shapes64_infodrop_deploy', pretrained=True)``.
 
+The PACS zoo's rows, trained on three PACS domains for one target domain, are published the same way under
+the tag ``pacs64_<target>`` (:func:`pacs_repo_for`): ``resnet18_infodrop.pacs64_sketch`` and
+``resnet18.pacs64_sketch_infodrop_deploy``; a row that is a registered model with other settings or other
+training images adds its difference to the tag (``resnet18_infodrop.pacs64_sketch_early``,
+``resnet18.pacs64_sketch_anisotropic``).
+
 The organisation is ``$TIMM_INFODROP_HUB_ORG`` (default ``timm-infodrop``), read when the models register
 and checked where a Hub name is used (a repo id, pretrained weights of a tag, publishing), never at import:
 an invalid value raises :class:`~timm_infodrop.errors.ConfigError` naming it, and ``import timm_infodrop``
@@ -25,7 +31,8 @@ from typing import Dict, List, Optional, Sequence
 from ..errors import ConfigError
 
 __all__ = ['HUB_ORG_ENV', 'DEFAULT_HUB_ORG', 'ZOO_TAG', 'METHOD_NAMES', 'ZOO_CLASSES', 'ZOO_IMAGE_SIZE',
-           'HubRepo', 'hub_org', 'check_hub_id', 'plain_architecture', 'repo_for', 'zoo_repos', 'zoo_weights_cfg']
+           'HubRepo', 'hub_org', 'check_hub_id', 'plain_architecture', 'repo_for', 'zoo_repos', 'zoo_weights_cfg',
+           'PACS_TAG', 'PACS_DOMAINS', 'PACS_CLASSES', 'pacs_tag', 'pacs_repo_for', 'pacs_weights_cfg']
 
 HUB_ORG_ENV = 'TIMM_INFODROP_HUB_ORG'
 DEFAULT_HUB_ORG = 'timm-infodrop'
@@ -34,6 +41,9 @@ METHOD_NAMES = ('infodrop', 'infodropout')  # the regularisers: the keys of mode
 # the zoo's benchmark: data.shapes.ShapesConfig() (its shapes are the classes of every split but texture_only)
 ZOO_CLASSES = ('circle', 'square', 'triangle', 'star', 'cross', 'hexagon', 'heart', 'crescent', 'arrow', 'ring')
 ZOO_IMAGE_SIZE = 64
+PACS_TAG = 'pacs64'  # the PACS zoo: 64 px, from scratch, three source domains (the tag adds the target)
+PACS_DOMAINS = ('art_painting', 'cartoon', 'photo', 'sketch')  # data.domains.PACS_DOMAINS (a test checks)
+PACS_CLASSES = ('dog', 'elephant', 'giraffe', 'guitar', 'horse', 'house', 'person')  # sorted, as the loaders index them
 _ORG_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$')
 
 
@@ -126,6 +136,40 @@ def zoo_weights_cfg(variant: str) -> Dict:
     # the org unchecked: this runs when the models register (import timm_infodrop); check_hub_id checks it
     hf_hub_id = f'{hub_org(check=False)}/{repo_for(variant, deploy=False).name}'
     return dict(hf_hub_id=hf_hub_id, num_classes=len(ZOO_CLASSES),
-                label_names=tuple(sorted(ZOO_CLASSES)), input_size=(3, size, size),
-                pool_size=(size // 32, size // 32), crop_pct=1.0,
+                label_names=tuple(sorted(ZOO_CLASSES)), input_size=(3, size, size), test_input_size=(3, size, size),
+                pool_size=(size // 32, size // 32), crop_pct=1.0, test_crop_pct=1.0,
                 description=f'{variant} trained on the synthetic shape-vs-texture benchmark (timm-infodrop zoo)')
+
+
+def pacs_tag(target: str) -> str:
+    """``'pacs64_sketch'``: the tag of the PACS zoo's models trained for ``target`` (the held-out domain)."""
+    return f'{PACS_TAG}_{target}'
+
+
+def pacs_repo_for(row: str, model: str, target: str, deploy: bool) -> HubRepo:
+    """The repo of PACS zoo row ``row`` (trained as the timm model ``model``) for ``target``.
+
+    The row's name beyond its model's (``'_early'`` of ``resnet18_infodrop_early``) is added to the tag,
+    so every row has its own repo: training ``resnet18_infodrop.pacs64_sketch_early``, deploy
+    ``resnet18.pacs64_sketch_infodrop_early_deploy``.
+    """
+    if not row.startswith(model):
+        raise ValueError(f'row {row!r} does not extend its model {model!r}')
+    variant = row[len(model):]
+    if not deploy:
+        return HubRepo(f'{model}.{pacs_tag(target)}{variant}', row, model, deploy=False)
+    plain = plain_architecture(model)
+    method = model[len(plain):]
+    return HubRepo(f'{plain}.{pacs_tag(target)}{method}{variant}_deploy', row, plain, deploy=True)
+
+
+def pacs_weights_cfg(model: str, target: str, image_size: int = ZOO_IMAGE_SIZE) -> Dict:
+    """``default_cfgs`` fields of ``<model>.pacs64_<target>``: its Hub repo, PACS's 7 classes, the input."""
+    hf_hub_id = f'{hub_org(check=False)}/{pacs_repo_for(model, model, target, deploy=False).name}'
+    if target not in PACS_DOMAINS:
+        raise ValueError(f'unknown PACS target domain {target!r}; PACS has {list(PACS_DOMAINS)}')
+    sources = ', '.join(d for d in PACS_DOMAINS if d != target)
+    return dict(hf_hub_id=hf_hub_id, num_classes=len(PACS_CLASSES), label_names=PACS_CLASSES,
+                input_size=(3, image_size, image_size), test_input_size=(3, image_size, image_size),
+                pool_size=(image_size // 32, image_size // 32), crop_pct=1.0, test_crop_pct=1.0, description=f'{model} trained from scratch on PACS {sources} for the unseen {target} '
+                                          f'domain (timm-infodrop PACS zoo)')

@@ -14,7 +14,7 @@ survive timm's ``config.json`` export (which drops every key ending in ``_drop_r
 Everything else goes to timm's builder of the plain architecture.
 """
 import dataclasses
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from torch import nn
 import timm
@@ -26,7 +26,8 @@ from ..hub.naming import check_hub_id, plain_architecture  # METHOD_NAMES there 
 from ..layers import beta_from_paper
 from ..surgery import add_info_drop, add_information_dropout
 
-__all__ = ['METHODS', 'METHOD_PREFIXES', 'PAPER_BETA', 'build_regularized', 'derived_cfg', 'plain_architecture',
+__all__ = ['METHODS', 'METHOD_PREFIXES', 'PAPER_BETA', 'build_regularized', 'derived_cfg', 'trained_cfg',
+           'plain_architecture',
            'split_method_kwargs', 'untagged_default']
 
 # method -> (surgery, {prefixed keyword: the surgery's keyword})
@@ -54,6 +55,17 @@ _ARCH_FIELDS = (
     'test_crop_pct', 'crop_mode', 'mean', 'std', 'num_classes', 'pool_size', 'test_pool_size',
     'first_conv', 'classifier', 'license',
 )
+
+
+def trained_cfg(pretrained_cfg: Dict[str, Any], input_size: Sequence[int]) -> Dict[str, Any]:
+    """``pretrained_cfg`` for weights we trained at ``input_size`` (C, H, W): the architecture's fields
+    without the provenance of its published weights (resnet18's ``tag`` ``a1_in1k``, its paper and urls:
+    not these weights), and without its ``pool_size`` when that was for another input size."""
+    cfg = {k: v for k, v in pretrained_cfg.items() if k in _ARCH_FIELDS or k in ('architecture', 'description')}
+    if tuple(cfg.get('input_size') or ())[1:] != tuple(input_size)[1:]:
+        cfg.pop('pool_size', None)
+        cfg.pop('test_pool_size', None)
+    return cfg
 
 
 def derived_cfg(arch: str, method: str, **overrides: Any) -> Dict[str, Any]:

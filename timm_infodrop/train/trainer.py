@@ -176,8 +176,10 @@ def save_model_folder(model: nn.Module, folder: Path, data_config: Dict, classes
     mean/std, interpolation), so timm's ``validate.py`` defaults reproduce the run's evaluation."""
     from timm.models import save_for_hf
 
+    from ..models._builder import trained_cfg
+
     size = tuple(data_config['input_size'])
-    model.pretrained_cfg = dict(model.pretrained_cfg, input_size=size, test_input_size=size,
+    model.pretrained_cfg = dict(trained_cfg(model.pretrained_cfg, size), input_size=size, test_input_size=size,
                                 crop_pct=data_config['crop_pct'], test_crop_pct=data_config['crop_pct'],
                                 mean=tuple(data_config['mean']), std=tuple(data_config['std']),
                                 interpolation=data_config['interpolation'])

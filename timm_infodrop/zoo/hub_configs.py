@@ -1,11 +1,12 @@
-"""Render ``hub_configs/``: one folder per Hub repository (config.json + README.md) from the zoo's results.
+"""Render ``hub_configs/``: one folder per Hub repository (config.json + README.md) from the zoo's results
+(the PACS zoo's repos by :mod:`~timm_infodrop.zoo.pacs_hub`).
 
 Every number in a card comes from ``zoo/results/summary.json`` (mean ± std over the zoo's seeds); the
 published weights are seed 0's. ``config.json`` is written by timm's own ``save_config_for_hf``.
 """
 import json
 from pathlib import Path
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, List, Optional
 
 from ..hub import ZOO_TAG, HubRepo, zoo_repos, zoo_weights_cfg
 from ..io import atomic_directory
@@ -110,12 +111,15 @@ def published_models(models: Iterable[str]) -> List[str]:
     return [model for model in models if zoo_model(model).recipe == model]
 
 
-def render_hub_configs(results: Path, out: Path) -> List[Path]:
-    """Write ``out/<repo>/{config.json,README.md}`` for both variants of every zoo model; returns the folders.
+def render_hub_configs(results: Path, out: Path, pacs_results: Optional[Path] = None) -> List[Path]:
+    """Write ``out/<repo>/{config.json,README.md}`` for both variants of every zoo model, and of every PACS
+    zoo row when ``pacs_results`` has a ``summary.json``; returns the folders.
 
     ``out`` is replaced whole (written beside it, then swapped in).
     """
     import yaml
+
+    from .pacs_hub import write_pacs_hub_configs
 
     results, out = Path(results), Path(out)
     summary = json.loads((results / 'summary.json').read_text())
@@ -128,4 +132,5 @@ def render_hub_configs(results: Path, out: Path) -> List[Path]:
             folder.mkdir()
             render_config(repo, args.get('model_kwargs') or {}, folder / 'config.json')
             (folder / 'README.md').write_text(render_card(repo, summary, run, repos))
-    return [out / repo.name for repo in repos]
+        pacs = write_pacs_hub_configs(pacs_results, staging) if pacs_results is not None else []
+    return [out / repo.name for repo in repos] + [out / name for name in pacs]

@@ -119,6 +119,15 @@ def _claim(runs: Dict, summary: Dict) -> str:
     return f"{verdict} ({'; '.join(parts)}; {int(100 * CONFIDENCE)}% interval of the paired mean)."
 
 
+def _minutes_check(runs: Dict):
+    """The budget check over every run of every row (one run's wall clock moves with whatever else
+    shares the machine): the median against :data:`CALIBRATION_MINUTES`, with the range."""
+    minutes = [r['total_minutes'] for per in runs.values() for records in per.values() for r in records]
+    median = float(np.median(minutes))
+    return (f'one run <= {CALIBRATION_MINUTES:.0f} minutes (train + deploy + evaluation; median of all {len(minutes)} '
+            f'runs {median:.1f}, range {min(minutes):.1f} to {max(minutes):.1f})', median <= CALIBRATION_MINUTES)
+
+
 def calibration_lines(runs: Dict) -> List[str]:
     """The recipe's calibration: the baseline's first sketch run, its source val top-1 per epoch and the
     targets met or missed."""
@@ -135,7 +144,7 @@ def calibration_lines(runs: Dict) -> List[str]:
                f"{first['train_minutes']:.1f} training minutes.", '']
     checks = [(f'source val top-1 >= {CALIBRATION["source_val_top1"]}', first['source_val_top1'] >= CALIBRATION['source_val_top1']),
               (f'sketch top-1 >= {CALIBRATION["top1"]}', first['top1'] >= CALIBRATION['top1']),
-              (f'one run <= {CALIBRATION_MINUTES:.0f} minutes', first['total_minutes'] <= CALIBRATION_MINUTES)]
+              _minutes_check(runs)]
     lines += [f"- {name}: {'met' if ok else 'missed'}" for name, ok in checks]
     return lines
 
