@@ -4,9 +4,14 @@ import math
 import pytest
 import torch
 
+from scipy import stats
+
 from timm_infodrop.layers import (
     InfoDrop, drop_distribution, info_drop, keep_probability, sample_info_drop_mask, self_information,
 )
+from timm_infodrop.layers import informative_dropout
+
+from support.devices import generator, on_every_device
 
 
 def fixed_distribution(seed=0, size=6):
@@ -14,14 +19,16 @@ def fixed_distribution(seed=0, size=6):
     return torch.softmax(logits.flatten(), 0).view(1, 1, size, size)
 
 
+@on_every_device
 @pytest.mark.parametrize('sampling', ['bernoulli', 'multinomial'])
-def test_drop_frequency_matches_marginal(sampling):
+def test_drop_frequency_matches_marginal(sampling, device):
     """Per position, the fraction of dropped (sample, channel) rows is 1 - (1 - P)^m."""
-    distribution = fixed_distribution()
+    distribution = fixed_distribution().to(device)
     drop_rate, rows = 1.5, 20000
-    mask = sample_info_drop_mask(distribution, rows, drop_rate, sampling, torch.Generator().manual_seed(1))
-    assert mask.shape == (1, rows, 6, 6) and mask.dtype == torch.bool
-    frequency = 1.0 - mask.float().mean(dim=1)[0]
+    mask = sample_info_drop_mask(distribution, rows, drop_rate, sampling, generator(device, 1))
+    assert mask.shape == (1, rows, 6, 6) and mask.dtype == torch.bool and mask.device.type == device
+    frequency = 1.0 - mask.float().mean(dim=1)[0].cpu()
+    distribution = distribution.cpu()
     expected = 1.0 - keep_probability(distribution, drop_rate)[0, 0]
     torch.testing.assert_close(expected, 1 - (1 - distribution[0, 0]) ** int(drop_rate * 36), atol=1e-5, rtol=1e-4)
     sigma = torch.sqrt(expected * (1 - expected) / rows)
@@ -37,6 +44,61 @@ def test_multinomial_rows_drop_at_most_m_positions():
     assert dropped.max() <= m and dropped.min() >= 1
     expected = (1 - keep_probability(distribution, 0.25)).sum()
     assert abs(dropped.float().mean() - expected) < 0.1 * expected
+
+
+def skewed_distribution(samples=2, size=8, seed=0):
+    """Softmax of wide logits (many positions below 2^-16, some far above) with position (0, 0) at 0."""
+    logits = 6.0 * torch.randn(samples, size * size, generator=torch.Generator().manual_seed(seed))
+    logits[:, 0] = -math.inf
+    return torch.softmax(logits, 1).view(samples, 1, size, size)
+
+
+@on_every_device
+@pytest.mark.parametrize('table_bits', [16, 4])  # 4: most draws take the binary-search path
+def test_exact_sampler_single_draws_follow_p(monkeypatch, device, table_bits):
+    """With m = 1 every row drops exactly one position, drawn from P: a chi-square goodness-of-fit test per
+    sample, and a position with P = 0 is never drawn."""
+    monkeypatch.setattr(informative_dropout, '_TABLE_BITS', table_bits)
+    distribution = skewed_distribution().to(device)
+    rows = 20000
+    mask = sample_info_drop_mask(distribution, rows, 1 / 64, 'multinomial', generator(device, 3)).cpu()
+    assert ((~mask).flatten(2).sum(-1) == 1).all()
+    counts = (~mask).flatten(2).sum(1).double()
+    for sample in range(distribution.shape[0]):
+        expected = distribution[sample].flatten().cpu().double() * rows
+        assert counts[sample, 0] == 0
+        fit = expected >= 5  # the chi-square approximation's rule; the rest holds a negligible mass
+        observed = counts[sample][fit]
+        scaled = expected[fit] * observed.sum() / expected[fit].sum()
+        assert stats.chisquare(observed, scaled).pvalue > 1e-3
+
+
+@on_every_device
+def test_exact_sampler_matches_torch_multinomial_with_replacement(device):
+    """m draws with replacement per row, against the released procedure (torch.multinomial with replacement):
+    two-sample chi-square tests on the per-position drop counts and on the number of distinct positions a
+    row drops (a property of the joint law, not only of the marginals)."""
+    distribution = skewed_distribution(samples=1, seed=4).to(device)
+    rows, m = 6000, 40
+    mask = sample_info_drop_mask(distribution, rows, m / 64, 'multinomial', generator(device, 5)).cpu()
+    mine = ~mask[0].flatten(1)  # (rows, 64)
+    drawn = torch.multinomial(distribution.cpu().flatten().expand(rows, -1), m, replacement=True,
+                              generator=torch.Generator().manual_seed(6))
+    released = torch.zeros(rows, 64, dtype=torch.bool).scatter_(1, drawn, True)
+    for statistic in (lambda d: d.sum(0), lambda d: torch.bincount(d.sum(1), minlength=65)):
+        a, b = statistic(mine).double(), statistic(released).double()
+        used = (a + b) >= 10
+        table = torch.stack([a[used], b[used]]).numpy()
+        assert stats.chi2_contingency(table).pvalue > 1e-3
+
+
+def test_exact_sampler_is_seeded_and_bounds_its_memory(monkeypatch):
+    monkeypatch.setattr(informative_dropout, '_DRAWS_PER_CHUNK', 100)  # a chunk per sample
+    distribution = skewed_distribution(samples=3)
+    masks = [sample_info_drop_mask(distribution, 4, 1.0, 'multinomial', torch.Generator().manual_seed(7))
+             for _ in range(2)]
+    assert torch.equal(masks[0], masks[1])
+    assert (~masks[0]).flatten(2).sum(-1).max() <= 64 and (~masks[0][:, :, 0, 0]).sum() == 0
 
 
 def test_sampling_modes_agree_in_distribution():

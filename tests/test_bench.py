@@ -1,0 +1,46 @@
+"""The benchmark's measuring helpers, and README's speed table as rendered from bench/results.json."""
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location('bench_layers', ROOT / 'bench' / 'bench_layers.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_speed_table_is_rendered_from_results_json():
+    bench = _bench()
+    results = json.loads((ROOT / 'bench' / 'results.json').read_text())
+    readme = (ROOT / 'README.md').read_text()
+    assert bench.readme_with_table(readme, results) == readme
+    assert bench.markdown_table(results) in readme
+    assert (ROOT / 'bench' / 'results.md').read_text() == bench.markdown_table(results)
+
+
+def test_peak_extra_memory_and_op_count_measure_what_runs():
+    bench = _bench()
+    n = 1 << 18  # 1 MiB of float32
+
+    def two_temporaries():
+        a, b = torch.ones(n), torch.ones(n)
+        c = a + b  # a, b and c live together: 3 MiB at the peak
+        del a, b
+        return c * 2
+
+    assert bench.peak_extra_bytes(two_temporaries) == 2 * 4 * n  # beyond the returned 1 MiB
+    count, table = bench.top_level_ops(two_temporaries)
+    assert count == 4 and 'aten::ones' in table
+
+
+def test_paired_ratio_compares_the_two_calls():
+    bench = _bench()
+    slow, fast = (lambda: sum(range(200_000))), (lambda: sum(range(20_000)))
+    _, _, ratio = bench.paired_ratio(slow, fast, repeats=5)
+    assert ratio > 3
