@@ -173,7 +173,8 @@ def _patch_distances(x, rescale, offsets, radius, out_size, kernel, stride, padd
     pads = (padding[1] + r, padding[1] + r, padding[0] + r, padding[0] + r)
     windows = [(slice(r + di, r + di + padded_h), slice(r + dj, r + dj + padded_w)) for di, dj in offsets]
     per_sample = (len(offsets) + channels + 1) * (padded_h + 2 * r) * (padded_w + 2 * r)
-    chunk = min(batch, max(1, _CHUNK_FLOATS // per_sample))
+    # chunks are for a CPU's caches and memory; a GPU takes the batch whole (fewer kernel launches)
+    chunk = min(batch, max(1, _CHUNK_FLOATS // per_sample)) if x.device.type == 'cpu' else batch
     maps = x.new_empty(chunk, len(offsets), padded_h, padded_w, dtype=torch.float32)
     out = x.new_empty(batch, len(offsets), *out_size, dtype=torch.float32)
     many_channels = channels > _FEW_CHANNELS
@@ -347,7 +348,7 @@ def _drop_drawn(mask: torch.Tensor, distribution: torch.Tensor, num_channels: in
     all_steps = (steps + (sample_shift << _CDF_BITS)).view(-1)
     draws = num_channels * num_draws
     channel_start = torch.arange(num_channels, device=device, dtype=torch.int64).repeat_interleave(num_draws) * size
-    chunk = max(1, _DRAWS_PER_CHUNK // draws)
+    chunk = max(1, _DRAWS_PER_CHUNK // draws) if device.type == 'cpu' else batch
     for b0 in range(0, batch, chunk):
         b1 = min(batch, b0 + chunk)
         high = _uniform_int16(((b1 - b0), draws), generator, device).long().add_(1 << 15)  # u's top 16 bits
