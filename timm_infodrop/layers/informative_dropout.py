@@ -152,7 +152,7 @@ def self_information(
         return log_q.neg_().clamp_min_(0.0)
 
 
-# |x| for which the squared differences of a 7x7x3 window stay normal float32 numbers without rescaling
+# |x| for which a window's sum of squared differences stays a normal float32 number without rescaling
 _SAFE_PEAK = (1e-15, 1e15)
 # Batch chunks sized so that a chunk's temporaries (padded input, per-pixel maps, box-sum rows) stay small
 # next to the masked tensor and in cache; the (B, S, Ho, Wo) distances are the one full-batch buffer.
@@ -290,7 +290,7 @@ def sample_info_drop_mask(
 
     ``'multinomial'`` makes ``m`` draws with replacement from ``P`` for every (sample, channel) row
     and zeroes the drawn positions, the released code's law (its ``torch.multinomial`` replaced by an exact
-    inverse-CDF sampler, :func:`_drop_drawn`, 2x faster on CPU). ``'bernoulli'`` keeps every element
+    inverse-CDF sampler, :func:`_drop_drawn`, faster on CPU). ``'bernoulli'`` keeps every element
     independently with the same marginal probability ``(1 - P)^m``, resolved to 2^-16: one 16-bit
     uniform per element. ``channels_last`` lays the mask out in that memory format.
     """
@@ -328,7 +328,8 @@ def _drop_drawn(mask: torch.Tensor, distribution: torch.Tensor, num_channels: in
     drawn with probability ``P_i`` to 2^-32): the position of ``u`` is the number of CDF steps ``<= u``.
     A table over the 2^16 buckets of ``u``'s top 16 bits answers every bucket that holds no CDF step
     (almost all draws: at most N - 1 of the 65,536 buckets hold one) from 16 random bits; a draw in a bucket
-    with a step gets its low 16 bits and a binary search. Draws are made a chunk of samples at a time to bound the memory.
+    with a step gets its low 16 bits and a binary search. On a CPU the draws are made a chunk of samples
+    at a time, to bound the memory.
     """
     batch, size = distribution.shape
     device = distribution.device
@@ -442,7 +443,7 @@ def apply_information(
             keep_mask = sample_info_drop_mask(distribution, y.shape[1], drop_rate, sampling, generator, channels_last)
         else:
             return y * keep_probability(distribution, drop_rate).to(dtype=y.dtype)
-    return y * keep_mask  # 3-5x faster than torch.where on CPU; a dropped finite value becomes (+-)0
+    return y * keep_mask  # faster than torch.where on CPU; a dropped finite value becomes (+-)0
 
 
 class InfoDrop(nn.Module):

@@ -54,7 +54,8 @@ def render_pacs_config(repo: HubRepo, target: str, record: Dict, path: Path) -> 
     cfg = pacs_weights_cfg(row.model, target)
     # the class order every run used (records written before the field existed lack it)
     if list(cfg['label_names']) != list(record.get('classes', cfg['label_names'])):
-        raise ValueError(f"{repo.name}: the run's classes {record['classes']} are not PACS's {list(cfg['label_names'])}")
+        raise ValueError(f"{repo.name}: the run's classes {record['classes']} are not PACS's "
+                         f"{list(cfg['label_names'])}")
     kwargs = {} if repo.deploy else dict(record['model_kwargs'])
     model = timm.create_model(repo.architecture, num_classes=cfg['num_classes'], **kwargs)
     fields = ('input_size', 'test_input_size', 'crop_pct', 'test_crop_pct', 'pool_size', 'num_classes')
