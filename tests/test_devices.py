@@ -71,10 +71,14 @@ def test_torch_compile_trains_a_variant_on_the_device(device):
     """torch.compile (inductor) of resnet18_infodrop in training mode: forward and backward run, and the
     compiled model drops the stem's units at the eager model's rate."""
     torch.manual_seed(0)
+    # all 49 offsets: the drop distribution is the same in both calls, only the mask is random
     model = timm.create_model('resnet18_infodrop', num_classes=3).to(device).train()
+    model.conv1.info_drop.num_offsets = None
     x = torch.randn(8, 3, 32, 32, device=device)
-    eager_zeros = _stem_drop_fraction(model, x)
-    compiled = torch.compile(model)
+    masked = []
+    model.maxpool.register_forward_hook(lambda m, a, out: masked.append((out == 0).float().mean().item()))
+    model(x)  # eager
+    compiled = torch.compile(model)  # the hook is there before compiling: dynamo traces it
     compiled(x).sum().backward()
     assert model.conv1.weight.grad is not None and torch.isfinite(model.conv1.weight.grad).all()
-    assert _stem_drop_fraction(compiled, x) == pytest.approx(eager_zeros, abs=0.03)
+    assert len(masked) == 2 and masked[1] == pytest.approx(masked[0], abs=0.01)

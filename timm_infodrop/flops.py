@@ -20,7 +20,7 @@ __all__ = ['FlopRow', 'count_flops', 'measure', 'markdown_table', 'flops_documen
 _ELEMENTWISE = (
     'add', 'add_', 'sub', 'sub_', 'rsub', 'mul', 'mul_', 'div', 'div_', 'abs', 'neg', 'neg_', 'square', 'square_',
     'clamp_min', 'clamp_min_', 'clamp', 'exp', 'exp_', 'log', 'log_', 'log1p', 'sigmoid', 'round', 'lt', 'where',
-    'randint', 'randn_like', 'bernoulli_', 'relu', 'relu_', 'silu', 'silu_', 'gelu', 'hardswish', 'hardswish_',
+    'randint', 'random_', 'randn_like', 'bernoulli_', 'relu', 'relu_', 'silu', 'silu_', 'gelu', 'hardswish', 'hardswish_',
     'hardsigmoid', 'hardsigmoid_', 'sqrt', 'rsqrt', 'pow',
 )
 _TWO_PER_ELEMENT = ('addcmul_', 'addcmul')

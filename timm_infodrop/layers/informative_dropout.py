@@ -270,8 +270,9 @@ def keep_probability(distribution: torch.Tensor, drop_rate: float = 1.5) -> torc
 
 def _uniform_int16(shape: Tuple[int, ...], generator: Optional[torch.Generator], device) -> torch.Tensor:
     """Independent uniforms on the 65,536 int16 values, 4 per 64-bit draw (4x fewer generator calls)."""
-    if torch.jit.is_tracing():  # the tracer cannot record a dtype view; same law, one draw per element
-        return torch.randint(-2 ** 15, 2 ** 15, shape, dtype=torch.int16, generator=generator, device=device)
+    # tracers and torch.compile's functionalisation cannot alias a dtype view; same law, one draw per element
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return torch.empty(shape, dtype=torch.int16, device=device).random_(-2 ** 15, 2 ** 15, generator=generator)
     numel = math.prod(shape)
     words = torch.empty((numel + 3) // 4, dtype=torch.int64, device=device)
     words.random_(-2 ** 63, 2 ** 63 - 1, generator=generator)
