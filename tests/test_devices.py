@@ -14,8 +14,7 @@ from support.devices import on_every_device
 
 
 def _stem_drop_fraction(model, x):
-    """The fraction of zeros in what the stem's InfoDrop masks (after the max-pool), and its expectation
-    1 - mean keep probability, from one training forward."""
+    """The fraction of zeros in what the stem's InfoDrop masks (after the max-pool), from one training forward."""
     masked = {}
     hook = model.maxpool.register_forward_hook(lambda m, a, out: masked.__setitem__('y', out))
     try:

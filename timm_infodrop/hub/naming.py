@@ -136,8 +136,7 @@ def zoo_weights_cfg(variant: str) -> Dict:
     # the org unchecked: this runs when the models register (import timm_infodrop); check_hub_id checks it
     hf_hub_id = f'{hub_org(check=False)}/{repo_for(variant, deploy=False).name}'
     return dict(hf_hub_id=hf_hub_id, num_classes=len(ZOO_CLASSES),
-                label_names=tuple(sorted(ZOO_CLASSES)), input_size=(3, size, size), test_input_size=(3, size, size),
-                pool_size=(size // 32, size // 32), crop_pct=1.0, test_crop_pct=1.0,
+                label_names=tuple(sorted(ZOO_CLASSES)), **_input_cfg(size),
                 description=f'{variant} trained on the synthetic shape-vs-texture benchmark (timm-infodrop zoo)')
 
 
@@ -165,11 +164,16 @@ def pacs_repo_for(row: str, model: str, target: str, deploy: bool) -> HubRepo:
 
 def pacs_weights_cfg(model: str, target: str, image_size: int = ZOO_IMAGE_SIZE) -> Dict:
     """``default_cfgs`` fields of ``<model>.pacs64_<target>``: its Hub repo, PACS's 7 classes, the input."""
-    hf_hub_id = f'{hub_org(check=False)}/{pacs_repo_for(model, model, target, deploy=False).name}'
     if target not in PACS_DOMAINS:
         raise ValueError(f'unknown PACS target domain {target!r}; PACS has {list(PACS_DOMAINS)}')
+    hf_hub_id = f'{hub_org(check=False)}/{pacs_repo_for(model, model, target, deploy=False).name}'
     sources = ', '.join(d for d in PACS_DOMAINS if d != target)
-    return dict(hf_hub_id=hf_hub_id, num_classes=len(PACS_CLASSES), label_names=PACS_CLASSES,
-                input_size=(3, image_size, image_size), test_input_size=(3, image_size, image_size),
-                pool_size=(image_size // 32, image_size // 32), crop_pct=1.0, test_crop_pct=1.0, description=f'{model} trained from scratch on PACS {sources} for the unseen {target} '
-                                          f'domain (timm-infodrop PACS zoo)')
+    return dict(hf_hub_id=hf_hub_id, num_classes=len(PACS_CLASSES), label_names=PACS_CLASSES, **_input_cfg(image_size),
+                description=f'{model} trained from scratch on PACS {sources} for the unseen {target} domain '
+                            '(timm-infodrop PACS zoo)')
+
+
+def _input_cfg(size: int) -> Dict:
+    """The input fields of a tag trained and tested at ``size`` px, centre-cropped whole (crop_pct 1)."""
+    return dict(input_size=(3, size, size), test_input_size=(3, size, size), pool_size=(size // 32, size // 32),
+                crop_pct=1.0, test_crop_pct=1.0)

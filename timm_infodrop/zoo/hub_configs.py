@@ -16,7 +16,7 @@ from .formatting import architecture_name, count, render
 from .report import CONVERT_LABELS, LABELS, scope_text
 from .runner import BASELINE, zoo_model
 
-__all__ = ['render_hub_configs', 'published_models', 'render_card', 'render_config']
+__all__ = ['render_hub_configs', 'published_models', 'render_card', 'render_config', 'load_lines']
 
 DATASET = {'name': 'timm-infodrop synthetic shape-vs-texture benchmark (64 px)', 'type': f'timm-infodrop/{ZOO_TAG}'}
 # metric -> (model-index metric type, dataset split it is measured on)
@@ -64,6 +64,23 @@ def _front_matter(repo: HubRepo, summary: Dict) -> str:
     return f'---\n{data.to_yaml()}\n---\n'
 
 
+def load_lines(repo: HubRepo) -> List[str]:
+    """The card's "How to load" code: by registered name when the repo is a registered tag, and by Hub id."""
+    import timm
+
+    import timm_infodrop  # noqa: F401  registers the tags
+
+    load = ['import timm']
+    if repo.needs_plugin:
+        load += ['import timm_infodrop  # pip install timm-infodrop', '']
+        if timm.list_pretrained(repo.name):
+            load += [f"model = timm.create_model('{repo.name}', pretrained=True)  # by registered name"]
+        load += [f"model = timm.create_model('hf-hub:{repo.repo_id}', pretrained=True)"]
+    else:
+        load += ['', f"model = timm.create_model('hf-hub:{repo.repo_id}', pretrained=True)  # vanilla timm, no plugin"]
+    return load + ['model.eval()']
+
+
 def render_card(repo: HubRepo, summary: Dict, run: Dict, siblings: List[HubRepo], recipes=None) -> str:
     """The README.md (model card) of ``repo``: a pure function of the zoo's summary and run record and the
     model's recipe file (``recipes``: default the repository's ``zoo/recipes``)."""
@@ -77,14 +94,7 @@ def render_card(repo: HubRepo, summary: Dict, run: Dict, siblings: List[HubRepo]
             f'`{repo.architecture}` that loads without the plugin' if repo.deploy else
             f'the training variant: `{repo.architecture}` as trained' +
             (', with its regulariser (needs the plugin; it is identity in eval)' if repo.needs_plugin else ''))
-    load = ['import timm']
-    if repo.needs_plugin:
-        load += ['import timm_infodrop  # pip install timm-infodrop', '',
-                 f"model = timm.create_model('{repo.name}', pretrained=True)  # by registered name",
-                 f"model = timm.create_model('hf-hub:{repo.repo_id}', pretrained=True)"]
-    else:
-        load += ['', f"model = timm.create_model('hf-hub:{repo.repo_id}', pretrained=True)  # vanilla timm, no plugin"]
-    load += ['model.eval()']
+    load = load_lines(repo)
     made_at = run.get('commit') or next((c for c, models in run.get('commits', {}).items() if repo.zoo_model in models), '')
     base = summary.get(BASELINE)
     image_size = cfg['input_size'][-1]

@@ -11,7 +11,8 @@ from typing import Dict, List, Tuple
 
 from ..hub import HubRepo, pacs_repo_for, pacs_weights_cfg, plain_architecture
 from .formatting import architecture_name, render
-from .pacs import BASELINE, PACS_ROWS, collect_pacs
+from .hub_configs import load_lines
+from .pacs import BASELINE, PACS_ROWS, _stats, collect_pacs
 from .pacs_report import ROW_TEXT, paired_gain
 
 __all__ = ['pacs_repos', 'render_pacs_config', 'render_pacs_card', 'write_pacs_hub_configs']
@@ -66,13 +67,6 @@ def render_pacs_config(repo: HubRepo, target: str, record: Dict, path: Path) -> 
                        model_args=kwargs or None)
 
 
-def _stats(values: List[float]) -> Dict:
-    import numpy as np
-    values = np.asarray(values, dtype=float)
-    return {'mean': float(values.mean()), 'std': float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            'n': int(len(values))}
-
-
 def _front_matter(repo: HubRepo, target: str, metrics: Dict[str, Dict]) -> str:
     from huggingface_hub import EvalResult, ModelCardData
 
@@ -80,7 +74,6 @@ def _front_matter(repo: HubRepo, target: str, metrics: Dict[str, Dict]) -> str:
                           dataset_split=split.format(target=target), metric_type=kind,
                           metric_name=label.format(target=target), metric_value=round(metrics[key]['mean'], 4))
                for key, (label, kind, split) in DEPLOY_METRICS.items() if key in metrics]
-    method = repo.method
     tags = ['image-classification', 'timm', 'shape-bias', 'domain-generalization', 'pacs', 'timm-infodrop']
     tags += ['deploy'] if repo.deploy else (['needs-plugin'] if repo.needs_plugin else [])
     data = ModelCardData(library_name='timm', license='apache-2.0', pipeline_tag='image-classification', tags=tags,
@@ -97,17 +90,7 @@ def render_pacs_card(repo: HubRepo, target: str, runs: Dict[str, Dict[str, List[
     steps = [(label, _stats([r['convert'][key] for r in records])) for key, label in CONVERT_STEPS.items()
              if all(r['convert'].get(key) is not None for r in records)]
     other = next(r for r in siblings if r.zoo_model == repo.zoo_model and r.deploy != repo.deploy)
-    import timm
-
-    load = ['import timm']
-    if repo.needs_plugin:
-        load += ['import timm_infodrop  # pip install timm-infodrop', '']
-        if timm.list_pretrained(repo.name):  # a registered tag
-            load += [f"model = timm.create_model('{repo.name}', pretrained=True)  # by registered name"]
-        load += [f"model = timm.create_model('hf-hub:{repo.repo_id}', pretrained=True)"]
-    else:
-        load += ['', f"model = timm.create_model('hf-hub:{repo.repo_id}', pretrained=True)  # vanilla timm, no plugin"]
-    load += ['model.eval()']
+    load = load_lines(repo)
     kind = ('the deploy variant: the converter stripped the regulariser, recalibrated BN on the source train split '
             f'and finetuned, a plain timm `{repo.architecture}` that loads without the plugin' if repo.deploy else
             f'the training variant: `{repo.architecture}` as trained'
@@ -117,7 +100,7 @@ def render_pacs_card(repo: HubRepo, target: str, runs: Dict[str, Dict[str, List[
     return render(
         'pacs_hub_card.md.j2', front_matter=_front_matter(repo, target, metrics), repo=repo, other=other, kind=kind,
         architecture=architecture_name(plain_architecture(repo.architecture)),
-        row=row, row_text=ROW_TEXT.get(row.name, row.name), target=target, sources=', '.join(first['sources']),
+        row_text=ROW_TEXT.get(row.name, row.name), target=target, sources=', '.join(first['sources']),
         classes=cfg['label_names'], image_size=cfg['input_size'][-1], load=load,
         run=run_info, seeds=[r['seed'] for r in records], train_images=first['train_images'],
         epochs=first['epochs'], finetune_epochs=first['finetune_epochs'],
