@@ -7,6 +7,7 @@ alternation, so that drift and noise hit both alike; the seed is fixed. The targ
 speed issues'.
 """
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from timm_infodrop.data.texture import anisotropic_diffusion
-from timm_infodrop.layers import DeferredDrop, InfoDrop, InfoDropConv2d
+from timm_infodrop.layers import DeferredDrop, InfoDrop, InfoDropConv2d, _cpu_kernel
 
 TARGETS = {  # at most
     'stem_forward_ms': 80.0, 'layer_forward_ms': 60.0,
@@ -86,6 +87,34 @@ def paired_ratio(numerator: Callable[[], object], denominator: Callable[[], obje
             statistics.median(a / b for a, b in pairs))
 
 
+@contextlib.contextmanager
+def torch_ops_path():
+    """InfoDrop on its torch-ops path (the C++ kernels switched off) inside the block."""
+    saved = os.environ.get(_cpu_kernel.ENV_SWITCH)
+    os.environ[_cpu_kernel.ENV_SWITCH] = '0'
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(_cpu_kernel.ENV_SWITCH)
+        else:
+            os.environ[_cpu_kernel.ENV_SWITCH] = saved
+
+
+def torch_ops_rows(repeats: int) -> Dict[str, float]:
+    """The stem figures with the C++ kernels switched off: the torch-ops path that tracers, torch.compile and
+    machines without a compiler take."""
+    x, y = stem_inputs()
+    stem, layer, exact = plain_stem(), stem_layer(), stem_layer('multinomial')
+    with torch.no_grad(), torch_ops_path():
+        info, _, ratio = paired_ratio(lambda: layer(x, y), lambda: stem(x), repeats)
+        multi, _, multi_ratio = paired_ratio(lambda: exact(x, y), lambda: layer(x, y), max(3, repeats // 3))
+        ops, _ = top_level_ops(lambda: layer(x, y))
+    return {'stem_forward_ms_torch_ops': 1000 * info, 'stem_ratio_torch_ops': ratio,
+            'stem_forward_ms_multinomial_torch_ops': 1000 * multi, 'multinomial_ratio_torch_ops': multi_ratio,
+            'stem_top_level_ops_torch_ops': ops}
+
+
 def stem_ratios(repeats: int) -> Dict[str, float]:
     """InfoDrop at the stem over the stem's own forward, and the exact sampler over the default one."""
     x, y = stem_inputs()
@@ -106,11 +135,16 @@ def profiled(fn: Callable[[], torch.Tensor]):
 
 def peak_extra_bytes(fn: Callable[[], torch.Tensor]) -> int:
     """Peak CPU memory allocated during ``fn()`` beyond what it returns, from the profiler's allocation
-    events replayed in time order (each op's own allocations, and the frees)."""
+    events replayed in time order: an op's own net allocation at its start, a net release (memory its
+    children allocated and it freed) at its end, and the frees."""
     prof, out = profiled(fn)
+    changes = []
+    for event in prof.events():
+        change = event.cpu_memory_usage if event.name == '[memory]' else event.self_cpu_memory_usage
+        changes.append((event.time_range.start if change >= 0 else event.time_range.end, change))
     level = peak = 0
-    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-        level += event.cpu_memory_usage if event.name == '[memory]' else event.self_cpu_memory_usage
+    for _, change in sorted(changes, key=lambda c: c[0]):
+        level += change
         peak = max(peak, level)
     return peak - out.numel() * out.element_size()
 
@@ -214,8 +248,10 @@ def train_step_ratio(repeats: int) -> Dict[str, float]:
     equipped = equip_resnet_stem(timm.create_model('resnet18'))
     noisy = timm.create_model('resnet18_infodropout')
     times: Dict[str, List[float]] = {'plain': [], 'infodrop': [], 'infodropout': []}
-    for _ in range(repeats):
-        for name, model in (('plain', plain), ('infodrop', equipped), ('infodropout', noisy)):
+    order = [('plain', plain), ('infodrop', equipped), ('infodropout', noisy)]
+    for repeat in range(repeats):
+        # forward and reversed order in turn, so that a drift or the slot after a warm-up favours none
+        for name, model in (order if repeat % 2 == 0 else order[::-1]):
             times[name].append(train_step_seconds(model, 1))
     ratio = {name: statistics.median(t / p for p, t in zip(times['plain'], times[name])) for name in times}
     return {'train_step_plain_s': statistics.median(times['plain']),
@@ -280,6 +316,10 @@ ROWS = (
     ('multinomial_ratio', 'multinomial / bernoulli at the stem (paired)'),
     ('stem_peak_extra_memory', 'peak extra memory of the stem call, x the masked tensor (beyond its output)'),
     ('stem_top_level_ops', 'top-level aten ops per stem call (torch.profiler)'),
+    ('stem_forward_ms_torch_ops', 'InfoDrop at the stem on the torch-ops path (no C++ kernel), forward (ms)'),
+    ('stem_ratio_torch_ops', 'the same / the stem forward (paired)'),
+    ('multinomial_ratio_torch_ops', 'its multinomial / bernoulli (paired)'),
+    ('stem_top_level_ops_torch_ops', 'its top-level aten ops per stem call'),
     ('stem_forward_ms_loaded', 'the stem call with a second process spinning on the cores (ms)'),
     ('stem_loaded_slowdown', 'the stem call loaded / unloaded'),
     ('stem_ms_per_mpixel_64px', 'stem call per million input pixels (ms), 64 px'),
@@ -312,8 +352,10 @@ def markdown_table(results: dict) -> str:
         lines.append(f'| {label} | {value} | {target_text} |')
     machine = results['machine']
     lines.append('')
+    kernel = ('InfoDrop on its C++ CPU kernels' if machine.get('cpu_kernel') else
+              'InfoDrop on its torch ops (the C++ kernels did not build)')
     lines.append(f"torch {machine['torch']}, timm {machine['timm']}, {machine['threads']} threads, "
-                 f"{machine['cpu_count']} CPUs ({machine['processor']}); medians, seed 0.")
+                 f"{machine['cpu_count']} CPUs ({machine['processor']}); {kernel}; medians, seed 0.")
     return '\n'.join(lines) + '\n'
 
 
@@ -341,7 +383,7 @@ def write_text_atomic(path: str, text: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--repeats', type=int, default=15, help='timed repeats per layer figure')
-    parser.add_argument('--step-repeats', type=int, default=9, help='timed train-step pairs')
+    parser.add_argument('--step-repeats', type=int, default=15, help='timed train-step pairs')
     parser.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results.json'))
     parser.add_argument('--readme', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'README.md'),
                         help='README.md whose speed section is re-rendered from the results ("" to leave it)')
@@ -359,6 +401,7 @@ def main() -> int:
     layer(x, y)  # warm
     results['stem_peak_extra_memory'] = peak_extra_bytes(lambda: layer(x, y)) / (y.numel() * y.element_size())
     results['stem_top_level_ops'], profile_table = top_level_ops(lambda: layer(x, y))
+    results.update(torch_ops_rows(max(5, args.repeats // 2)))
     results.update(stem_under_load(max(5, args.repeats // 2)))
     results.update(stem_cost_growth(max(5, args.repeats // 2)))
     results.update(train_step_ratio(args.step_repeats))
@@ -370,6 +413,7 @@ def main() -> int:
     results['machine'] = {
         'torch': torch.__version__, 'timm': timm.__version__, 'threads': torch.get_num_threads(),
         'cpu_count': os.cpu_count(), 'processor': platform.processor() or platform.machine(),
+        'cpu_kernel': _cpu_kernel.load_kernel() is not None,
     }
     write_json_atomic(args.out, results)
     table = markdown_table(results)

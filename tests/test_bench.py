@@ -39,6 +39,28 @@ def test_peak_extra_memory_and_op_count_measure_what_runs():
     assert count == 4 and 'aten::ones' in table
 
 
+class _Scratch(torch.autograd.Function):
+    """An op whose children allocate a 4 MiB scratch it frees before returning 1 MiB: its own net memory is
+    -4 MiB, reported at its start, before its children's allocations."""
+
+    @staticmethod
+    def forward(ctx, x):
+        scratch = torch.ones(4 * x.numel())
+        out = x + scratch[:x.numel()]
+        del scratch
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def test_peak_extra_memory_counts_scratch_freed_inside_an_op():
+    bench = _bench()
+    x = torch.ones(1 << 18)
+    assert bench.peak_extra_bytes(lambda: _Scratch.apply(x)) == 4 * 4 * x.numel()
+
+
 def test_paired_ratio_compares_the_two_calls():
     bench = _bench()
     slow, fast = (lambda: sum(range(200_000))), (lambda: sum(range(20_000)))

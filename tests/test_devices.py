@@ -37,6 +37,7 @@ def test_information_dropout_noise_is_log_normal_on_the_device(device):
 
 
 @on_every_device
+@pytest.mark.usefixtures('cpu_path')
 def test_surgery_trains_and_converts_on_the_device(device):
     """A resnet18_infodrop train step on the device drops the expected share of the stem's units, the
     gradients are finite, and the stripped plain model computes the eval output there."""

@@ -13,6 +13,8 @@ from timm_infodrop.layers import informative_dropout
 
 from support.devices import generator, on_every_device
 
+pytestmark = pytest.mark.usefixtures('cpu_path')  # the C++ kernels and the torch ops
+
 
 def fixed_distribution(seed=0, size=6):
     logits = 2.0 * torch.randn(1, 1, size, size, generator=torch.Generator().manual_seed(seed))

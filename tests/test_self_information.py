@@ -8,6 +8,8 @@ from timm_infodrop.layers import self_information
 
 from support.reference import self_information_loop
 
+pytestmark = pytest.mark.usefixtures('cpu_path')  # the C++ kernels and the torch ops
+
 
 def all_offsets(radius):
     return [(di, dj) for di in range(-radius, radius + 1) for dj in range(-radius, radius + 1)]

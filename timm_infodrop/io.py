@@ -14,9 +14,18 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 
 from .errors import OutputError
 
-__all__ = ['OutputError', 'check_output_path', 'check_inputs_untouched', 'atomic_output', 'atomic_directory']
+__all__ = ['OutputError', 'check_output_path', 'check_inputs_untouched', 'atomic_output', 'atomic_directory',
+           'cache_root']
 
 PathLike = Union[str, os.PathLike]
+
+
+def cache_root() -> Path:
+    """The package's cache (decoded images, built CPU kernels): ``$TIMM_INFODROP_CACHE``, else
+    ``$XDG_CACHE_HOME/timm_infodrop`` (``~/.cache/timm_infodrop``)."""
+    if os.environ.get('TIMM_INFODROP_CACHE'):
+        return Path(os.environ['TIMM_INFODROP_CACHE']).expanduser()
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'timm_infodrop'
 
 
 def _real(path: PathLike, what: str) -> Path:

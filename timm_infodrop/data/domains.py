@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from ..errors import DataError
-from ..io import atomic_output
+from ..io import atomic_output, cache_root
 from .folders import IMAGE_SUFFIXES
 
 __all__ = ['DataError', 'PACS_DOMAINS', 'DomainTree', 'DomainSplit', 'scan_domains', 'leave_one_domain_out',
@@ -142,9 +142,7 @@ def leave_one_domain_out(tree: DomainTree, target: str, val_fraction: float = 0.
 def cache_dir() -> Path:
     """Where decoded images are cached: ``$TIMM_INFODROP_CACHE``, else ``$XDG_CACHE_HOME/timm_infodrop``
     (``~/.cache/timm_infodrop``)."""
-    if os.environ.get('TIMM_INFODROP_CACHE'):
-        return Path(os.environ['TIMM_INFODROP_CACHE'])
-    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'timm_infodrop'
+    return cache_root()
 
 
 def decode_image(path: Path, size: int) -> np.ndarray:

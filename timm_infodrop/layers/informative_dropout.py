@@ -19,6 +19,10 @@ decide by shape. The steps (numbers refer to the paper's released recipe):
 
 Everything that builds the mask runs under ``torch.no_grad()`` in float32 with autocast off, so
 bf16/fp16 inputs and T = 0.03 neither underflow nor produce NaN.
+
+On a CPU, steps 2-4 and the drawing and applying of the mask run as C++ kernels (``layers/_cpu_kernel.py``,
+built on first use); tracers, ``torch.compile``, GPUs and machines without a compiler use the torch ops
+below, which compute the same numbers to float rounding and draw masks of the same law.
 """
 from typing import List, Optional, Tuple, Union
 
@@ -29,6 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ._cpu_kernel import (
+    bernoulli_keep_cpu, kernel_enabled, load_kernel, maskable, multinomial_keep_cpu, multiply_keep_cpu,
+    self_information_cpu,
+)
 
 __all__ = [
     'self_information', 'drop_distribution', 'keep_probability', 'sample_info_drop_mask',
@@ -143,6 +151,11 @@ def self_information(
             raise ValueError('x contains NaN or Inf: its self-information is undefined')
         # -log q is invariant to the scale of x; rescale only where squares would leave float32's range
         rescale = 1.0 if _SAFE_PEAK[0] <= peak <= _SAFE_PEAK[1] or peak == 0 else 1.0 / peak
+        if _use_cpu_kernel(x):
+            information = self_information_cpu(
+                x, rescale, offsets, radius, (out_h, out_w), k, s, p, d, bandwidth)
+            if information is not None:
+                return information
         distance = _patch_distances(x.detach(), rescale, offsets, radius, (out_h, out_w), k, s, p, d)
         scale = (2.0 * bandwidth ** 2) * distance.mean().clamp_min(torch.finfo(torch.float32).tiny)
         # log q = logsumexp_o(-d_o / scale) - log S, in place (no second (B, S, Ho, Wo) tensor)
@@ -150,6 +163,12 @@ def self_information(
         top = distance.amax(1, keepdim=True)
         log_q = distance.sub_(top).exp_().sum(1, keepdim=True).log_().add_(top).sub_(math.log(len(offsets)))
         return log_q.neg_().clamp_min_(0.0)
+
+
+def _use_cpu_kernel(x: torch.Tensor) -> bool:
+    # tracers and torch.compile see the torch ops (the kernel is opaque to them)
+    return (x.device.type == 'cpu' and kernel_enabled() and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling())
 
 
 # |x| for which a window's sum of squared differences stays a normal float32 number without rescaling
@@ -251,9 +270,18 @@ def drop_distribution(
         pk = _pair(pool_kernel_size, 'pool_kernel_size')
         ps = _pair(pool_stride, 'pool_stride') if pool_stride is not None else pk
         pp = _pair(pool_padding, 'pool_padding')
-        logits = -F.max_pool2d(-logits, pk, ps, pp)
+        logits = _min_pool(logits, pk, ps, pp)
     batch = logits.shape[0]
     return torch.softmax(logits.reshape(batch, -1), dim=1).reshape(logits.shape)
+
+
+def _min_pool(logits: torch.Tensor, kernel, stride, padding) -> torch.Tensor:
+    """Min-pool (B, 1, H, W) maps; the samples are laid out as the channels of one channels_last image, which
+    CPU max-pooling vectorises across (5x faster than pooling B one-channel planes)."""
+    batch, _, height, width = logits.shape
+    planes = logits.reshape(1, batch, height, width).neg().contiguous(memory_format=torch.channels_last)
+    pooled = F.max_pool2d(planes, kernel, stride, padding).neg_()
+    return pooled.contiguous().view(batch, 1, *pooled.shape[-2:])
 
 
 def _num_draws(drop_rate: float, height: int, width: int) -> int:
@@ -266,6 +294,11 @@ def keep_probability(distribution: torch.Tensor, drop_rate: float = 1.5) -> torc
     if num_draws == 0:
         return torch.ones_like(distribution)
     return torch.exp(num_draws * torch.log1p(-distribution.clamp(max=1.0)))
+
+
+def _bernoulli_threshold(distribution: torch.Tensor, drop_rate: float) -> torch.Tensor:
+    """``round(2^16 (1 - P)^m)``, int32 in [0, 65536]: an element is kept iff a uniform 16-bit integer is below it."""
+    return torch.round(keep_probability(distribution, drop_rate) * 65536.0).to(torch.int32)
 
 
 def _uniform_int16(shape: Tuple[int, ...], generator: Optional[torch.Generator], device) -> torch.Tensor:
@@ -291,7 +324,8 @@ def sample_info_drop_mask(
 
     ``'multinomial'`` makes ``m`` draws with replacement from ``P`` for every (sample, channel) row
     and zeroes the drawn positions, the released code's law (its ``torch.multinomial`` replaced by an exact
-    inverse-CDF sampler, :func:`_drop_drawn`, faster on CPU). ``'bernoulli'`` keeps every element
+    inverse-CDF sampler, :func:`_drop_drawn`, or on a CPU with the C++ kernel by the alias method).
+    ``'bernoulli'`` keeps every element
     independently with the same marginal probability ``(1 - P)^m``, resolved to 2^-16: one 16-bit
     uniform per element. ``channels_last`` lays the mask out in that memory format.
     """
@@ -299,15 +333,16 @@ def sample_info_drop_mask(
         raise ConfigError(f'sampling must be one of {SAMPLING_MODES}, got {sampling!r}')
     batch, _, height, width = distribution.shape
     if sampling == 'bernoulli':
-        keep = keep_probability(distribution, drop_rate)
         # keep iff u < round(65536 keep) - 32768 for u uniform on [-32768, 32767]
-        threshold = torch.round(keep * 65536.0).to(torch.int32) - 32768
+        threshold = _bernoulli_threshold(distribution, drop_rate) - 32768
         if channels_last:
             uniform = _uniform_int16((batch, height, width, num_channels), generator, distribution.device)
             return uniform.permute(0, 3, 1, 2) < threshold
         uniform = _uniform_int16((batch, num_channels, height, width), generator, distribution.device)
         return uniform < threshold
     num_draws = _num_draws(drop_rate, height, width)
+    if _use_cpu_kernel(distribution) and load_kernel() is not None:
+        return multinomial_keep_cpu(distribution, num_channels, num_draws, channels_last, generator)
     mask = torch.ones(batch * num_channels * height * width, dtype=torch.bool, device=distribution.device)
     if num_draws > 0:
         _drop_drawn(mask, distribution.reshape(batch, -1), num_channels, num_draws, generator)
@@ -439,12 +474,46 @@ def apply_information(
             raise ValueError(
                 f'the drop distribution has shape {tuple(distribution.shape)} (batch, 1, H, W) but y has '
                 f'shape {tuple(y.shape)}: check the conv and pool geometry given to InfoDrop')
-        if training or eval_mode == 'sample':
-            channels_last = y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
-            keep_mask = sample_info_drop_mask(distribution, y.shape[1], drop_rate, sampling, generator, channels_last)
-        else:
+        if not training and eval_mode != 'sample':
             return y * keep_probability(distribution, drop_rate).to(dtype=y.dtype)
-    return y * keep_mask  # faster than torch.where on CPU; a dropped finite value becomes (+-)0
+        on_kernel = _use_cpu_kernel(y) and maskable(y)
+        if on_kernel and sampling == 'bernoulli':  # drawn while the kernel multiplies
+            threshold = _bernoulli_threshold(distribution, drop_rate).squeeze(1)
+        else:
+            keep_mask = sample_info_drop_mask(
+                distribution, y.shape[1], drop_rate, sampling, generator, _is_channels_last(y))
+    if not on_kernel:
+        return y * keep_mask  # faster than torch.where on CPU; a dropped finite value becomes (+-)0
+    if sampling == 'bernoulli':
+        return _KernelMasked.apply(y, threshold, True, generator)
+    return _KernelMasked.apply(y, keep_mask, False, None)
+
+
+def _is_channels_last(y: torch.Tensor) -> bool:
+    return y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+
+
+class _KernelMasked(torch.autograd.Function):
+    """``y * keep`` by the CPU kernels, in one pass; the gradient is ``grad * keep``.
+
+    ``fused``: ``mask_or_threshold`` is the bernoulli threshold (B, H, W) and the kernel draws ``keep`` while
+    it multiplies; otherwise it is the keep mask itself.
+    """
+
+    @staticmethod
+    def forward(ctx, y, mask_or_threshold, fused, generator):
+        if fused:
+            out, keep = bernoulli_keep_cpu(y, mask_or_threshold, generator)
+        else:
+            keep = mask_or_threshold
+            out = multiply_keep_cpu(y, keep)
+        ctx.save_for_backward(keep)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        keep, = ctx.saved_tensors
+        return grad * keep, None, None, None
 
 
 class InfoDrop(nn.Module):
