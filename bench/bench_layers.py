@@ -110,9 +110,10 @@ def torch_ops_rows(repeats: int) -> Dict[str, float]:
         info, _, ratio = paired_ratio(lambda: layer(x, y), lambda: stem(x), repeats)
         multi, _, multi_ratio = paired_ratio(lambda: exact(x, y), lambda: layer(x, y), max(3, repeats // 3))
         ops, _ = top_level_ops(lambda: layer(x, y))
+        memory = peak_extra_bytes(lambda: layer(x, y)) / (y.numel() * y.element_size())
     return {'stem_forward_ms_torch_ops': 1000 * info, 'stem_ratio_torch_ops': ratio,
             'stem_forward_ms_multinomial_torch_ops': 1000 * multi, 'multinomial_ratio_torch_ops': multi_ratio,
-            'stem_top_level_ops_torch_ops': ops}
+            'stem_top_level_ops_torch_ops': ops, 'stem_peak_extra_memory_torch_ops': memory}
 
 
 def stem_ratios(repeats: int) -> Dict[str, float]:
@@ -320,6 +321,7 @@ ROWS = (
     ('stem_ratio_torch_ops', 'the same / the stem forward (paired)'),
     ('multinomial_ratio_torch_ops', 'its multinomial / bernoulli (paired)'),
     ('stem_top_level_ops_torch_ops', 'its top-level aten ops per stem call'),
+    ('stem_peak_extra_memory_torch_ops', 'its peak extra memory, x the masked tensor'),
     ('stem_forward_ms_loaded', 'the stem call with a second process spinning on the cores (ms)'),
     ('stem_loaded_slowdown', 'the stem call loaded / unloaded'),
     ('stem_ms_per_mpixel_64px', 'stem call per million input pixels (ms), 64 px'),
