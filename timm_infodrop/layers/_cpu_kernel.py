@@ -4,10 +4,10 @@ The torch-ops path issues hundreds of small ops per call (pads, shifted differen
 log-sum-exp), each a pass over memory and an OpenMP barrier; under a competing process every barrier
 waits on the slowest core. ``csrc/info_drop_cpu.cpp`` does the same arithmetic in two passes whose
 temporaries stay in a core's cache, and hands work out dynamically; the masks are drawn (from a
-counter-based generator keyed by one draw of torch's) and applied in the same pass. It is compiled once per source,
-compiler and CPU with the system's C++ compiler (``$CXX``, else ``c++``; about a second) into
-``kernels/`` of the package's cache (``$TIMM_INFODROP_CACHE``, default ``~/.cache/timm_infodrop``) and
-loaded with ctypes.
+counter-based generator keyed by one draw of torch's) and applied in the same pass. It is compiled
+once per source, compiler and CPU with the system's C++ compiler (``$CXX``, else ``c++``; about a
+second) into ``kernels/`` of the package's cache (``$TIMM_INFODROP_CACHE``, default
+``~/.cache/timm_infodrop``) and loaded with ctypes.
 
 Without a compiler, or with ``TIMM_INFODROP_CPU_KERNEL=0``, InfoDrop uses the torch-ops path
 (the same numbers to float rounding; one warning says why when a build fails).
