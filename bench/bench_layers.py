@@ -7,7 +7,6 @@ alternation, so that drift and noise hit both alike; the seed is fixed. The targ
 speed issues'.
 """
 import argparse
-import contextlib
 import json
 import multiprocessing
 import os
@@ -87,26 +86,12 @@ def paired_ratio(numerator: Callable[[], object], denominator: Callable[[], obje
             statistics.median(a / b for a, b in pairs))
 
 
-@contextlib.contextmanager
-def torch_ops_path():
-    """InfoDrop on its torch-ops path (the C++ kernels switched off) inside the block."""
-    saved = os.environ.get(_cpu_kernel.ENV_SWITCH)
-    os.environ[_cpu_kernel.ENV_SWITCH] = '0'
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(_cpu_kernel.ENV_SWITCH)
-        else:
-            os.environ[_cpu_kernel.ENV_SWITCH] = saved
-
-
 def torch_ops_rows(repeats: int) -> Dict[str, float]:
     """The stem figures with the C++ kernels switched off: the torch-ops path that tracers, torch.compile and
     machines without a compiler take."""
     x, y = stem_inputs()
     stem, layer, exact = plain_stem(), stem_layer(), stem_layer('multinomial')
-    with torch.no_grad(), torch_ops_path():
+    with torch.no_grad(), _cpu_kernel.kernels_switched(False):
         info, _, ratio = paired_ratio(lambda: layer(x, y), lambda: stem(x), repeats)
         multi, _, multi_ratio = paired_ratio(lambda: exact(x, y), lambda: layer(x, y), max(3, repeats // 3))
         ops, _ = top_level_ops(lambda: layer(x, y))

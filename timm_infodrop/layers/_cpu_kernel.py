@@ -12,8 +12,9 @@ second) into ``kernels/`` of the package's cache (``$TIMM_INFODROP_CACHE``, defa
 Without a compiler, or with ``TIMM_INFODROP_CPU_KERNEL=0``, InfoDrop uses the torch-ops path
 (the same numbers to float rounding; one warning says why when a build fails).
 """
-from typing import Optional, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -31,7 +32,7 @@ from torch.profiler import record_function
 from ..io import cache_root
 
 __all__ = [
-    'kernel_enabled', 'load_kernel', 'self_information_cpu', 'bernoulli_keep_cpu', 'multinomial_keep_cpu',
+    'kernel_enabled', 'kernels_switched', 'load_kernel', 'self_information_cpu', 'bernoulli_keep_cpu', 'multinomial_keep_cpu',
     'multiply_keep_cpu', 'draw_key', 'maskable',
 ]
 
@@ -47,6 +48,20 @@ _tried = False
 def kernel_enabled() -> bool:
     """Whether InfoDrop may use the C++ kernel (``TIMM_INFODROP_CPU_KERNEL`` unset or not ``0``)."""
     return os.environ.get(ENV_SWITCH, '1').strip().lower() not in ('0', 'false', 'no', 'off')
+
+
+@contextlib.contextmanager
+def kernels_switched(enabled: bool) -> Iterator[None]:
+    """Switch the kernels on or off (``TIMM_INFODROP_CPU_KERNEL``) inside the block, and back after it."""
+    saved = os.environ.get(ENV_SWITCH)
+    os.environ[ENV_SWITCH] = '1' if enabled else '0'
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(ENV_SWITCH, None)
+        else:
+            os.environ[ENV_SWITCH] = saved
 
 
 def _cache_dir() -> Path:
@@ -144,15 +159,13 @@ def self_information_cpu(
         x: torch.Tensor, rescale: float, offsets: Sequence[Tuple[int, int]], radius: int,
         out_size: Tuple[int, int], kernel: Tuple[int, int], stride: Tuple[int, int],
         padding: Tuple[int, int], dilation: Tuple[int, int], bandwidth: float,
-) -> Optional[torch.Tensor]:
-    """``-log q`` (B, 1, Ho, Wo), float32, by the C++ kernel; None when the kernel is not available.
+) -> torch.Tensor:
+    """``-log q`` (B, 1, Ho, Wo), float32, by the C++ kernel (the caller has checked :func:`load_kernel`).
 
     ``x`` is the conv's input on the CPU (any floating dtype, any layout; a float32 contiguous copy is
     made only where needed); the arguments are those of ``informative_dropout._patch_distances``.
     """
     library = load_kernel()
-    if library is None:
-        return None
     x = x.detach().to(torch.float32).contiguous()
     batch, channels, height, width = x.shape
     offset_table = torch.tensor(offsets, dtype=torch.int64).reshape(-1, 2).contiguous()
@@ -188,9 +201,8 @@ def _channels_last(y: torch.Tensor) -> Optional[bool]:
 
 
 def maskable(y: torch.Tensor) -> bool:
-    """Whether the mask kernels take ``y``: float32 on a CPU, contiguous or channels_last."""
-    return (y.device.type == 'cpu' and y.dtype == torch.float32 and y.dim() == 4
-            and _channels_last(y) is not None and load_kernel() is not None)
+    """Whether the mask kernels, once built, take ``y``: float32 on a CPU, contiguous or channels_last."""
+    return y.device.type == 'cpu' and y.dtype == torch.float32 and y.dim() == 4 and _channels_last(y) is not None
 
 
 def bernoulli_keep_cpu(y: torch.Tensor, threshold: torch.Tensor, generator: Optional[torch.Generator]

@@ -34,8 +34,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ._cpu_kernel import (
-    bernoulli_keep_cpu, kernel_enabled, load_kernel, maskable, multinomial_keep_cpu, multiply_keep_cpu,
-    self_information_cpu,
+    bernoulli_keep_cpu, load_kernel, maskable, multinomial_keep_cpu, multiply_keep_cpu, self_information_cpu,
 )
 
 __all__ = [
@@ -152,10 +151,7 @@ def self_information(
         # -log q is invariant to the scale of x; rescale only where squares would leave float32's range
         rescale = 1.0 if _SAFE_PEAK[0] <= peak <= _SAFE_PEAK[1] or peak == 0 else 1.0 / peak
         if _use_cpu_kernel(x):
-            information = self_information_cpu(
-                x, rescale, offsets, radius, (out_h, out_w), k, s, p, d, bandwidth)
-            if information is not None:
-                return information
+            return self_information_cpu(x, rescale, offsets, radius, (out_h, out_w), k, s, p, d, bandwidth)
         distance = _patch_distances(x.detach(), rescale, offsets, radius, (out_h, out_w), k, s, p, d)
         scale = (2.0 * bandwidth ** 2) * distance.mean().clamp_min(torch.finfo(torch.float32).tiny)
         # log q = logsumexp_o(-d_o / scale) - log S, in place (no second (B, S, Ho, Wo) tensor)
@@ -166,9 +162,10 @@ def self_information(
 
 
 def _use_cpu_kernel(x: torch.Tensor) -> bool:
-    # tracers and torch.compile see the torch ops (the kernel is opaque to them)
-    return (x.device.type == 'cpu' and kernel_enabled() and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling())
+    """Whether the C++ kernels take ``x``: on a CPU, switched on and built; tracers and torch.compile see the
+    torch ops (the kernels are opaque to them)."""
+    return (x.device.type == 'cpu' and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and load_kernel() is not None)
 
 
 # |x| for which a window's sum of squared differences stays a normal float32 number without rescaling
@@ -341,7 +338,7 @@ def sample_info_drop_mask(
         uniform = _uniform_int16((batch, num_channels, height, width), generator, distribution.device)
         return uniform < threshold
     num_draws = _num_draws(drop_rate, height, width)
-    if _use_cpu_kernel(distribution) and load_kernel() is not None:
+    if _use_cpu_kernel(distribution):
         return multinomial_keep_cpu(distribution, num_channels, num_draws, channels_last, generator)
     mask = torch.ones(batch * num_channels * height * width, dtype=torch.bool, device=distribution.device)
     if num_draws > 0:
