@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # timm's own model test-suite (tests/test_models.py of the installed timm's sdist): one variant per
 # family with both methods in `make test`, every registered variant in `make test-timm`
 TIMM_SUBSET := $(foreach arch,resnet18 resnet26d resnext50_32x4d wide_resnet50_2 convnext_atto \
-	efficientnet_b0 mobilenetv3_large_100 regnety_016,$(arch)_infodrop $(arch)_infodropout)
+	efficientnet_b0 efficientnet_lite0 tf_efficientnet_lite0 mobilenetv3_large_100 regnety_016,$(arch)_infodrop $(arch)_infodropout)
 
 .PHONY: venv test test-timm bench demo zoo clean
 

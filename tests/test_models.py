@@ -14,13 +14,14 @@ from timm_infodrop.models import ARCHS
 from timm_infodrop.surgery import find_sites, prior_for
 
 VARIANTS = [f'{arch}_{method}' for arch in ARCHS for method in ('infodrop', 'infodropout')]
-SMALL = ['resnet18', 'resnet26d', 'convnext_atto', 'efficientnet_b0', 'mobilenetv3_large_100', 'regnety_016']
+SMALL = ['resnet18', 'resnet26d', 'convnext_atto', 'efficientnet_b0', 'tf_efficientnet_lite0', 'mobilenetv3_large_100',
+         'regnety_016']
 
 
 def test_registry_lists_every_variant():
     assert sorted(timm.list_models('*_infodrop')) == sorted(f'{a}_infodrop' for a in ARCHS)
     assert sorted(timm.list_models('*_infodropout')) == sorted(f'{a}_infodropout' for a in ARCHS)
-    assert len(ARCHS) == 19
+    assert len(ARCHS) == 21
     assert 'resnet18_infodrop' in timm.list_models(module='resnet')
 
 

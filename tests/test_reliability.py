@@ -617,6 +617,8 @@ def _subcommand_specs(inputs, outputs):
                     {'--card': path, '--revision': st.sampled_from(['main', '', 'x y']), '--dry-run': flag,
                      '--private': flag}),
         'flops': ({'-o': st.sampled_from(outputs[1:4])}, {'--archs': model}),  # no input: never --overwrite
+        'import-weights': ({'_name': st.sampled_from(['efficientnet-lite0', 'x', '']), '_out': outp},
+                           {'--source': path, '--overwrite': flag}),
         'study': ({'': st.sampled_from(['calibrate', 'drop-sites', 'doc', 'x']), '--out': outp},
                   {'--data': path, '--records': path, '--epochs': num, '--images': num, '--model': model,
                    '--seed': num, '--eval-images': num, '--model-kwargs': st.sampled_from(['{}', '[1]', 'x']),
@@ -630,7 +632,7 @@ def _argv(draw, specs):
     required, optional = specs[command]
     argv = [command]
     for name, values in required.items():
-        argv += ([name] if name else []) + [draw(values)]
+        argv += ([name] if name and not name.startswith('_') else []) + [draw(values)]  # '' and '_*': positional
     for name in draw(st.lists(st.sampled_from(sorted(optional)), unique=True, max_size=4)) if optional else []:
         value = draw(optional[name])
         argv += [name] + ([] if value is None else [value])

@@ -26,6 +26,7 @@ models and their ``features_only`` wrappers alike.
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+from timm.layers import Conv2dSame
 from torch import nn
 
 from .errors import ConfigError
@@ -298,8 +299,9 @@ def _equip(model: nn.Module, sites: Iterable[Site], make: Callable[[nn.Conv2d, S
         conv = tree.get(site.conv)
         if isinstance(conv, _RegularizedConv2d):
             raise ValueError(f'{site.conv} already carries {type(conv).__name__}; remove_dropout(model) first')
-        if type(conv) is not nn.Conv2d:
-            raise ValueError(f'{site.conv} is a {type(conv).__name__}, not an nn.Conv2d: cannot equip it')
+        if type(conv) not in (nn.Conv2d, Conv2dSame):
+            raise ValueError(f'{site.conv} is a {type(conv).__name__}, not an nn.Conv2d or timm Conv2dSame: '
+                             'cannot equip it')
         deferred = site.after is not None
         tree.set(site.conv, make(conv, site, deferred))
         if deferred:
@@ -317,14 +319,17 @@ def add_info_drop(
         bandwidth: float = 1.0,
         sampling: str = 'bernoulli',
         eval_mode: str = 'identity',
+        patch_size: Optional[int] = None,
 ) -> nn.Module:
     """Equip ``model`` (in place) with InfoDrop at ``stages``; returns it.
 
-    Defaults are the released ones: the stem only, T = 0.03, r = 1.5, R = 3, S = 9, h = 1.
-    State-dict keys are unchanged, so plain weights load before or after.
+    Defaults are the released ones: the stem only, T = 0.03, r = 1.5, R = 3, S = 9, h = 1, patches the size of
+    each site's conv window (``patch_size`` centres patches of that many pixels on them instead: 7 on a 3x3 stem
+    gives the released ResNet-18 stem's 7x7 patches). State-dict keys are unchanged, so plain weights load
+    before or after.
     """
     kwargs = dict(temperature=temperature, drop_rate=drop_rate, radius=radius, num_offsets=num_offsets,
-                  bandwidth=bandwidth, sampling=sampling, eval_mode=eval_mode)
+                  bandwidth=bandwidth, sampling=sampling, eval_mode=eval_mode, patch_size=patch_size)
 
     def make(conv: nn.Conv2d, site: Site, deferred: bool) -> InfoDropConv2d:
         pool = {} if site.pool is None else dict(

@@ -35,6 +35,7 @@ SUBCOMMANDS = {
     'publish': 'publish',
     'suppress-texture': 'suppress_texture',
     'study': 'study',
+    'import-weights': 'import_weights',
 }
 
 # OS errors a user can fix, by class or by errno (a full disk has no class of its own); OSError names the file

@@ -8,7 +8,7 @@ HELP = 'count parameters and FLOPs of every variant with fvcore; print them and 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('-o', '--output', default='docs/flops.md', help='markdown file to write (default: %(default)s)')
-    parser.add_argument('--archs', nargs='+', help='plain architectures (default: all 19)')
+    parser.add_argument('--archs', nargs='+', help='plain architectures (default: every supported one, timm_infodrop.models.ARCHS)')
     parser.add_argument('--overwrite', action='store_true', help='replace OUTPUT if it exists')
 
 

@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument('--model', help='timm model name')
     model.add_argument('--pretrained', action='store_true', help="start from the model's pretrained weights")
     model.add_argument('--initial-checkpoint', help='start from these weights (safetensors or .pth.tar)')
+    model.add_argument('--pretrained-path', help='load this file (or timm local-dir folder\'s model.safetensors) as the '
+                                                 'pretrained weights, the classifier adapted (timm train.py\'s)')
     model.add_argument('--resume', help=f'continue from a run\'s {STATE_FILE}')
     model.add_argument('--num-classes', type=int, help="default: the dataset's class count")
     model.add_argument('--img-size', type=int, help="input size (default: the model's)")

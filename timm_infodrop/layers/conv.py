@@ -12,17 +12,48 @@ max-pool. Two ways to use them:
 
 Both are identity under TorchScript (inference) and in eval with the default eval modes, so an
 equipped model in eval computes exactly what the plain architecture computes.
+
+timm's ``Conv2dSame`` (TensorFlow's dynamic "same" padding: ``tf_efficientnet_*``, ``tf_mobilenetv3_*``) is
+wrapped with ``same_pad=True``: the input is padded as that conv pads it (more at the bottom and right where the
+total is odd, and by how much depending on the input size), and the regulariser sees that padded input with the
+conv's geometry and no further padding, so InfoDrop's patch windows and Information Dropout's alpha branch lie
+exactly on the conv's own windows.
 """
 from typing import Any, Optional, Tuple
 
 import torch
+from timm.layers import Conv2dSame
+from timm.layers.padding import pad_same
 from torch import nn
 
+from ..errors import ConfigError
 from ._transient import Transient
 from .informative_dropout import InfoDrop
 from .information_dropout import InformationDropout
 
 __all__ = ['InfoDropConv2d', 'InformationDropoutConv2d', 'DeferredDrop']
+
+
+def _patch_geometry(kernel_size, stride, padding, dilation, patch_size: Optional[int]):
+    """(kernel, stride, padding, dilation) of InfoDrop's patches: the conv's own windows, or with ``patch_size``
+    a ``patch_size`` x ``patch_size`` patch centred on each of them (same stride, so the same output grid).
+
+    Raises:
+        ConfigError: a patch smaller than the conv's (dilated) window, or one that cannot be centred on it
+            (their sizes differ by an odd number of pixels).
+    """
+    if patch_size is None:
+        return kernel_size, stride, padding, dilation
+    pair = (lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v))
+    if not isinstance(patch_size, int) or isinstance(patch_size, bool) or patch_size < 1:
+        raise ConfigError(f'patch_size must be an int >= 1, got {patch_size!r}')
+    spans = [d * (k - 1) + 1 for k, d in zip(pair(kernel_size), pair(dilation))]
+    for span in spans:
+        if patch_size < span or (patch_size - span) % 2:
+            raise ConfigError(f'patch_size {patch_size} cannot be centred on the conv window of {span}x{span} pixels: '
+                              f'give {span}, {span + 2}, {span + 4}, ...')
+    padding = tuple(p + (patch_size - span) // 2 for p, span in zip(pair(padding), spans))
+    return (patch_size, patch_size), stride, padding, (1, 1)
 
 
 def _check_plain_conv(conv: nn.Conv2d) -> None:
@@ -35,8 +66,13 @@ def _check_plain_conv(conv: nn.Conv2d) -> None:
 
 
 class _RegularizedConv2d(nn.Conv2d):
-    """Base: a conv whose regulariser prepares a state from the input and applies it to an output."""
+    """Base: a conv whose regulariser prepares a state from the input and applies it to an output.
+
+    ``same_pad``: pad the input dynamically as timm's ``Conv2dSame`` does (TensorFlow "same"); the conv's own
+    ``padding`` is then 0.
+    """
     __jit_unused_properties__ = ['_pending']
+    same_pad: bool = False
 
     def _regularizer(self) -> nn.Module:
         raise NotImplementedError
@@ -46,6 +82,12 @@ class _RegularizedConv2d(nn.Conv2d):
 
     def _apply_state(self, state: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def _init_same_pad(self, same_pad: bool) -> None:
+        _check_plain_conv(self)
+        if same_pad and any(self.padding):
+            raise ValueError(f'same_pad pads dynamically: the conv\'s own padding must be 0, got {self.padding}')
+        self.same_pad = bool(same_pad)
 
     def _init_deferred(self, deferred: bool) -> None:
         self.deferred = deferred
@@ -60,6 +102,8 @@ class _RegularizedConv2d(nn.Conv2d):
         self._pending_state.value = value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.same_pad:
+            x = pad_same(x, self.weight.shape[-2:], self.stride, self.dilation)
         y = self._conv_forward(x, self.weight, self.bias)
         if torch.jit.is_scripting():
             return y
@@ -76,6 +120,9 @@ class _RegularizedConv2d(nn.Conv2d):
             return y
         return self._apply_state(state, y)
 
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f', same_pad={self.same_pad}, deferred={self.deferred}'
+
     def apply_pending(self, y: torch.Tensor) -> torch.Tensor:
         """Apply what the last ``forward`` prepared to ``y`` (used by :class:`DeferredDrop`)."""
         state, self._pending = self._pending, None
@@ -85,19 +132,21 @@ class _RegularizedConv2d(nn.Conv2d):
 
     @classmethod
     def _from_conv(cls, conv: nn.Conv2d, **kwargs: Any) -> '_RegularizedConv2d':
+        """``conv`` (an ``nn.Conv2d`` or timm's ``Conv2dSame``) wrapped; shares its parameters."""
         _check_plain_conv(conv)
         new = cls(
             conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
             dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
-            device=conv.weight.device, dtype=conv.weight.dtype, **kwargs)
+            same_pad=isinstance(conv, Conv2dSame), device=conv.weight.device, dtype=conv.weight.dtype, **kwargs)
         new.weight = conv.weight
         new.bias = conv.bias
         new.train(conv.training)
         return new
 
     def to_conv(self) -> nn.Conv2d:
-        """The plain ``nn.Conv2d`` with the same (shared) parameters and no regulariser."""
-        conv = nn.Conv2d(
+        """The plain conv (``Conv2dSame`` where it pads dynamically) with the same (shared) parameters and no
+        regulariser."""
+        conv = (Conv2dSame if self.same_pad else nn.Conv2d)(
             self.in_channels, self.out_channels, self.kernel_size, stride=self.stride, padding=self.padding,
             dilation=self.dilation, groups=self.groups, bias=self.bias is not None, device='meta')
         conv.weight = self.weight
@@ -114,7 +163,8 @@ class InfoDropConv2d(_RegularizedConv2d):
     self-information map of the input is computed in ``forward`` and a :class:`DeferredDrop`
     downstream masks with it. ``window=(kernel_size, stride, padding)`` replaces this conv's own
     geometry for the patch windows when further convs follow before the mask (a deep stem's
-    effective receptive field).
+    effective receptive field). ``patch_size`` sets the patches' size, centred on those windows (e.g. 7 on a
+    3x3 stem conv, the released ResNet-18 stem's 7x7 patches); ``None`` keeps the windows' own size.
     """
 
     def __init__(
@@ -130,6 +180,8 @@ class InfoDropConv2d(_RegularizedConv2d):
             padding_mode: str = 'zeros',
             deferred: bool = False,
             window: Optional[Tuple[Any, Any, Any]] = None,
+            patch_size: Optional[int] = None,
+            same_pad: bool = False,
             device=None,
             dtype=None,
             **info_drop_kwargs: Any,
@@ -137,18 +189,19 @@ class InfoDropConv2d(_RegularizedConv2d):
         super().__init__(
             in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
             groups=groups, bias=bias, padding_mode=padding_mode, device=device, dtype=dtype)
-        _check_plain_conv(self)
+        self._init_same_pad(same_pad)
         geometry = (self.kernel_size, self.stride, self.padding, self.dilation) if window is None else (*window, 1)
-        self.info_drop = InfoDrop(*geometry, **info_drop_kwargs)
+        self.patch_size = patch_size
+        self.info_drop = InfoDrop(*_patch_geometry(*geometry, patch_size), **info_drop_kwargs)
         self._init_deferred(deferred)
 
     @classmethod
     def from_conv(
             cls, conv: nn.Conv2d, deferred: bool = False, window: Optional[Tuple[Any, Any, Any]] = None,
-            **info_drop_kwargs: Any,
+            patch_size: Optional[int] = None, **info_drop_kwargs: Any,
     ) -> 'InfoDropConv2d':
         """Wrap an existing conv; the new module shares its ``weight`` and ``bias`` Parameters."""
-        return cls._from_conv(conv, deferred=deferred, window=window, **info_drop_kwargs)
+        return cls._from_conv(conv, deferred=deferred, window=window, patch_size=patch_size, **info_drop_kwargs)
 
     def _regularizer(self) -> nn.Module:
         return self.info_drop
@@ -158,9 +211,6 @@ class InfoDropConv2d(_RegularizedConv2d):
 
     def _apply_state(self, state: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.info_drop.apply_information(state, y)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f', deferred={self.deferred}'
 
 
 class InformationDropoutConv2d(_RegularizedConv2d):
@@ -184,6 +234,7 @@ class InformationDropoutConv2d(_RegularizedConv2d):
             bias: bool = True,
             padding_mode: str = 'zeros',
             deferred: bool = False,
+            same_pad: bool = False,
             device=None,
             dtype=None,
             **information_dropout_kwargs: Any,
@@ -191,7 +242,7 @@ class InformationDropoutConv2d(_RegularizedConv2d):
         super().__init__(
             in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
             groups=groups, bias=bias, padding_mode=padding_mode, device=device, dtype=dtype)
-        _check_plain_conv(self)
+        self._init_same_pad(same_pad)
         self.information_dropout = InformationDropout(
             in_channels, out_channels, self.kernel_size, self.stride, self.padding, self.dilation, groups,
             device=device, dtype=dtype, **information_dropout_kwargs)
@@ -212,9 +263,6 @@ class InformationDropoutConv2d(_RegularizedConv2d):
 
     def _apply_state(self, state: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.information_dropout.apply_alpha(state, y)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f', deferred={self.deferred}'
 
 
 class DeferredDrop(nn.Module):

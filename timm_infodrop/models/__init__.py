@@ -9,5 +9,6 @@ from ._builder import METHODS, build_regularized
 ARCHS = (
     'resnet18', 'resnet26', 'resnet34', 'resnet50', 'resnet101', 'resnet152',
     'resnet18d', 'resnet26d', 'resnet34d', 'resnet50d', 'resnet101d', 'resnext50_32x4d', 'wide_resnet50_2',
-    'convnext_atto', 'convnext_nano', 'convnext_tiny', 'efficientnet_b0', 'mobilenetv3_large_100', 'regnety_016',
+    'convnext_atto', 'convnext_nano', 'convnext_tiny', 'efficientnet_b0', 'efficientnet_lite0', 'tf_efficientnet_lite0',
+    'mobilenetv3_large_100', 'regnety_016',
 )

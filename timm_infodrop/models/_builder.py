@@ -5,7 +5,7 @@ survive timm's ``config.json`` export (which drops every key ending in ``_drop_r
 
 * InfoDrop: ``infodrop_stages``, ``infodrop_temperature``, ``infodrop_rate`` (the paper's drop rate
   r), ``infodrop_radius``, ``infodrop_num_offsets``, ``infodrop_bandwidth``, ``infodrop_sampling``,
-  ``infodrop_eval_mode``;
+  ``infodrop_eval_mode``, ``infodrop_patch_size``;
 * Information Dropout: ``infodropout_stages``, ``infodropout_alpha_max``, ``infodropout_prior``,
   ``infodropout_beta``, ``infodropout_kl_to_gradient``; or, instead of ``infodropout_beta``, the paper's
   beta and the training-set size, ``infodropout_beta_paper`` with ``infodropout_num_train``
@@ -35,7 +35,7 @@ METHODS: Dict[str, Any] = {
     'infodrop': (add_info_drop, {
         'infodrop_stages': 'stages', 'infodrop_temperature': 'temperature', 'infodrop_rate': 'drop_rate',
         'infodrop_radius': 'radius', 'infodrop_num_offsets': 'num_offsets', 'infodrop_bandwidth': 'bandwidth',
-        'infodrop_sampling': 'sampling', 'infodrop_eval_mode': 'eval_mode',
+        'infodrop_sampling': 'sampling', 'infodrop_eval_mode': 'eval_mode', 'infodrop_patch_size': 'patch_size',
     }),
     'infodropout': (add_information_dropout, {
         'infodropout_stages': 'stages', 'infodropout_alpha_max': 'alpha_max', 'infodropout_prior': 'prior',

@@ -19,6 +19,10 @@ def _create(arch: str, method: str, pretrained: bool, **kwargs) -> EfficientNet:
 default_cfgs = generate_default_cfgs({
     'efficientnet_b0_infodrop': derived_cfg('efficientnet_b0', 'infodrop'),
     'efficientnet_b0_infodropout': derived_cfg('efficientnet_b0', 'infodropout'),
+    'efficientnet_lite0_infodrop': derived_cfg('efficientnet_lite0', 'infodrop'),
+    'efficientnet_lite0_infodropout': derived_cfg('efficientnet_lite0', 'infodropout'),
+    'tf_efficientnet_lite0_infodrop': derived_cfg('tf_efficientnet_lite0', 'infodrop'),
+    'tf_efficientnet_lite0_infodropout': derived_cfg('tf_efficientnet_lite0', 'infodropout'),
 })
 
 
@@ -32,3 +36,27 @@ def efficientnet_b0_infodrop(pretrained: bool = False, **kwargs) -> EfficientNet
 def efficientnet_b0_infodropout(pretrained: bool = False, **kwargs) -> EfficientNet:
     """EfficientNet-B0 with Information Dropout at the stage entries that downsample."""
     return _create('efficientnet_b0', 'infodropout', pretrained, **kwargs)
+
+
+@register_model
+def efficientnet_lite0_infodrop(pretrained: bool = False, **kwargs) -> EfficientNet:
+    """EfficientNet-Lite0 with InfoDrop at the stem (the released placement)."""
+    return _create('efficientnet_lite0', 'infodrop', pretrained, **kwargs)
+
+
+@register_model
+def efficientnet_lite0_infodropout(pretrained: bool = False, **kwargs) -> EfficientNet:
+    """EfficientNet-Lite0 with Information Dropout at the stage entries that downsample."""
+    return _create('efficientnet_lite0', 'infodropout', pretrained, **kwargs)
+
+
+@register_model
+def tf_efficientnet_lite0_infodrop(pretrained: bool = False, **kwargs) -> EfficientNet:
+    """EfficientNet-Lite0 (TensorFlow port: "same" padding, TF BatchNorm eps) with InfoDrop at the stem."""
+    return _create('tf_efficientnet_lite0', 'infodrop', pretrained, **kwargs)
+
+
+@register_model
+def tf_efficientnet_lite0_infodropout(pretrained: bool = False, **kwargs) -> EfficientNet:
+    """EfficientNet-Lite0 (TensorFlow port) with Information Dropout at the stage entries that downsample."""
+    return _create('tf_efficientnet_lite0', 'infodropout', pretrained, **kwargs)

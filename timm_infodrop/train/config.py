@@ -29,6 +29,7 @@ class TrainConfig:
     model: str = 'resnet18_infodrop'
     pretrained: bool = False
     initial_checkpoint: str = ''
+    pretrained_path: str = ''  # weights loaded as the model's pretrained ones (classifier adapted), as train.py's
     resume: str = ''  # a run's last.safetensors
     num_classes: Optional[int] = None  # default: the dataset's
     img_size: Optional[int] = None

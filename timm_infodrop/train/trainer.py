@@ -76,7 +76,8 @@ def _run_dir(config: TrainConfig) -> Path:
     if config.resume and Path(config.resume).resolve().parent == folder.resolve():
         return folder  # resuming in place
     return check_output_path(folder, config.overwrite, directory=True,
-                             inputs=[config.data_dir or None, config.initial_checkpoint or None])
+                             inputs=[config.data_dir or None, config.initial_checkpoint or None,
+                                     config.pretrained_path or None])
 
 
 def _lr(config: TrainConfig, world_size: int) -> float:
@@ -203,8 +204,17 @@ def _build_model(config: TrainConfig, ctx, num_classes: int) -> nn.Module:
     kwargs = dict(config.model_kwargs)
     if config.drop_path is not None:
         kwargs['drop_path_rate'] = config.drop_path
+    if config.pretrained_path:  # timm train.py's --pretrained-path: these weights as the pretrained ones
+        weights = Path(config.pretrained_path)
+        weights = weights / 'model.safetensors' if weights.is_dir() else weights
+        if not weights.is_file():
+            raise FileNotFoundError(f'--pretrained-path {config.pretrained_path!r}: no such weights file (a file, or '
+                                    'a timm model folder holding model.safetensors)')
+        # num_classes -1 differs from any model's, so timm drops the file's classifier (head adaptation)
+        kwargs['pretrained_cfg_overlay'] = dict(file=str(weights), num_classes=-1)
     try:
-        model = timm.create_model(config.model, pretrained=config.pretrained, num_classes=num_classes,
+        model = timm.create_model(config.model, pretrained=config.pretrained or bool(config.pretrained_path),
+                                  num_classes=num_classes,
                                   drop_rate=config.drop, checkpoint_path=config.initial_checkpoint or None, **kwargs)
     except TypeError as error:  # a keyword the architecture does not take
         raise RecipeError(f'--model {config.model}: {error} (from --model-kwargs, --drop or --drop-path)') from None
