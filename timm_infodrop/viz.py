@@ -12,7 +12,7 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from .errors import ConfigError
-from .layers.informative_dropout import drop_distribution, keep_probability, sample_info_drop_mask, self_information
+from .layers.info_drop import drop_distribution, keep_probability, sample_info_drop_mask, self_information
 
 __all__ = ['InfoMap', 'load_image', 'builtin_image', 'synthetic_image', 'compute_infomap', 'plot_infomap',
            'write_infomap', 'plot_texture_suppression', 'FIGURE_FORMATS']

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..layers.informative_dropout import self_information
+from ..layers.info_drop import self_information
 from ..viz import STEM_CONV
 from .metrics import images_to_tensor
 

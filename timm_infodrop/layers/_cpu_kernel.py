@@ -163,7 +163,7 @@ def self_information_cpu(
     """``-log q`` (B, 1, Ho, Wo), float32, by the C++ kernel (the caller has checked :func:`load_kernel`).
 
     ``x`` is the conv's input on the CPU (any floating dtype, any layout; a float32 contiguous copy is
-    made only where needed); the arguments are those of ``informative_dropout._patch_distances``.
+    made only where needed); the arguments are those of ``info_drop._patch_distances``.
     """
     library = load_kernel()
     x = x.detach().to(torch.float32).contiguous()

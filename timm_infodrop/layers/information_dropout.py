@@ -49,7 +49,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ._transient import Transient
-from .informative_dropout import _check_feature_map
+from .info_drop import _check_feature_map
 
 __all__ = [
     'InformationDropout', 'information_dropout', 'PRIORS', 'ALPHA_FLOOR', 'information_dropout_kl', 'aux_loss',

@@ -2,7 +2,7 @@
 // offsets, in two passes with every temporary in a thread's cache) and the masks (Bernoulli, drawn and
 // applied in one pass; multinomial by the alias method). Built on first use by
 // timm_infodrop/layers/_cpu_kernel.py and called through ctypes; the torch-ops path in
-// informative_dropout.py computes the same numbers and draws masks of the same law, and the tests hold
+// info_drop.py computes the same numbers and draws masks of the same law, and the tests hold
 // the two to each other.
 #include <omp.h>
 
