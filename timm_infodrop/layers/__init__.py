@@ -2,7 +2,7 @@
 from timm.layers import register_notrace_module
 
 from .info_drop import (
-    EVAL_MODES, SAMPLING_MODES, InfoDrop, apply_information, drop_distribution, info_drop,
+    EVAL_MODES, SAMPLING_MODES, InfoDrop, apply_information, drop_distribution, finite_check, info_drop,
     keep_probability, sample_info_drop_mask, self_information,
 )
 from .information_dropout import (
