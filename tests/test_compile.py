@@ -5,7 +5,7 @@ import timm
 import torch
 
 import timm_infodrop  # noqa: F401 (registers the variants)
-from timm_infodrop.layers import InfoDrop, _cpu_kernel, finite_check
+from timm_infodrop.layers import InfoDrop, _cpu_kernel, finite_check, self_information
 
 # the smallest variant of every family; both kinds
 VARIANTS = [f'{base}_{kind}' for base in ('resnet18', 'convnext_atto', 'efficientnet_b0', 'mobilenetv3_large_100',
@@ -63,3 +63,15 @@ def test_a_non_finite_input_propagates_or_raises_on_request(cpu_path, bad):
     assert torch.isfinite(layer(torch.randn(2, 3, 12, 12), y)).all()
     with finite_check(), pytest.raises(ValueError, match='NaN or Inf'):
         layer(x, y)
+
+
+def test_compiled_torch_ops_compute_the_eager_map():
+    """Under torch.compile (and on a GPU) the torch ops shift by a gather of device-side offsets, in eager on a
+    CPU by views: the same map (every offset, so no draw)."""
+    x = torch.randn(2, 3, 20, 20)
+    with _cpu_kernel.kernels_switched(False):
+        eager = self_information(x, 7, 2, 3, num_offsets=None)
+        torch._dynamo.reset()
+        compiled = torch.compile(lambda t: self_information(t, 7, 2, 3, num_offsets=None), fullgraph=True,
+                                 backend='eager')(x)
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)

@@ -201,17 +201,21 @@ def _patch_distances(x, rescale, offsets, radius, out_size, kernel, stride, padd
     Per pixel ``sum_c (x - shift_o x)^2`` (exactly 0 for identical pixels), then a separable box sum
     with the conv's geometry. Shifts act on the zero-padded input, as the released code does; the
     padding (and the float32 copy of a low-precision input) is made one batch chunk at a time. ``offsets``
-    (S, 2) and ``rescale`` (0-dim) are tensors on ``x``'s device: a shift is a gather, never a host read.
+    (S, 2) and ``rescale`` (0-dim) are tensors on ``x``'s device: on a GPU and under torch.compile a shift is
+    a gather, never a host read.
     """
     r = radius
     batch, channels, height, width = x.shape
     padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
     pads = (padding[1] + r, padding[1] + r, padding[0] + r, padding[0] + r)
-    full_w = padded_w + 2 * r
-    # flat index, in the doubly padded plane, of each offset's shifted window: (S, Hp * Wp)
-    rows = torch.arange(padded_h, device=x.device).view(1, -1, 1) + (r + offsets[:, :1, None])
-    cols = torch.arange(padded_w, device=x.device).view(1, 1, -1) + (r + offsets[:, 1:, None])
-    windows = (rows * full_w + cols).view(len(offsets), -1)
+    compiling = torch.compiler.is_compiling()
+    if x.device.type == 'cpu' and not compiling:  # reading a CPU tensor syncs nothing: shifts are views
+        windows = [(slice(r + di, r + di + padded_h), slice(r + dj, r + dj + padded_w))
+                   for di, dj in offsets.tolist()]
+    else:  # the flat index, in the doubly padded plane, of each offset's shifted window: (S, Hp * Wp)
+        rows = torch.arange(padded_h, device=x.device).view(1, -1, 1) + (r + offsets[:, :1, None])
+        cols = torch.arange(padded_w, device=x.device).view(1, 1, -1) + (r + offsets[:, 1:, None])
+        windows = (rows * (padded_w + 2 * r) + cols).view(len(offsets), -1)
     per_sample = (len(offsets) + channels + 1) * (padded_h + 2 * r) * (padded_w + 2 * r)
     # chunks are for a CPU's caches and memory; a GPU takes the batch whole (fewer kernel launches)
     chunk = min(batch, max(1, _CHUNK_FLOATS // per_sample)) if x.device.type == 'cpu' else batch
@@ -220,7 +224,6 @@ def _patch_distances(x, rescale, offsets, radius, out_size, kernel, stride, padd
     many_channels = channels > _FEW_CHANNELS
     diff = None if many_channels else x.new_empty(chunk, padded_h, padded_w, dtype=torch.float32)
     rows_buffer = x.new_empty(chunk, len(offsets), out_size[0], padded_w, dtype=torch.float32)
-    compiling = torch.compiler.is_compiling()
     for b0 in range(0, batch, chunk):
         b1 = min(batch, b0 + chunk)
         xp = F.pad(x[b0:b1].float(), pads).mul_(rescale)
@@ -228,7 +231,10 @@ def _patch_distances(x, rescale, offsets, radius, out_size, kernel, stride, padd
         flat = xp.flatten(2)
         for i in range(len(offsets)):
             dist = maps[:b1 - b0, i]
-            shifted = flat.index_select(2, windows[i]).view(b1 - b0, channels, padded_h, padded_w)
+            if isinstance(windows, list):
+                shifted = xp[:, :, windows[i][0], windows[i][1]]
+            else:
+                shifted = flat.index_select(2, windows[i]).view(b1 - b0, channels, padded_h, padded_w)
             if compiling:  # torch.compile takes no strided out= tensor, and fuses these itself
                 dist.copy_((center - shifted).square().sum(1))
                 continue
