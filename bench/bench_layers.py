@@ -1,7 +1,7 @@
 """Layer benchmark: InfoDrop forward cost, the resnet18 train-step overheads and texture suppression.
 
 Run with ``make bench``. Prints a table, writes ``bench/results.json`` (``bench/results.md``: the same
-table, which README.md's speed section shows) and, on a machine with CUDA, ``bench/results-cuda.json``.
+table, which docs/speed.md shows) and, on a machine with CUDA, ``bench/results-cuda.json``.
 Every figure is the median over repeats after warm-up; a ratio is the median of paired runs timed in
 alternation, so that drift and noise hit both alike; the seed is fixed. The targets are the core and
 speed issues'.
@@ -341,7 +341,7 @@ ROWS = (
 
 
 def markdown_table(results: dict) -> str:
-    """The speed table of README.md and ``bench/results.md``, from a ``results.json``."""
+    """The speed table of docs/speed.md and ``bench/results.md``, from a ``results.json``."""
     lines = ['| figure | measured | target |', '| --- | ---: | ---: |']
     for key, label in ROWS:
         if key not in results:
@@ -370,7 +370,7 @@ def readme_with_table(readme: str, results: dict) -> str:
     """``readme`` with the text between :data:`README_MARKERS` replaced by :func:`markdown_table`."""
     start, end = README_MARKERS
     if start not in readme or end not in readme:
-        raise ValueError(f'README.md has no speed section between {start!r} and {end!r}')
+        raise ValueError(f'the page has no speed section between {start!r} and {end!r}')
     head, rest = readme.split(start, 1)
     _, tail = rest.split(end, 1)
     return f'{head}{start}\n{markdown_table(results)}{end}{tail}'
@@ -390,8 +390,8 @@ def main() -> int:
     parser.add_argument('--only', choices=('compiled',), default=None,
                         help='measure and print only these rows (writes nothing)')
     parser.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results.json'))
-    parser.add_argument('--readme', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'README.md'),
-                        help='README.md whose speed section is re-rendered from the results ("" to leave it)')
+    parser.add_argument('--readme', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'docs', 'speed.md'),
+                        help='the page (docs/speed.md) whose speed section is re-rendered from the results ("" to leave it)')
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.only == 'compiled':

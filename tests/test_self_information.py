@@ -1,4 +1,4 @@
-"""self_information against the loop reference, and its numerics (SPEC §1 steps 1-4)."""
+"""self_information against the loop reference, and its numerics (docs/layers.md, InfoDrop's steps 1-4)."""
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,5 @@
-"""Texture suppression: filters that remove fine texture and keep edges (Mishra et al., SPEC §5).
+"""Texture suppression: filters that remove fine texture and keep edges (Mishra et al., "Learning visual
+representations for transfer learning by suppressing texture").
 
 The data-side route to a shape-biased model ("Anisotropic ImageNet"): train on images whose texture
 was filtered away, usually beside the originals. Each filter takes a float tensor (C, H, W) or
