@@ -1,7 +1,7 @@
 """Layer benchmark: InfoDrop forward cost, the resnet18 train-step overheads and texture suppression.
 
 Run with ``make bench``. Prints a table, writes ``bench/results.json`` (``bench/results.md``: the same
-table, which README.md's speed section shows) and, on a machine with CUDA, ``bench/results-cuda.json``.
+table, which docs/speed.md shows) and, on a machine with CUDA, ``bench/results-cuda.json``.
 Every figure is the median over repeats after warm-up; a ratio is the median of paired runs timed in
 alternation, so that drift and noise hit both alike; the seed is fixed. The targets are the core and
 speed issues'.
@@ -27,6 +27,7 @@ TARGETS = {  # at most
     'stem_forward_ms': 80.0, 'layer_forward_ms': 60.0,
     'stem_ratio': 0.10, 'multinomial_ratio': 1.5, 'train_step_ratio': 1.03, 'infodropout_train_step_ratio': 1.10,
     'stem_peak_extra_memory': 1.0, 'stem_loaded_slowdown': 2.0, 'stem_top_level_ops': 100,
+    'stem_compiled_ratio': 1.3,
 }
 MIN_TARGETS = {'anisotropic_images_per_s': 500.0}  # at least
 STEM_SIZES = (64, 128, 224)  # px, for the cost growth rows
@@ -110,6 +111,19 @@ def stem_ratios(repeats: int) -> Dict[str, float]:
         multi, _, multi_ratio = paired_ratio(lambda: exact(x, y), lambda: layer(x, y), max(3, repeats // 3))
     return {'stem_plain_forward_ms': 1000 * plain, 'stem_ratio': ratio,
             'stem_forward_ms_multinomial': 1000 * multi, 'multinomial_ratio': multi_ratio}
+
+
+def compiled_stem_rows(repeats: int) -> Dict[str, float]:
+    """The stem InfoDrop forward compiled (``torch.compile(fullgraph=True)``: the kernels' torch.library ops
+    inside an inductor graph) over the same forward in eager, paired; no graph break means one graph."""
+    x, y = stem_inputs()
+    layer = stem_layer()
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, fullgraph=True)
+    with torch.no_grad():
+        compiled(x, y)  # compile outside the timing
+        ms, _, ratio = paired_ratio(lambda: compiled(x, y), lambda: layer(x, y), repeats)
+    return {'stem_forward_ms_compiled': 1000 * ms, 'stem_compiled_ratio': ratio}
 
 
 def profiled(fn: Callable[[], torch.Tensor]):
@@ -302,6 +316,8 @@ ROWS = (
     ('multinomial_ratio', 'multinomial / bernoulli at the stem (paired)'),
     ('stem_peak_extra_memory', 'peak extra memory of the stem call, x the masked tensor (beyond its output)'),
     ('stem_top_level_ops', 'top-level aten ops per stem call (torch.profiler)'),
+    ('stem_forward_ms_compiled', 'the stem call under torch.compile(fullgraph=True), forward (ms)'),
+    ('stem_compiled_ratio', 'compiled / eager stem call (paired)'),
     ('stem_forward_ms_torch_ops', 'InfoDrop at the stem on the torch-ops path (no C++ kernel), forward (ms)'),
     ('stem_ratio_torch_ops', 'the same / the stem forward (paired)'),
     ('multinomial_ratio_torch_ops', 'its multinomial / bernoulli (paired)'),
@@ -325,7 +341,7 @@ ROWS = (
 
 
 def markdown_table(results: dict) -> str:
-    """The speed table of README.md and ``bench/results.md``, from a ``results.json``."""
+    """The speed table of docs/speed.md and ``bench/results.md``, from a ``results.json``."""
     lines = ['| figure | measured | target |', '| --- | ---: | ---: |']
     for key, label in ROWS:
         if key not in results:
@@ -354,7 +370,7 @@ def readme_with_table(readme: str, results: dict) -> str:
     """``readme`` with the text between :data:`README_MARKERS` replaced by :func:`markdown_table`."""
     start, end = README_MARKERS
     if start not in readme or end not in readme:
-        raise ValueError(f'README.md has no speed section between {start!r} and {end!r}')
+        raise ValueError(f'the page has no speed section between {start!r} and {end!r}')
     head, rest = readme.split(start, 1)
     _, tail = rest.split(end, 1)
     return f'{head}{start}\n{markdown_table(results)}{end}{tail}'
@@ -371,11 +387,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--repeats', type=int, default=15, help='timed repeats per layer figure')
     parser.add_argument('--step-repeats', type=int, default=15, help='timed train-step pairs')
+    parser.add_argument('--only', choices=('compiled',), default=None,
+                        help='measure and print only these rows (writes nothing)')
     parser.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results.json'))
-    parser.add_argument('--readme', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'README.md'),
-                        help='README.md whose speed section is re-rendered from the results ("" to leave it)')
+    parser.add_argument('--readme', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'docs', 'speed.md'),
+                        help='the page (docs/speed.md) whose speed section is re-rendered from the results ("" to leave it)')
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.only == 'compiled':
+        print(json.dumps(compiled_stem_rows(args.repeats), indent=2))
+        return 0
 
     results = {
         'stem_forward_ms': stem_module_ms('bernoulli', args.repeats),
@@ -388,6 +409,7 @@ def main() -> int:
     layer(x, y)  # warm
     results['stem_peak_extra_memory'] = peak_extra_bytes(lambda: layer(x, y)) / (y.numel() * y.element_size())
     results['stem_top_level_ops'], profile_table = top_level_ops(lambda: layer(x, y))
+    results.update(compiled_stem_rows(args.repeats))
     results.update(torch_ops_rows(max(5, args.repeats // 2)))
     results.update(stem_under_load(max(5, args.repeats // 2)))
     results.update(stem_cost_growth(max(5, args.repeats // 2)))

@@ -1,4 +1,4 @@
-"""The benchmark's measuring helpers, and README's speed table as rendered from bench/results.json."""
+"""The benchmark's measuring helpers, and docs/speed.md's table as rendered from bench/results.json."""
 import importlib.util
 import json
 from pathlib import Path
@@ -15,10 +15,10 @@ def _bench():
     return module
 
 
-def test_readme_speed_table_is_rendered_from_results_json():
+def test_the_speed_page_table_is_rendered_from_results_json():
     bench = _bench()
     results = json.loads((ROOT / 'bench' / 'results.json').read_text())
-    readme = (ROOT / 'README.md').read_text()
+    readme = (ROOT / 'docs' / 'speed.md').read_text()
     assert bench.readme_with_table(readme, results) == readme
     assert bench.markdown_table(results) in readme
     assert (ROOT / 'bench' / 'results.md').read_text() == bench.markdown_table(results)

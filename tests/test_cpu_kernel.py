@@ -1,6 +1,9 @@
 """The C++ kernels against the torch-ops path: same self-information, same mask laws, gradients,
 reproducibility, and a clean fallback when no compiler builds them."""
 import os
+import shutil
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -8,7 +11,9 @@ import torch
 from scipy import stats
 
 from timm_infodrop.layers import InfoDrop, _cpu_kernel, apply_information, keep_probability, self_information
-from timm_infodrop.layers import informative_dropout
+import importlib
+
+info_drop_module = importlib.import_module('timm_infodrop.layers.info_drop')  # the function shares the name
 
 
 @pytest.fixture
@@ -127,7 +132,7 @@ def test_no_compiler_falls_back_to_the_torch_ops_with_one_warning(monkeypatch, t
         warnings.simplefilter('error')  # said once
         self_information(x, 3, 1, 1)
     assert _cpu_kernel.load_kernel() is None  # said once, and no half-written library left
-    assert not (tmp_path / 'kernels').exists() or list((tmp_path / 'kernels').iterdir()) == []
+    assert list(tmp_path.glob('kernels/*.so')) == []
     monkeypatch.setenv(_cpu_kernel.ENV_SWITCH, '0')
     torch.testing.assert_close(fallback, self_information(x, 3, 1, 1, generator=torch.Generator().manual_seed(1)))
 
@@ -135,8 +140,8 @@ def test_no_compiler_falls_back_to_the_torch_ops_with_one_warning(monkeypatch, t
 def test_build_goes_to_the_cache_once(monkeypatch, tmp_path):
     fresh_build(monkeypatch, tmp_path, os.environ.get('CXX') or 'c++')
     assert _cpu_kernel.load_kernel() is not None
-    built = sorted((tmp_path / 'kernels').iterdir())
-    assert len(built) == 1 and built[0].suffix == '.so'
+    built = sorted((tmp_path / 'kernels').glob('*.so'))
+    assert len(built) == 1
     monkeypatch.setattr(_cpu_kernel, '_tried', False)
     monkeypatch.setattr(_cpu_kernel, '_compile', lambda *args: pytest.fail('rebuilt a cached library'))
     assert _cpu_kernel.load_kernel() is not None
@@ -145,4 +150,34 @@ def test_build_goes_to_the_cache_once(monkeypatch, tmp_path):
 def test_switched_off_by_the_environment(monkeypatch):
     monkeypatch.setenv(_cpu_kernel.ENV_SWITCH, '0')
     assert not _cpu_kernel.kernel_enabled() and _cpu_kernel.load_kernel() is None
-    assert not informative_dropout._use_cpu_kernel(torch.zeros(1))
+    assert not info_drop_module._use_cpu_kernel(torch.zeros(1))
+
+
+def test_ranks_starting_together_build_once(tmp_path):
+    """Three processes (DDP ranks of one machine) load the kernels into an empty cache at once: one compiles,
+    the others wait on the lock and load its library."""
+    log = tmp_path / 'compiles.log'
+    wrapper = tmp_path / 'cxx'
+    wrapper.write_text(f'#!/bin/sh\necho run >> {log}\nexec {shutil.which(os.environ.get("CXX") or "c++")} "$@"\n')
+    wrapper.chmod(0o755)
+    env = dict(os.environ, CXX=str(wrapper), TIMM_INFODROP_CACHE=str(tmp_path / 'cache'), TIMM_INFODROP_CPU_KERNEL='1')
+    code = 'from timm_infodrop.layers import _cpu_kernel; assert _cpu_kernel.load_kernel() is not None'
+    ranks = [subprocess.Popen([sys.executable, '-c', code], env=env) for _ in range(3)]
+    assert [rank.wait(timeout=300) for rank in ranks] == [0, 0, 0]
+    assert log.read_text().splitlines() == ['run']
+
+
+def test_a_compiler_refusing_openmp_builds_a_one_thread_library(monkeypatch, tmp_path):
+    wrapper = tmp_path / 'cxx'
+    real = shutil.which(os.environ.get('CXX') or 'c++')
+    wrapper.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && {{ echo "unsupported option -fopenmp" >&2; '
+                       f'exit 1; }}; done\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    fresh_build(monkeypatch, tmp_path, str(wrapper))
+    with pytest.warns(RuntimeWarning, match='refused -fopenmp'):
+        assert _cpu_kernel.load_kernel() is not None
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    on = self_information(x, 3, 1, 1, generator=torch.Generator().manual_seed(1))
+    with _cpu_kernel.kernels_switched(False):
+        off = self_information(x, 3, 1, 1, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(on, off, rtol=1e-5, atol=1e-5)

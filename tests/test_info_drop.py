@@ -9,7 +9,9 @@ from scipy import stats
 from timm_infodrop.layers import (
     InfoDrop, drop_distribution, info_drop, keep_probability, sample_info_drop_mask, self_information,
 )
-from timm_infodrop.layers import informative_dropout
+import importlib
+
+info_drop_module = importlib.import_module('timm_infodrop.layers.info_drop')  # the function shares the name
 
 from support.devices import generator, on_every_device
 
@@ -60,7 +62,7 @@ def skewed_distribution(samples=2, size=8, seed=0):
 def test_exact_sampler_single_draws_follow_p(monkeypatch, device, table_bits):
     """With m = 1 every row drops exactly one position, drawn from P: a chi-square goodness-of-fit test per
     sample, and a position with P = 0 is never drawn."""
-    monkeypatch.setattr(informative_dropout, '_TABLE_BITS', table_bits)
+    monkeypatch.setattr(info_drop_module, '_TABLE_BITS', table_bits)
     distribution = skewed_distribution().to(device)
     rows = 20000
     mask = sample_info_drop_mask(distribution, rows, 1 / 64, 'multinomial', generator(device, 3)).cpu()
@@ -95,7 +97,7 @@ def test_exact_sampler_matches_torch_multinomial_with_replacement(device):
 
 
 def test_exact_sampler_is_seeded_and_bounds_its_memory(monkeypatch):
-    monkeypatch.setattr(informative_dropout, '_DRAWS_PER_CHUNK', 100)  # a chunk per sample
+    monkeypatch.setattr(info_drop_module, '_DRAWS_PER_CHUNK', 100)  # a chunk per sample
     distribution = skewed_distribution(samples=3)
     masks = [sample_info_drop_mask(distribution, 4, 1.0, 'multinomial', torch.Generator().manual_seed(7))
              for _ in range(2)]

@@ -1,5 +1,7 @@
 """Information Dropout: KL closed forms, noise law, eval, gradients and the automatic KL gradient."""
+import importlib
 import math
+import warnings
 
 import pytest
 import torch
@@ -264,3 +266,25 @@ def test_kl_gradient_reaches_the_main_branch_in_every_family(arch):
         grads = torch.autograd.grad(layer.beta * layer.kl, [inputs[conv], stem.weight], retain_graph=True)
         for what, grad in zip(('the conv input', 'the stem conv weight'), grads):
             assert torch.isfinite(grad).all() and grad.abs().sum() > 0, f'{arch}: {name}\'s KL -> {what}'
+
+
+def test_the_injected_kl_gradient_under_fp16_autocast_warns_once(monkeypatch):
+    module = importlib.import_module('timm_infodrop.layers.information_dropout')  # the function shares the name
+    monkeypatch.setattr(module, '_fp16_warned', False)
+    layer, x, f = layer_and_inputs()
+    layer.train()
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # bf16 and float32: silent
+        layer(x, f)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            layer(x, f)
+        set_kl_to_gradient(layer, False)
+        with torch.autocast('cpu', dtype=torch.float16):
+            layer(x, f)  # switched off: the user adds aux_loss, which the scaler scales
+    set_kl_to_gradient(layer, True)
+    with torch.autocast('cpu', dtype=torch.float16):
+        with pytest.warns(RuntimeWarning, match=r'float16 autocast.*--amp-dtype bfloat16.*aux_loss\(model\)'):
+            layer(x, f)
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')  # once
+            layer(x, f)

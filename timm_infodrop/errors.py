@@ -5,8 +5,12 @@ traceback (``timm_infodrop.cli.is_user_error`` says which is which). Each class 
 exception a caller would catch (``ValueError``; ``FloatingPointError`` for :class:`TrainingDiverged`).
 """
 
+from types import ModuleType
+
+import importlib
+
 __all__ = ['UserError', 'DataError', 'ConfigError', 'OutputError', 'CheckpointError',
-           'TrainingDiverged']
+           'TrainingDiverged', 'MissingExtra', 'require']
 
 
 class UserError(Exception):
@@ -31,3 +35,17 @@ class CheckpointError(UserError, ValueError):
 
 class TrainingDiverged(UserError, FloatingPointError):
     """A training run whose loss became non-finite (NaN or Inf): lower the learning rate, or use fp32."""
+
+
+class MissingExtra(UserError, ImportError):
+    """An optional package that the called feature needs is not installed; the message names the extra."""
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import ``module`` (a dotted name) for a feature of the ``extra`` install (``eval``, ``zoo``, ``onnx``);
+    where it is missing, a one-line :class:`MissingExtra` that says what to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise MissingExtra(f"{module.split('.')[0]} is not installed ({error}); this feature needs "
+                           f"pip install 'timm-infodrop[{extra}]'") from None

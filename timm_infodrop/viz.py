@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from .errors import ConfigError
-from .layers.informative_dropout import drop_distribution, keep_probability, sample_info_drop_mask, self_information
+from .errors import ConfigError, require
+from .layers.info_drop import drop_distribution, keep_probability, sample_info_drop_mask, self_information
 
 __all__ = ['InfoMap', 'load_image', 'builtin_image', 'synthetic_image', 'compute_infomap', 'plot_infomap',
            'write_infomap', 'plot_texture_suppression', 'FIGURE_FORMATS']
@@ -130,6 +130,7 @@ def compute_infomap(
 
 def plot_infomap(infomap: InfoMap, title: Optional[str] = None):
     """A 1x4 matplotlib figure of an :class:`InfoMap`; every panel covers the image's extent."""
+    require('matplotlib', 'eval')  # else a one-line error naming the extra
     import matplotlib
     matplotlib.use('Agg', force=False)
     from matplotlib import pyplot as plt
@@ -176,6 +177,7 @@ def write_infomap(output: Union[str, Path], image: Optional[Union[str, Path]] = 
     infomap = compute_infomap(picture, temperature=temperature, drop_rate=drop_rate, radius=radius,
                               num_offsets=num_offsets or None, seed=seed)
     fig = plot_infomap(infomap, title=str(image) if image else 'built-in image')
+    require('matplotlib', 'eval')  # else a one-line error naming the extra
     from matplotlib import pyplot as plt  # after plot_infomap chose the Agg backend
     try:
         with atomic_output(output) as tmp:
@@ -190,6 +192,7 @@ def plot_texture_suppression(images: np.ndarray, filtered: Dict[str, np.ndarray]
 
     images: (N, H, W, 3) floats in [0, 1]; filtered: method -> the same images filtered, same shape.
     """
+    require('matplotlib', 'eval')  # else a one-line error naming the extra
     import matplotlib
     matplotlib.use('Agg', force=False)
     from matplotlib import pyplot as plt

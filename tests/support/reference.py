@@ -1,4 +1,4 @@
-"""Direct, obviously-correct loop implementations of SPEC §1 steps 2-4, for the tests.
+"""Direct, obviously-correct loop implementations of InfoDrop's steps 2-4 (docs/layers.md), for the tests.
 
 Slow on purpose: one Python loop per output position, offset and kernel tap, in float64.
 """

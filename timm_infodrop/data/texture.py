@@ -1,4 +1,5 @@
-"""Texture suppression: filters that remove fine texture and keep edges (Mishra et al., SPEC §5).
+"""Texture suppression: filters that remove fine texture and keep edges (Mishra et al., "Learning visual
+representations for transfer learning by suppressing texture").
 
 The data-side route to a shape-biased model ("Anisotropic ImageNet"): train on images whose texture
 was filtered away, usually beside the originals. Each filter takes a float tensor (C, H, W) or
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, require
 
 __all__ = ['anisotropic_diffusion', 'bilateral', 'cartoonize', 'TextureSuppression', 'METHODS', 'pil_to_tensor',
            'tensor_to_pil', 'load_image_tensor', 'suppress_folder', 'preview_texture_suppression', 'PREVIEW_IMAGES']
@@ -109,6 +110,7 @@ def _per_image(img: torch.Tensor, name: str, fn: Callable[[np.ndarray], np.ndarr
 
 
 def _bilateral_np(image: np.ndarray, diameter: int, sigma_color: float, sigma_space: float, iterations: int) -> np.ndarray:
+    require('cv2', 'eval')  # else a one-line error naming the extra
     import cv2
 
     out = image
@@ -138,6 +140,7 @@ def bilateral(img: torch.Tensor, diameter: int = 7, sigma_color: float = 0.5, si
 
 
 def _cartoon_np(image: np.ndarray, median: int, block: int, offset: float, **smooth) -> np.ndarray:
+    require('cv2', 'eval')  # else a one-line error naming the extra
     import cv2
 
     colour = _bilateral_np(image, **smooth)
@@ -309,6 +312,7 @@ def preview_texture_suppression(paths: Sequence[Union[str, os.PathLike]], png: U
     batch = torch.stack(tensors)
     to_numpy = lambda t: t.permute(0, 2, 3, 1).numpy()  # noqa: E731
     fig = plot_texture_suppression(to_numpy(batch), {name: to_numpy(fn(batch)) for name, fn in METHODS.items()})
+    require('matplotlib', 'eval')  # else a one-line error naming the extra
     from matplotlib import pyplot as plt  # after plot_texture_suppression chose the Agg backend
 
     png = Path(png)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ..errors import DataError
+from ..errors import DataError, require
 from .metrics import predict_images, top1
 
 __all__ = ['corrupt_images', 'evaluate_corruptions', 'corruption_errors', 'pgd_attack', 'pgd_top1', 'SEVERITIES']
@@ -24,6 +24,7 @@ def corrupt_images(images: np.ndarray, name: str, severity: int, seed: int = 0) 
     """Corrupt uint8 images (N, H, W, 3) with one corruption at one severity, seeded; uint8 out."""
     import inspect
 
+    require('imagecorruptions', 'eval')  # else a one-line error naming the extra
     from imagecorruptions import corrupt, corruption_dict, get_corruption_names
     if name not in get_corruption_names('all'):
         raise ValueError(f'unknown corruption {name!r}; known: {get_corruption_names("all")}')
@@ -57,6 +58,7 @@ def evaluate_corruptions(model: nn.Module, images: np.ndarray, labels: Sequence[
                          seed: int = 0, batch_size: int = 128) -> Dict:
     """Top-1 under every (corruption, severity): ``{'per_corruption': {name: {severity: top1}},
     'mean_top1': mean over all of them, 'clean_top1': ...}``."""
+    require('imagecorruptions', 'eval')  # else a one-line error naming the extra
     from imagecorruptions import get_corruption_names
     names = list(names or get_corruption_names('common'))
     labels = np.asarray(labels)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from ..layers.informative_dropout import self_information
+from ..errors import ConfigError, require
+from ..layers.info_drop import self_information
 from ..viz import STEM_CONV
 from .metrics import images_to_tensor
 
@@ -64,6 +64,7 @@ def attribution(model: nn.Module, x: torch.Tensor, normalize, method: str = 'occ
     NoiseTunnel over Saliency, ``samples`` copies with noise std ``noise``). ``target``: the class per
     image (default: the predicted one). Each map is clipped at its 99th percentile.
     """
+    require('captum', 'eval')  # else a one-line error naming the extra
     from captum.attr import IntegratedGradients, NoiseTunnel, Occlusion, Saliency
 
     if method not in ATTRIBUTIONS:
@@ -98,6 +99,7 @@ def _mean_colour(normalize, like: torch.Tensor) -> torch.Tensor:
 def plot_saliency_grid(images: np.ndarray, models: Dict[str, nn.Module], normalize, path, seed: int = 0,
                        method: str = 'occlusion') -> None:
     """Rows: images; columns: the image, its self-information (stem geometry), an attribution map per model."""
+    require('matplotlib', 'eval')  # else a one-line error naming the extra
     import matplotlib
     matplotlib.use('Agg', force=False)
     from matplotlib import pyplot as plt
@@ -124,6 +126,7 @@ def plot_saliency_grid(images: np.ndarray, models: Dict[str, nn.Module], normali
 
 def plot_shape_bias(scores: Dict[str, float], path, errors: Sequence[float] = ()) -> None:
     """Bar chart of shape bias per model (0: all texture decisions, 1: all shape decisions)."""
+    require('matplotlib', 'eval')  # else a one-line error naming the extra
     import matplotlib
     matplotlib.use('Agg', force=False)
     from matplotlib import pyplot as plt
@@ -144,6 +147,7 @@ def plot_severity(runs: Dict[str, List[Dict]], path) -> None:
 
     ``runs``: {model: [results.json dicts, one per seed]}; several seeds give mean and std error bars.
     """
+    require('matplotlib', 'eval')  # else a one-line error naming the extra
     import matplotlib
     matplotlib.use('Agg', force=False)
     from matplotlib import pyplot as plt

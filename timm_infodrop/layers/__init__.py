@@ -1,8 +1,8 @@
 """Training-time layers that push a CNN toward shape: InfoDrop and Information Dropout."""
 from timm.layers import register_notrace_module
 
-from .informative_dropout import (
-    EVAL_MODES, SAMPLING_MODES, InfoDrop, apply_information, drop_distribution, info_drop,
+from .info_drop import (
+    EVAL_MODES, SAMPLING_MODES, InfoDrop, apply_information, drop_distribution, finite_check, info_drop,
     keep_probability, sample_info_drop_mask, self_information,
 )
 from .information_dropout import (

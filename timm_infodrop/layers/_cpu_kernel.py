@@ -9,14 +9,21 @@ once per source, compiler and CPU with the system's C++ compiler (``$CXX``, else
 second) into ``kernels/`` of the package's cache (``$TIMM_INFODROP_CACHE``, default
 ``~/.cache/timm_infodrop``) and loaded with ctypes.
 
-Without a compiler, or with ``TIMM_INFODROP_CPU_KERNEL=0``, InfoDrop uses the torch-ops path
-(the same numbers to float rounding; one warning says why when a build fails).
+Each kernel is a ``torch.library`` op (``torch.ops.timm_infodrop.*``, with a fake implementation for
+tracing and the gradient ``grad * keep``), so eager, ``torch.compile(fullgraph=True)`` and export see one
+opaque op. Ranks of one machine that start together build once (a file lock beside the library); a
+compiler that refuses ``-fopenmp`` builds a one-thread library (one warning says so).
+
+Without a compiler, on a GPU, or switched off (:func:`kernels_switched`, or ``TIMM_INFODROP_CPU_KERNEL=0``
+in the environment), InfoDrop uses the torch-ops path (the same numbers to float rounding; one warning
+says why when a build fails).
 """
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import contextlib
 import ctypes
 import hashlib
+import math
 import os
 import platform
 import shutil
@@ -27,12 +34,13 @@ import warnings
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from torch.profiler import record_function
 
 from ..io import cache_root
 
 __all__ = [
-    'kernel_enabled', 'kernels_switched', 'load_kernel', 'self_information_cpu', 'bernoulli_keep_cpu', 'multinomial_keep_cpu',
+    'kernel_enabled', 'kernels_switched', 'kernels_ready', 'load_kernel', 'rescale_factor', 'self_information_cpu', 'bernoulli_keep_cpu', 'multinomial_keep_cpu',
     'multiply_keep_cpu', 'draw_key', 'maskable',
 ]
 
@@ -43,25 +51,32 @@ ENV_SWITCH = 'TIMM_INFODROP_CPU_KERNEL'
 _lock = threading.Lock()
 _loaded: Optional[ctypes.CDLL] = None
 _tried = False
+_openmp = False  # whether the loaded library runs on OpenMP's threads
+
+
+_switch: Optional[bool] = None  # kernels_switched's setting; None: the environment's default
 
 
 def kernel_enabled() -> bool:
-    """Whether InfoDrop may use the C++ kernel (``TIMM_INFODROP_CPU_KERNEL`` unset or not ``0``)."""
+    """Whether InfoDrop may use the C++ kernels: :func:`kernels_switched`'s setting inside one, else
+    ``TIMM_INFODROP_CPU_KERNEL`` unset or not ``0`` (read, never written)."""
+    if _switch is not None:
+        return _switch
     return os.environ.get(ENV_SWITCH, '1').strip().lower() not in ('0', 'false', 'no', 'off')
 
 
 @contextlib.contextmanager
 def kernels_switched(enabled: bool) -> Iterator[None]:
-    """Switch the kernels on or off (``TIMM_INFODROP_CPU_KERNEL``) inside the block, and back after it."""
-    saved = os.environ.get(ENV_SWITCH)
-    os.environ[ENV_SWITCH] = '1' if enabled else '0'
+    """Switch the kernels on or off inside the block (a process-wide setting), and back after it.
+
+    A model compiled inside the block keeps the path it was compiled with (torch.compile reads the
+    setting once, when it traces)."""
+    global _switch
+    saved, _switch = _switch, bool(enabled)
     try:
         yield
     finally:
-        if saved is None:
-            os.environ.pop(ENV_SWITCH, None)
-        else:
-            os.environ[ENV_SWITCH] = saved
+        _switch = saved
 
 
 def _cache_dir() -> Path:
@@ -97,7 +112,15 @@ def _compile(compiler: str, flags: Sequence[str], target: Path) -> Optional[str]
             os.unlink(scratch)
 
 
+def _flag_sets() -> List[Tuple[Tuple[str, ...], bool]]:
+    """Flag sets to try, best first, each with whether it links OpenMP: a compiler that refuses
+    ``-fopenmp`` (stock macOS clang) or ``-march=native`` gets the next set."""
+    plain = tuple(flag for flag in _FLAGS if flag != '-fopenmp')
+    return [((*_FLAGS, _NATIVE), True), (_FLAGS, True), ((*plain, _NATIVE), False), (plain, False)]
+
+
 def _build() -> Optional[ctypes.CDLL]:
+    global _openmp
     compiler = os.environ.get('CXX') or 'c++'
     if shutil.which(compiler) is None:
         warnings.warn(f'InfoDrop: no C++ compiler ({compiler!r}) on PATH; using the slower torch-ops path '
@@ -105,19 +128,28 @@ def _build() -> Optional[ctypes.CDLL]:
         return None
     source = _SOURCE.read_bytes()
     complaints = []
-    for flags in ((*_FLAGS, _NATIVE), _FLAGS):
+    for flags, openmp in _flag_sets():
         key = hashlib.sha256(b'\0'.join([source, compiler.encode(), ' '.join(flags).encode(),
                                          platform.machine().encode(), _cpu_identity().encode()])).hexdigest()[:20]
         target = _cache_dir() / f'info_drop_cpu-{key}.so'
         if not target.exists():
-            complaint = _compile(compiler, flags, target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # DDP ranks starting together: one builds, the others wait and load its library
+            with FileLock(str(_cache_dir() / '.build.lock')):
+                complaint = None if target.exists() else _compile(compiler, flags, target)
             if complaint is not None:
                 complaints.append(complaint)
                 continue
         try:
-            return _declare(ctypes.CDLL(str(target)))
+            library = _declare(ctypes.CDLL(str(target)))
         except OSError as error:
             complaints.append(str(error))
+            continue
+        _openmp = openmp
+        if not openmp:
+            warnings.warn(f'InfoDrop: {compiler} refused -fopenmp; the C++ kernels run on one thread '
+                          f'({complaints[0][-300:] if complaints else ""})', RuntimeWarning, stacklevel=3)
+        return library
     warnings.warn(f'InfoDrop: the C++ kernel did not build ({complaints[-1][-500:]}); using the slower '
                   f'torch-ops path ({ENV_SWITCH}=0 silences this)', RuntimeWarning, stacklevel=3)
     return None
@@ -155,40 +187,89 @@ def load_kernel() -> Optional[ctypes.CDLL]:
     return _loaded
 
 
-def self_information_cpu(
-        x: torch.Tensor, rescale: float, offsets: Sequence[Tuple[int, int]], radius: int,
-        out_size: Tuple[int, int], kernel: Tuple[int, int], stride: Tuple[int, int],
-        padding: Tuple[int, int], dilation: Tuple[int, int], bandwidth: float,
-) -> torch.Tensor:
-    """``-log q`` (B, 1, Ho, Wo), float32, by the C++ kernel (the caller has checked :func:`load_kernel`).
+def _threads() -> int:
+    return torch.get_num_threads() if _openmp else 1
 
-    ``x`` is the conv's input on the CPU (any floating dtype, any layout; a float32 contiguous copy is
-    made only where needed); the arguments are those of ``informative_dropout._patch_distances``.
-    """
+
+@torch.compiler.assume_constant_result
+def kernels_ready() -> bool:
+    """Whether the kernels are switched on and built (building them on the first call); torch.compile
+    reads this once, when it traces."""
+    return load_kernel() is not None
+
+
+def rescale_factor(x: torch.Tensor) -> torch.Tensor:
+    """The factor (0-dim float32 tensor on ``x``'s device) that keeps ``x``'s squared differences in
+    float32's normal range: 1 where its peak ``|x|`` is in ``_SAFE_PEAK`` or 0, else ``1 / peak`` (``-log q``
+    is invariant to the scale of ``x``). NaN for an input holding NaN, 0 for one holding Inf (and so NaN
+    downstream): computed on the device, read by no one on the host."""
+    low, high = torch.aminmax(x.detach())  # no |x| copy of the input
+    peak = torch.maximum(-low, high).float()
+    safe = ((peak >= _SAFE_PEAK[0]) & (peak <= _SAFE_PEAK[1])) | (peak == 0)
+    return torch.where(safe, torch.ones_like(peak), peak.reciprocal())
+
+
+# |x| for which a window's sum of squared differences stays a normal float32 number without rescaling
+_SAFE_PEAK = (1e-15, 1e15)
+
+
+@torch.library.custom_op('timm_infodrop::self_information', mutates_args=())
+def _self_information_op(
+        x: torch.Tensor, offsets: torch.Tensor, radius: int, out_h: int, out_w: int, kernel: List[int],
+        stride: List[int], padding: List[int], dilation: List[int], bandwidth: float) -> torch.Tensor:
     library = load_kernel()
     x = x.detach().to(torch.float32).contiguous()
     batch, channels, height, width = x.shape
-    offset_table = torch.tensor(offsets, dtype=torch.int64).reshape(-1, 2).contiguous()
-    distance = torch.empty(batch, len(offsets), *out_size, dtype=torch.float32)
-    information = torch.empty(batch, 1, *out_size, dtype=torch.float32)
-    threads = torch.get_num_threads()
+    information = torch.empty(batch, 1, out_h, out_w, dtype=torch.float32)
+    rescale = float(rescale_factor(x))  # a CPU tensor, inside an opaque op: no device sync, no graph break
+    if not math.isfinite(rescale):
+        return information.fill_(math.nan)  # NaN in, NaN out
+    offset_table = offsets.to(torch.int64).contiguous()
+    distance = torch.empty(batch, offset_table.shape[0], out_h, out_w, dtype=torch.float32)
+    threads = _threads()
     # scratch (each thread's padded sample and maps) as a torch tensor: the allocator and profiler see it
     scratch = torch.empty(threads * library.infodrop_self_information_scratch(
         channels, height, width, padding[0], padding[1], radius), dtype=torch.float32)
     with record_function('timm_infodrop::self_information_cpu'):  # a named op in torch.profiler's tables
         library.infodrop_self_information(
-            x.data_ptr(), batch, channels, height, width, offset_table.data_ptr(), len(offsets), radius,
+            x.data_ptr(), batch, channels, height, width, offset_table.data_ptr(), offset_table.shape[0], radius,
             kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
-            out_size[0], out_size[1], rescale, bandwidth, distance.data_ptr(), information.data_ptr(),
+            out_h, out_w, rescale, bandwidth, distance.data_ptr(), information.data_ptr(),
             scratch.data_ptr(), threads)
     return information
 
 
-def draw_key(generator: Optional[torch.Generator]) -> int:
-    """One 64-bit key for the kernels' counter-based generator, drawn from ``generator`` (torch's default
-    CPU generator when None), so that ``torch.manual_seed`` makes the masks reproducible."""
-    word = torch.empty((), dtype=torch.int64).random_(-2 ** 63, 2 ** 63 - 1, generator=generator)
-    return int(word) % 2 ** 64
+@_self_information_op.register_fake
+def _(x, offsets, radius, out_h, out_w, kernel, stride, padding, dilation, bandwidth):
+    return x.new_empty(x.shape[0], 1, out_h, out_w, dtype=torch.float32)
+
+
+def self_information_cpu(
+        x: torch.Tensor, offsets: torch.Tensor, radius: int,
+        out_size: Tuple[int, int], kernel: Tuple[int, int], stride: Tuple[int, int],
+        padding: Tuple[int, int], dilation: Tuple[int, int], bandwidth: float,
+) -> torch.Tensor:
+    """``-log q`` (B, 1, Ho, Wo), float32, by the C++ kernel (the caller has checked :func:`kernels_ready`);
+    NaN everywhere for an input holding NaN or Inf.
+
+    ``x`` is the conv's input on the CPU (any floating dtype, any layout; a float32 contiguous copy is
+    made only where needed), ``offsets`` (S, 2) int64; the other arguments are those of
+    ``info_drop._patch_distances``. One opaque op (``torch.ops.timm_infodrop.self_information``) to
+    eager, torch.compile and export.
+    """
+    return _self_information_op(x, offsets, radius, out_size[0], out_size[1], list(kernel), list(stride),
+                                list(padding), list(dilation), float(bandwidth))
+
+
+def draw_key(generator: Optional[torch.Generator]) -> torch.Tensor:
+    """One 64-bit key (a 0-dim int64 CPU tensor) for the kernels' counter-based generator, drawn from
+    ``generator`` (torch's default CPU generator when None), so that ``torch.manual_seed`` makes the masks
+    reproducible. A tensor, so that drawing it reads nothing on the host outside the kernels' ops."""
+    return torch.randint(-2 ** 63, 2 ** 63 - 1, (), dtype=torch.int64, generator=generator)
+
+
+def _key(key: torch.Tensor) -> int:
+    return int(key) % 2 ** 64
 
 
 def _channels_last(y: torch.Tensor) -> Optional[bool]:
@@ -205,48 +286,101 @@ def maskable(y: torch.Tensor) -> bool:
     return y.device.type == 'cpu' and y.dtype == torch.float32 and y.dim() == 4 and _channels_last(y) is not None
 
 
-def bernoulli_keep_cpu(y: torch.Tensor, threshold: torch.Tensor, generator: Optional[torch.Generator]
-                       ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(y * keep, keep)``: each element of ``y`` (B, C, H, W; see :func:`maskable`) kept iff 16 random bits
-    fall below ``threshold`` (B, H, W) int32 in [0, 65536]; ``keep`` is bool, laid out as ``y``."""
+@torch.library.custom_op('timm_infodrop::bernoulli_keep', mutates_args=())
+def _bernoulli_keep_op(y: torch.Tensor, threshold: torch.Tensor, key: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     library = load_kernel()
     batch, channels, height, width = y.shape
     threshold = threshold.to(torch.int32).contiguous()
     out = torch.empty_like(y)
-    keep = torch.empty_like(y, dtype=torch.uint8)
+    keep = torch.empty_like(y, dtype=torch.bool)
     library.infodrop_bernoulli_keep(
         y.data_ptr(), out.data_ptr(), keep.data_ptr(), threshold.data_ptr(), batch, channels, height * width,
-        int(_channels_last(y)), draw_key(generator), torch.get_num_threads())
-    return out, keep.view(torch.bool)
+        int(_channels_last(y)), _key(key), _threads())
+    return out, keep
+
+
+@_bernoulli_keep_op.register_fake
+def _(y, threshold, key):
+    return torch.empty_like(y), torch.empty_like(y, dtype=torch.bool)
+
+
+def _save_drawn_keep(ctx, inputs, output):
+    ctx.save_for_backward(output[1])
+
+
+def _drawn_keep_backward(ctx, grad, grad_keep):
+    keep, = ctx.saved_tensors
+    return grad * keep, None, None
+
+
+def bernoulli_keep_cpu(y: torch.Tensor, threshold: torch.Tensor, generator: Optional[torch.Generator]
+                       ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(y * keep, keep)``: each element of ``y`` (B, C, H, W; see :func:`maskable`) kept iff 16 random bits
+    fall below ``threshold`` (B, H, W) int32 in [0, 65536]; ``keep`` is bool, laid out as ``y``. The gradient
+    with respect to ``y`` is ``grad * keep``."""
+    return _bernoulli_keep_op(y, threshold, draw_key(generator))
+
+
+@torch.library.custom_op('timm_infodrop::multinomial_keep', mutates_args=())
+def _multinomial_keep_op(distribution: torch.Tensor, num_channels: int, num_draws: int, channels_last: bool,
+                         key: torch.Tensor) -> torch.Tensor:
+    library = load_kernel()
+    batch, _, height, width = distribution.shape
+    keep = torch.ones((batch, num_channels, height, width), dtype=torch.bool)
+    if channels_last:
+        keep = keep.contiguous(memory_format=torch.channels_last)
+    table = distribution.to(torch.float32).contiguous()
+    threads = _threads()
+    size = library.infodrop_multinomial_workspace(batch, height * width, threads)  # bytes
+    workspace = torch.empty((size + 7) // 8, dtype=torch.float64)  # 8-byte aligned
+    with record_function('timm_infodrop::multinomial_keep_cpu'):
+        library.infodrop_multinomial_keep(
+            table.data_ptr(), keep.data_ptr(), batch, num_channels, height * width, num_draws, int(channels_last),
+            _key(key), workspace.data_ptr(), threads)
+    return keep
+
+
+@_multinomial_keep_op.register_fake
+def _(distribution, num_channels, num_draws, channels_last, key):
+    keep = distribution.new_empty((distribution.shape[0], num_channels, *distribution.shape[-2:]), dtype=torch.bool)
+    return keep.contiguous(memory_format=torch.channels_last) if channels_last else keep
 
 
 def multinomial_keep_cpu(distribution: torch.Tensor, num_channels: int, num_draws: int, channels_last: bool,
                          generator: Optional[torch.Generator]) -> torch.Tensor:
     """Keep mask (B, C, H, W) bool after ``num_draws`` draws with replacement from ``distribution``
     (B, 1, H, W) per (sample, channel) row cleared the drawn positions (the alias method)."""
-    library = load_kernel()
-    batch, _, height, width = distribution.shape
-    shape = (batch, num_channels, height, width)
-    keep = torch.ones(shape, dtype=torch.uint8)
-    if channels_last:
-        keep = keep.contiguous(memory_format=torch.channels_last)
-    table = distribution.to(torch.float32).contiguous()
-    threads = torch.get_num_threads()
-    size = library.infodrop_multinomial_workspace(batch, height * width, threads)  # bytes
-    workspace = torch.empty((size + 7) // 8, dtype=torch.float64)  # 8-byte aligned
-    key = draw_key(generator)
-    with record_function('timm_infodrop::multinomial_keep_cpu'):
-        library.infodrop_multinomial_keep(
-            table.data_ptr(), keep.data_ptr(), batch, num_channels, height * width, num_draws, int(channels_last),
-            key, workspace.data_ptr(), threads)
-    return keep.view(torch.bool)
+    return _multinomial_keep_op(distribution, num_channels, num_draws, channels_last, draw_key(generator))
 
 
-def multiply_keep_cpu(y: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """``y * keep`` for ``y`` that :func:`maskable` accepts and a bool ``keep`` of the same shape and layout."""
+@torch.library.custom_op('timm_infodrop::multiply_keep', mutates_args=())
+def _multiply_keep_op(y: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     library = load_kernel()
     keep = keep.contiguous(memory_format=torch.channels_last if _channels_last(y) else torch.contiguous_format)
     out = torch.empty_like(y)
-    library.infodrop_multiply_keep(y.data_ptr(), keep.data_ptr(), out.data_ptr(), y.numel(),
-                                   torch.get_num_threads())
+    library.infodrop_multiply_keep(y.data_ptr(), keep.data_ptr(), out.data_ptr(), y.numel(), _threads())
     return out
+
+
+@_multiply_keep_op.register_fake
+def _(y, keep):
+    return torch.empty_like(y)
+
+
+def _save_given_keep(ctx, inputs, output):
+    ctx.save_for_backward(inputs[1])
+
+
+def _given_keep_backward(ctx, grad):
+    keep, = ctx.saved_tensors
+    return grad * keep, None
+
+
+_bernoulli_keep_op.register_autograd(_drawn_keep_backward, setup_context=_save_drawn_keep)
+_multiply_keep_op.register_autograd(_given_keep_backward, setup_context=_save_given_keep)
+
+
+def multiply_keep_cpu(y: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``y * keep`` for ``y`` that :func:`maskable` accepts and a bool ``keep`` of the same shape and layout;
+    the gradient with respect to ``y`` is ``grad * keep``."""
+    return _multiply_keep_op(y, keep)

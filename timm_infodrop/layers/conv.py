@@ -28,7 +28,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ._transient import Transient
-from .informative_dropout import InfoDrop
+from .info_drop import InfoDrop
 from .information_dropout import InformationDropout
 
 __all__ = ['InfoDropConv2d', 'InformationDropoutConv2d', 'DeferredDrop']

@@ -26,7 +26,8 @@ loss. Use one or the other, never both (``set_kl_to_gradient(model, False)`` bef
 * bf16 autocast: exact; the KL is computed in float32.
 * fp16 with a GradScaler, gradient accumulation, or any loss scaling: the injected gradient is not
   multiplied by the scale, so the effective weight becomes ``beta / scale``. Switch the mechanism off
-  there and add ``aux_loss(model)`` to the loss before scaling (timm_infodrop's trainer does).
+  there and add ``aux_loss(model)`` to the loss before scaling (timm_infodrop's trainer does). A layer
+  that injects the gradient under float16 autocast warns once (:data:`FP16_KL_WARNING`).
 
 ``beta`` is the weight of the per-sample KL next to a batch-mean loss. The paper writes the loss as
 ``CE + beta_paper * KL / N_train``, so ``beta = beta_paper / N_train`` (CIFAR-10: 3.0 / 50,000 = 6e-5,
@@ -43,17 +44,18 @@ from typing import Optional, Tuple, Union
 
 import logging
 import math
+import warnings
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 from ._transient import Transient
-from .informative_dropout import _check_feature_map
+from .info_drop import _check_feature_map
 
 __all__ = [
     'InformationDropout', 'information_dropout', 'PRIORS', 'ALPHA_FLOOR', 'information_dropout_kl', 'aux_loss',
-    'set_kl_to_gradient', 'beta_from_paper',
+    'set_kl_to_gradient', 'beta_from_paper', 'FP16_KL_WARNING',
 ]
 
 PRIORS = ('log-uniform', 'log-normal')
@@ -63,6 +65,22 @@ _F_FLOOR = 1e-4
 _IntPair = Union[int, Tuple[int, int]]
 
 _logger = logging.getLogger(__name__)
+
+FP16_KL_WARNING = (
+    'InformationDropout: kl_to_gradient=True under float16 autocast: a GradScaler scales the loss\'s gradients '
+    '(by 65,536 at start) but not the injected KL gradient, so the KL weight beta is divided by the scale and '
+    'the bottleneck is in effect off. Fix: train with bfloat16 (timm train.py --amp-dtype bfloat16), or '
+    'set_kl_to_gradient(model, False) and add aux_loss(model) to the loss before scaling')
+_fp16_warned = False
+
+
+def _warn_if_fp16(device_type: str) -> None:
+    """Warn once per process when the injected KL gradient runs under float16 autocast."""
+    global _fp16_warned
+    if (not _fp16_warned and torch.is_autocast_enabled(device_type)
+            and torch.get_autocast_dtype(device_type) == torch.float16):
+        _fp16_warned = True
+        warnings.warn(FP16_KL_WARNING, RuntimeWarning, stacklevel=4)
 
 
 def beta_from_paper(paper_beta: float, num_train: int) -> float:
@@ -265,6 +283,8 @@ class InformationDropout(nn.Module):
         _check_alpha(alpha, f)
         kl = self.kl_divergence(alpha, f).flatten(1).sum(1).mean()
         self.kl = kl
+        if self.kl_to_gradient and self.beta > 0:
+            _warn_if_fp16(f.device.type)
         return information_dropout(f, alpha, training=True, kl=kl if self.kl_to_gradient else None, beta=self.beta)
 
     def forward(self, x_in: torch.Tensor, f: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,8 @@ also the Jinja filters of the card templates (:data:`FILTERS`).
 import re
 from typing import Any, Dict, Mapping
 
+from ..errors import require
+
 __all__ = ['fixed', 'signed', 'points', 'percent', 'count', 'short', 'stat', 'knob_text', 'kwargs_text',
            'architecture_name', 'with_article', 'FILTERS', 'render']
 
@@ -109,6 +111,7 @@ def render(template: str, **context: Any) -> str:
     this module; an undefined name is an error, not an empty string)."""
     from pathlib import Path
 
+    require('jinja2', 'zoo')  # else a one-line error naming the extra
     import jinja2
 
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / 'templates')),

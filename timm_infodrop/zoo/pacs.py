@@ -225,7 +225,7 @@ def drop_site_statistics(model, images, temperature: float = 0.03, drop_rate: fl
     places) and the fraction of units dropped. ``images``: a normalised batch (B, 3, H, W)."""
     import torch
 
-    from ..layers.informative_dropout import drop_distribution, keep_probability, self_information
+    from ..layers.info_drop import drop_distribution, keep_probability, self_information
 
     inputs = {}
     modules = dict(model.named_modules())

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, require
 from ..io import atomic_output
 from .pacs import BASELINE, EARLY_STAGES, PACS_ROWS, collect_pacs, summarize_pacs
 
@@ -52,6 +52,7 @@ def paired_gain(runs: Dict, row: str, target: str, metric: str = 'top1') -> Opti
     """The row's gain over the baseline on ``target`` in points: mean and std of the same-seed differences,
     the seeds, and ``verdict`` ('higher', 'lower', 'no measurable change', or 'one seed' when n < 2).
     None when no seed has both runs."""
+    require('scipy', 'eval')  # else a one-line error naming the extra
     from scipy import stats
 
     base = {r['seed']: r[metric] for r in runs.get(BASELINE, {}).get(target, [])}
@@ -199,6 +200,7 @@ def render_pacs_section(summary: Dict, results: Path, run_info: Dict) -> str:
 
 def plot_pacs_top1(results: Path, path: Path) -> None:
     """Target top-1 per row and target: bars at the seed mean, one dot per seed."""
+    require('matplotlib', 'eval')  # else a one-line error naming the extra
     import matplotlib
     matplotlib.use('Agg', force=False)
     from matplotlib import pyplot as plt
@@ -229,6 +231,7 @@ def plot_pacs_attributions(deploys: Dict[str, Path], images: np.ndarray, path: P
     """Rows: images (uint8 (N, H, W, 3)); columns: the image, InfoDrop's drop probability at the released stem
     (T 0.03, drop rate 1.5: a function of the image alone), and the occlusion map of every row's deployed model
     (:func:`timm_infodrop.eval.saliency.attribution`)."""
+    require('matplotlib', 'eval')  # else a one-line error naming the extra
     import matplotlib
     matplotlib.use('Agg', force=False)
     import timm

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..errors import require
 from .facts import (SHAPE_TARGET, TARGETS, method_of, method_text, recipe, recipe_text, recipes_folder,
                     single_run_spread, targets_text, verdicts)
 from .formatting import count, fixed, kwargs_text, percent, points, render, short, signed, stat
@@ -176,6 +177,7 @@ def _evaluation_text(results: Optional[Path]) -> str:
         per = scored[0]['corruption']['per_corruption']
         corruptions, severities = len(per), len(next(iter(per.values())))
     else:
+        require('imagecorruptions', 'eval')  # else a one-line error naming the extra
         from imagecorruptions import get_corruption_names
         corruptions, severities = len(get_corruption_names()), len(SEVERITIES)
     pgd = {k: p.default for k, p in inspect.signature(pgd_top1).parameters.items()}

@@ -384,7 +384,7 @@ def _drop_fractions(images, where: Dict, temperature: float, drop_rate: float, r
     batches of 64, as in training, share one mean patch distance."""
     import torch
 
-    from ..layers.informative_dropout import drop_distribution, keep_probability, self_information
+    from ..layers.info_drop import drop_distribution, keep_probability, self_information
     from ..viz import STEM_CONV, STEM_POOL  # the released resnet stem's geometry
 
     generator = torch.Generator().manual_seed(seed)

@@ -1,10 +1,14 @@
 // InfoDrop on a CPU: the self-information (patch distances, their mean and the log-sum-exp over
 // offsets, in two passes with every temporary in a thread's cache) and the masks (Bernoulli, drawn and
 // applied in one pass; multinomial by the alias method). Built on first use by
-// timm_infodrop/layers/_cpu_kernel.py and called through ctypes; the torch-ops path in
-// informative_dropout.py computes the same numbers and draws masks of the same law, and the tests hold
-// the two to each other.
+// timm_infodrop/layers/_cpu_kernel.py, called through ctypes inside torch.library ops; the torch-ops path in
+// info_drop.py computes the same numbers and draws masks of the same law, and the tests hold
+// the two to each other. Without OpenMP (a compiler that refuses -fopenmp) it runs on one thread.
+#ifdef _OPENMP
 #include <omp.h>
+#else
+static inline int omp_get_thread_num() { return 0; }
+#endif
 
 #include <algorithm>
 #include <cmath>

@@ -21,11 +21,17 @@ Everything that builds the mask runs under ``torch.no_grad()`` in float32 with a
 bf16/fp16 inputs and T = 0.03 neither underflow nor produce NaN.
 
 On a CPU, steps 2-4 and the drawing and applying of the mask run as C++ kernels (``layers/_cpu_kernel.py``,
-built on first use); tracers, ``torch.compile``, GPUs and machines without a compiler use the torch ops
-below, which compute the same numbers to float rounding and draw masks of the same law.
-"""
-from typing import List, Optional, Tuple, Union
+built on first use, registered as torch.library ops that eager, ``torch.compile`` and export all take);
+GPUs, TorchScript tracing and machines without a compiler use the torch ops below, which compute the same
+numbers to float rounding and draw masks of the same law (from a different random stream).
 
+No forward reads a device tensor on the host: offsets, the rescale factor and the non-finite guard are
+tensors. An input holding NaN or Inf gives a NaN output (as a conv would); :func:`finite_check` turns that
+into a one-line error instead.
+"""
+from typing import Iterator, Optional, Tuple, Union
+
+import contextlib
 import math
 
 import torch
@@ -34,12 +40,13 @@ from torch import nn
 
 from ..errors import ConfigError
 from ._cpu_kernel import (
-    bernoulli_keep_cpu, load_kernel, maskable, multinomial_keep_cpu, multiply_keep_cpu, self_information_cpu,
+    bernoulli_keep_cpu, kernels_ready, maskable, multinomial_keep_cpu, multiply_keep_cpu, rescale_factor,
+    self_information_cpu,
 )
 
 __all__ = [
     'self_information', 'drop_distribution', 'keep_probability', 'sample_info_drop_mask',
-    'info_drop', 'InfoDrop', 'SAMPLING_MODES', 'EVAL_MODES',
+    'info_drop', 'InfoDrop', 'SAMPLING_MODES', 'EVAL_MODES', 'finite_check',
 ]
 
 SAMPLING_MODES = ('bernoulli', 'multinomial')
@@ -91,13 +98,16 @@ def _check_feature_map(x: torch.Tensor, name: str) -> None:
         raise TypeError(f'{name} must be a floating point tensor, got dtype {x.dtype}')
 
 
-def _sample_offsets(radius: int, num_offsets: Optional[int], generator: Optional[torch.Generator]) -> List[Tuple[int, int]]:
+def _sample_offsets(radius: int, num_offsets: Optional[int], generator: Optional[torch.Generator],
+                    device: torch.device) -> torch.Tensor:
+    """Offsets (S, 2) int64 on ``device``, drawn there (from ``generator``'s device, then moved, when one is
+    given): they stay tensors, so that no forward reads them on the host."""
     if num_offsets is None:
-        span = range(-radius, radius + 1)
-        return [(di, dj) for di in span for dj in span]
-    device = generator.device if generator is not None else 'cpu'
-    drawn = torch.randint(-radius, radius + 1, (num_offsets, 2), generator=generator, device=device)
-    return [(int(di), int(dj)) for di, dj in drawn.tolist()]
+        span = torch.arange(-radius, radius + 1, device=device)
+        return torch.cartesian_prod(span, span).view(-1, 2)
+    drawn_on = generator.device if generator is not None else device
+    drawn = torch.randint(-radius, radius + 1, (num_offsets, 2), generator=generator, device=drawn_on)
+    return drawn.to(device, non_blocking=True)
 
 
 def self_information(
@@ -126,8 +136,9 @@ def self_information(
         mark predictable patches (texture, flat areas), high values surprising ones (edges).
 
     Raises:
-        ValueError: for a window larger than the padded input (naming both sizes) and for an input
-            containing NaN or Inf (the density, and so the mask, would be undefined).
+        ValueError: for a window larger than the padded input (naming both sizes); for an input containing
+            NaN or Inf only inside :func:`finite_check` (the check reads the device on every call). Without
+            it such an input gives a NaN map (NaN in, NaN out, and no host sync).
     """
     _check_feature_map(x, 'x')
     k, s, p, d = _conv_geometry(kernel_size, stride, padding, dilation)
@@ -139,20 +150,17 @@ def self_information(
         raise ConfigError(
             f'input of {height}x{width} (padded {padded_h}x{padded_w}) is smaller than the conv window '
             f'{window_h}x{window_w} (kernel_size={k}, dilation={d}, padding={p})')
-    offsets = _sample_offsets(radius, num_offsets, generator)
+    offsets = _sample_offsets(radius, num_offsets, generator, x.device)
     out_h = (padded_h - window_h) // s[0] + 1
     out_w = (padded_w - window_w) // s[1] + 1
 
     with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
-        low, high = torch.aminmax(x.detach())  # no |x| copy of the input
-        peak = max(-float(low), float(high))
-        if not math.isfinite(peak):
+        if _check_finite and not torch.isfinite(x).all():  # opt-in: a host sync
             raise ValueError('x contains NaN or Inf: its self-information is undefined')
-        # -log q is invariant to the scale of x; rescale only where squares would leave float32's range
-        rescale = 1.0 if _SAFE_PEAK[0] <= peak <= _SAFE_PEAK[1] or peak == 0 else 1.0 / peak
         if _use_cpu_kernel(x):
-            return self_information_cpu(x, rescale, offsets, radius, (out_h, out_w), k, s, p, d, bandwidth)
-        distance = _patch_distances(x.detach(), rescale, offsets, radius, (out_h, out_w), k, s, p, d)
+            return self_information_cpu(x, offsets, radius, (out_h, out_w), k, s, p, d, bandwidth)
+        # -log q is invariant to the scale of x; rescaled where squares would leave float32's range
+        distance = _patch_distances(x.detach(), rescale_factor(x), offsets, radius, (out_h, out_w), k, s, p, d)
         scale = (2.0 * bandwidth ** 2) * distance.mean().clamp_min(torch.finfo(torch.float32).tiny)
         # log q = logsumexp_o(-d_o / scale) - log S, in place (no second (B, S, Ho, Wo) tensor)
         distance.div_(-scale)
@@ -161,15 +169,26 @@ def self_information(
         return log_q.neg_().clamp_min_(0.0)
 
 
+_check_finite = False
+
+
+@contextlib.contextmanager
+def finite_check(enabled: bool = True) -> Iterator[None]:
+    """Inside the block, InfoDrop raises a one-line ``ValueError`` for an input holding NaN or Inf instead
+    of propagating NaN to its output. Off by default: the check reads the device (a host sync) on every
+    forward, and breaks a ``torch.compile`` graph."""
+    global _check_finite
+    saved, _check_finite = _check_finite, bool(enabled)
+    try:
+        yield
+    finally:
+        _check_finite = saved
+
+
 def _use_cpu_kernel(x: torch.Tensor) -> bool:
-    """Whether the C++ kernels take ``x``: on a CPU, switched on and built; tracers and torch.compile see the
-    torch ops (the kernels are opaque to them)."""
-    return (x.device.type == 'cpu' and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-            and load_kernel() is not None)
-
-
-# |x| for which a window's sum of squared differences stays a normal float32 number without rescaling
-_SAFE_PEAK = (1e-15, 1e15)
+    """Whether the C++ kernels take ``x``: on a CPU, switched on and built. They are torch.library ops, so
+    eager, torch.compile and export all take them; only TorchScript tracing keeps to the torch ops."""
+    return x.device.type == 'cpu' and not torch.jit.is_tracing() and kernels_ready()
 # Batch chunks sized so that a chunk's temporaries (padded input, per-pixel maps, box-sum rows) stay small
 # next to the masked tensor and in cache; the (B, S, Ho, Wo) distances are the one full-batch buffer.
 _CHUNK_FLOATS = 2_500_000
@@ -181,13 +200,22 @@ def _patch_distances(x, rescale, offsets, radius, out_size, kernel, stride, padd
 
     Per pixel ``sum_c (x - shift_o x)^2`` (exactly 0 for identical pixels), then a separable box sum
     with the conv's geometry. Shifts act on the zero-padded input, as the released code does; the
-    padding (and the float32 copy of a low-precision input) is made one batch chunk at a time.
+    padding (and the float32 copy of a low-precision input) is made one batch chunk at a time. ``offsets``
+    (S, 2) and ``rescale`` (0-dim) are tensors on ``x``'s device: on a GPU and under torch.compile a shift is
+    a gather, never a host read.
     """
     r = radius
     batch, channels, height, width = x.shape
     padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
     pads = (padding[1] + r, padding[1] + r, padding[0] + r, padding[0] + r)
-    windows = [(slice(r + di, r + di + padded_h), slice(r + dj, r + dj + padded_w)) for di, dj in offsets]
+    compiling = torch.compiler.is_compiling()
+    if x.device.type == 'cpu' and not compiling:  # reading a CPU tensor syncs nothing: shifts are views
+        windows = [(slice(r + di, r + di + padded_h), slice(r + dj, r + dj + padded_w))
+                   for di, dj in offsets.tolist()]
+    else:  # the flat index, in the doubly padded plane, of each offset's shifted window: (S, Hp * Wp)
+        rows = torch.arange(padded_h, device=x.device).view(1, -1, 1) + (r + offsets[:, :1, None])
+        cols = torch.arange(padded_w, device=x.device).view(1, 1, -1) + (r + offsets[:, 1:, None])
+        windows = (rows * (padded_w + 2 * r) + cols).view(len(offsets), -1)
     per_sample = (len(offsets) + channels + 1) * (padded_h + 2 * r) * (padded_w + 2 * r)
     # chunks are for a CPU's caches and memory; a GPU takes the batch whole (fewer kernel launches)
     chunk = min(batch, max(1, _CHUNK_FLOATS // per_sample)) if x.device.type == 'cpu' else batch
@@ -198,18 +226,24 @@ def _patch_distances(x, rescale, offsets, radius, out_size, kernel, stride, padd
     rows_buffer = x.new_empty(chunk, len(offsets), out_size[0], padded_w, dtype=torch.float32)
     for b0 in range(0, batch, chunk):
         b1 = min(batch, b0 + chunk)
-        xp = F.pad(x[b0:b1].float(), pads)
-        if rescale != 1.0:
-            xp.mul_(rescale)
+        xp = F.pad(x[b0:b1].float(), pads).mul_(rescale)
         center = xp[:, :, r:r + padded_h, r:r + padded_w]
-        for i, (rows, cols) in enumerate(windows):
+        flat = xp.flatten(2)
+        for i in range(len(offsets)):
             dist = maps[:b1 - b0, i]
-            if many_channels:
-                torch.sum((center - xp[:, :, rows, cols]).square_(), 1, out=dist)
+            if isinstance(windows, list):
+                shifted = xp[:, :, windows[i][0], windows[i][1]]
+            else:
+                shifted = flat.index_select(2, windows[i]).view(b1 - b0, channels, padded_h, padded_w)
+            if compiling:  # torch.compile takes no strided out= tensor, and fuses these itself
+                dist.copy_((center - shifted).square().sum(1))
                 continue
-            torch.sub(center[:, 0], xp[:, 0, rows, cols], out=dist).square_()
+            if many_channels:
+                torch.sum((center - shifted).square_(), 1, out=dist)
+                continue
+            torch.sub(center[:, 0], shifted[:, 0], out=dist).square_()
             for c in range(1, channels):
-                step = torch.sub(center[:, c], xp[:, c, rows, cols], out=diff[:b1 - b0])
+                step = torch.sub(center[:, c], shifted[:, c], out=diff[:b1 - b0])
                 dist.addcmul_(step, step)
         _box_sum(maps[:b1 - b0], kernel, stride, dilation, out=out[b0:b1], rows_buffer=rows_buffer[:b1 - b0])
     return out
@@ -302,7 +336,7 @@ def _uniform_int16(shape: Tuple[int, ...], generator: Optional[torch.Generator],
     """Independent uniforms on the 65,536 int16 values, 4 per 64-bit draw (4x fewer generator calls)."""
     # tracers and torch.compile's functionalisation cannot alias a dtype view; same law, one draw per element
     if torch.jit.is_tracing() or torch.compiler.is_compiling():
-        return torch.empty(shape, dtype=torch.int16, device=device).random_(-2 ** 15, 2 ** 15, generator=generator)
+        return torch.randint(-2 ** 15, 2 ** 15, shape, dtype=torch.int16, device=device, generator=generator)
     numel = math.prod(shape)
     words = torch.empty((numel + 3) // 4, dtype=torch.int64, device=device)
     words.random_(-2 ** 63, 2 ** 63 - 1, generator=generator)
@@ -473,6 +507,8 @@ def apply_information(
                 f'shape {tuple(y.shape)}: check the conv and pool geometry given to InfoDrop')
         if not training and eval_mode != 'sample':
             return y * keep_probability(distribution, drop_rate).to(dtype=y.dtype)
+        # 0, or NaN where the map is NaN (a non-finite input): NaN in, NaN out, decided on the device
+        poison = distribution.sum().mul(0.0).to(y.dtype)
         on_kernel = _use_cpu_kernel(y) and maskable(y)
         if on_kernel and sampling == 'bernoulli':  # drawn while the kernel multiplies
             threshold = _bernoulli_threshold(distribution, drop_rate).squeeze(1)
@@ -480,37 +516,14 @@ def apply_information(
             keep_mask = sample_info_drop_mask(
                 distribution, y.shape[1], drop_rate, sampling, generator, _is_channels_last(y))
     if not on_kernel:
-        return y * keep_mask  # faster than torch.where on CPU; a dropped finite value becomes (+-)0
+        return (y * keep_mask).add_(poison)  # faster than torch.where on CPU; a dropped finite value becomes (+-)0
     if sampling == 'bernoulli':
-        return _KernelMasked.apply(y, threshold, True, generator)
-    return _KernelMasked.apply(y, keep_mask, False, None)
+        return bernoulli_keep_cpu(y, threshold, generator)[0].add_(poison)
+    return multiply_keep_cpu(y, keep_mask).add_(poison)
 
 
 def _is_channels_last(y: torch.Tensor) -> bool:
     return y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
-
-
-class _KernelMasked(torch.autograd.Function):
-    """``y * keep`` by the CPU kernels, in one pass; the gradient is ``grad * keep``.
-
-    ``fused``: ``mask_or_threshold`` is the bernoulli threshold (B, H, W) and the kernel draws ``keep`` while
-    it multiplies; otherwise it is the keep mask itself.
-    """
-
-    @staticmethod
-    def forward(ctx, y, mask_or_threshold, fused, generator):
-        if fused:
-            out, keep = bernoulli_keep_cpu(y, mask_or_threshold, generator)
-        else:
-            keep = mask_or_threshold
-            out = multiply_keep_cpu(y, keep)
-        ctx.save_for_backward(keep)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        keep, = ctx.saved_tensors
-        return grad * keep, None, None, None
 
 
 class InfoDrop(nn.Module):
