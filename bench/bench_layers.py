@@ -27,6 +27,7 @@ TARGETS = {  # at most
     'stem_forward_ms': 80.0, 'layer_forward_ms': 60.0,
     'stem_ratio': 0.10, 'multinomial_ratio': 1.5, 'train_step_ratio': 1.03, 'infodropout_train_step_ratio': 1.10,
     'stem_peak_extra_memory': 1.0, 'stem_loaded_slowdown': 2.0, 'stem_top_level_ops': 100,
+    'lite0_train_step_ratio': 1.03,
     'stem_compiled_ratio': 1.3,
 }
 MIN_TARGETS = {'anisotropic_images_per_s': 500.0}  # at least
@@ -238,27 +239,55 @@ def train_step_seconds(model: nn.Module, repeats: int) -> float:
     return median_seconds(step, repeats, warmup=2)
 
 
+def alternating_train_steps(models: List[Tuple[str, nn.Module]], repeats: int) -> Tuple[Dict[str, float], Dict[str, float]]:
+    """Median train-step seconds of each model and its median paired ratio over the first, one step of each in
+    turn, in forward and reversed order alternately, so that a drift or the slot after a warm-up favours none."""
+    times: Dict[str, List[float]] = {name: [] for name, _ in models}
+    for repeat in range(repeats):
+        for name, model in (models if repeat % 2 == 0 else models[::-1]):
+            times[name].append(train_step_seconds(model, 1))
+    first = times[models[0][0]]
+    return ({name: statistics.median(t) for name, t in times.items()},
+            {name: statistics.median(a / b for b, a in zip(first, t)) for name, t in times.items()})
+
+
 def train_step_ratio(repeats: int) -> Dict[str, float]:
     """resnet18 train step (batch 64, 128 px) with InfoDrop at the stem, and with Information Dropout at every
     stride-2 stage (its KL term in the loss), each over the plain one, timed in alternation."""
     torch.manual_seed(0)
     import timm_infodrop  # noqa: F401  registers resnet18_infodropout
 
-    plain = timm.create_model('resnet18')
-    equipped = equip_resnet_stem(timm.create_model('resnet18'))
-    noisy = timm.create_model('resnet18_infodropout')
-    times: Dict[str, List[float]] = {'plain': [], 'infodrop': [], 'infodropout': []}
-    order = [('plain', plain), ('infodrop', equipped), ('infodropout', noisy)]
-    for repeat in range(repeats):
-        # forward and reversed order in turn, so that a drift or the slot after a warm-up favours none
-        for name, model in (order if repeat % 2 == 0 else order[::-1]):
-            times[name].append(train_step_seconds(model, 1))
-    ratio = {name: statistics.median(t / p for p, t in zip(times['plain'], times[name])) for name in times}
-    return {'train_step_plain_s': statistics.median(times['plain']),
-            'train_step_infodrop_s': statistics.median(times['infodrop']),
+    seconds, ratio = alternating_train_steps([
+        ('plain', timm.create_model('resnet18')), ('infodrop', equip_resnet_stem(timm.create_model('resnet18'))),
+        ('infodropout', timm.create_model('resnet18_infodropout'))], repeats)
+    return {'train_step_plain_s': seconds['plain'],
+            'train_step_infodrop_s': seconds['infodrop'],
             'train_step_ratio': ratio['infodrop'],
-            'train_step_infodropout_s': statistics.median(times['infodropout']),
+            'train_step_infodropout_s': seconds['infodropout'],
             'infodropout_train_step_ratio': ratio['infodropout']}
+
+
+def lite0_rows(repeats: int) -> Dict[str, float]:
+    """tf_efficientnet_lite0 (TensorFlow "same" padding, the pretrained PACS zoo's model): a train step at 128 px
+    with InfoDrop at the stem over the plain one; and InfoDrop on its Conv2dSame stem (k3 s2, padded 0 before and
+    1 after at 128 px) over InfoDrop on the same conv padded 1 on every side (an nn.Conv2d), forward."""
+    torch.manual_seed(0)
+    import timm_infodrop  # noqa: F401  registers the variants
+    from timm.layers import Conv2dSame
+
+    seconds, ratio = alternating_train_steps([
+        ('plain', timm.create_model('tf_efficientnet_lite0')),
+        ('infodrop', timm.create_model('tf_efficientnet_lite0_infodrop'))], repeats)
+    same = Conv2dSame(3, 32, 3, stride=2, bias=False)
+    padded = nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False)
+    padded.weight = same.weight
+    x, _ = stem_inputs()
+    same_stem, padded_stem = (InfoDropConv2d.from_conv(conv).train() for conv in (same, padded))
+    with torch.no_grad():
+        same_s, padded_s, same_ratio = paired_ratio(lambda: same_stem(x), lambda: padded_stem(x), repeats)
+    return {'lite0_train_step_plain_s': seconds['plain'], 'lite0_train_step_infodrop_s': seconds['infodrop'],
+            'lite0_train_step_ratio': ratio['infodrop'], 'same_pad_stem_forward_ms': 1000 * same_s,
+            'padded_stem_forward_ms': 1000 * padded_s, 'same_pad_stem_ratio': same_ratio}
 
 
 def cuda_rows(repeats: int) -> Dict[str, float]:
@@ -336,6 +365,12 @@ ROWS = (
     ('train_step_ratio', 'train-step ratio, InfoDrop at the stem / plain (paired)'),
     ('train_step_infodropout_s', 'resnet18 train step, Information Dropout at every stride-2 stage (s)'),
     ('infodropout_train_step_ratio', 'train-step ratio, Information Dropout / plain (paired)'),
+    ('lite0_train_step_plain_s', 'tf_efficientnet_lite0 train step, plain (s): batch 64, 128 px'),
+    ('lite0_train_step_infodrop_s', 'tf_efficientnet_lite0 train step, InfoDrop at its Conv2dSame stem (s)'),
+    ('lite0_train_step_ratio', 'train-step ratio, tf_efficientnet_lite0 InfoDrop at the stem / plain (paired)'),
+    ('same_pad_stem_forward_ms', 'InfoDropConv2d on a Conv2dSame k3 s2 (3->32), forward (ms): batch 64, 128 px'),
+    ('padded_stem_forward_ms', 'the same conv padded 1 on every side (nn.Conv2d), forward (ms)'),
+    ('same_pad_stem_ratio', 'Conv2dSame / padded conv, InfoDrop stem forward (paired)'),
     ('anisotropic_images_per_s', 'anisotropic diffusion (defaults), images/s: batch 256, 3x64x64'),
 )
 
@@ -387,15 +422,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--repeats', type=int, default=15, help='timed repeats per layer figure')
     parser.add_argument('--step-repeats', type=int, default=15, help='timed train-step pairs')
-    parser.add_argument('--only', choices=('compiled',), default=None,
+    parser.add_argument('--only', choices=('compiled', 'lite0'), default=None,
                         help='measure and print only these rows (writes nothing)')
     parser.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results.json'))
     parser.add_argument('--readme', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'docs', 'speed.md'),
                         help='the page (docs/speed.md) whose speed section is re-rendered from the results ("" to leave it)')
     args = parser.parse_args()
     torch.manual_seed(0)
-    if args.only == 'compiled':
-        print(json.dumps(compiled_stem_rows(args.repeats), indent=2))
+    if args.only:
+        rows = compiled_stem_rows(args.repeats) if args.only == 'compiled' else lite0_rows(args.step_repeats)
+        print(json.dumps(rows, indent=2))
         return 0
 
     results = {
@@ -414,6 +450,7 @@ def main() -> int:
     results.update(stem_under_load(max(5, args.repeats // 2)))
     results.update(stem_cost_growth(max(5, args.repeats // 2)))
     results.update(train_step_ratio(args.step_repeats))
+    results.update(lite0_rows(args.step_repeats))
     results['anisotropic_images_per_s'] = anisotropic_images_per_s(args.repeats)
     results['stem_profile'] = profile_table
     results['targets'] = {'at_most': TARGETS, 'at_least': MIN_TARGETS}
