@@ -186,11 +186,11 @@ def run_benchmark(bench: Benchmark, rows: Sequence[str], cells: Sequence[str], s
     unknown = [r for r in rows if r not in bench.rows]
     if unknown:
         raise ConfigError(f'unknown {bench.spec.name} rows {unknown}; rows: {list(bench.rows)}')
+    if bench.baseline not in rows and not (Path(results) / bench.baseline).is_dir():
+        raise ConfigError(f'the {bench.spec.name} zoo compares every row with {bench.baseline}: add it to --rows')
     missing = sorted({str(bench.recipe(bench.rows[r])) for r in rows if not bench.recipe(bench.rows[r]).is_file()})
     if missing:
         raise FileNotFoundError(f'no recipe {missing} (run from the repository root or pass --recipes)')
-    if bench.baseline not in rows and not (Path(results) / bench.baseline).is_dir():
-        raise ConfigError(f'the {bench.spec.name} zoo compares every row with {bench.baseline}: add it to --rows')
     data = bench.prepare(Path(work))
     bench.check_cells(data, cells)
     order = sorted(rows, key=lambda r: r != bench.baseline)

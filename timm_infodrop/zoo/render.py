@@ -70,7 +70,7 @@ def section(bench: Benchmark, results: Path, recipes=None) -> Dict:
            'k': k_choice(json.loads((results / 'drop_sites.json').read_text()))
            if (results / 'drop_sites.json').is_file() else None}
     out['deployments'] = [json.loads(d) for d in out['deployments']]
-    if all(t.metric in stats for t in TARGETS for cells in summary.values() for stats in cells.values()):
+    if len(bench.spec.cells) == 1 and all(t.metric in s for t in TARGETS for cells in summary.values() for s in cells.values()):
         cell = {row: cells[bench.spec.cells[0]] for row, cells in summary.items()}
         base = cell[bench.baseline]
         calibration = results / 'calibration.jsonl'
