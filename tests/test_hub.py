@@ -23,7 +23,7 @@ from timm_infodrop.convert import strip
 from timm_infodrop.hub import HUB_ORG_ENV, HubWeightsError, hub_errors, repo_for
 from timm_infodrop.registry import BENCHMARKS, PACS, SHAPES
 from timm_infodrop.zoo.kinds import every_benchmark
-from timm_infodrop.zoo.render import hub_repos, render_hub_configs
+from timm_infodrop.zoo.render import hub_repos
 
 from support.hub_server import FakeHub
 

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..registry import BENCHMARKS
 
 MAX_SEEDS = 100
@@ -44,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
     from ..zoo.render import write_card, write_report
 
     if args.action == 'card':
-        print(f'wrote {write_card(Path(args.card), every_benchmark())}')
+        if args.results and not (Path(args.results) / 'summary.json').is_file():
+            raise DataError(f'--results {args.results!r} has no summary.json: run `timm-infodrop zoo run` first')
+        roots = {args.benchmark: Path(args.results)} if args.results else {}
+        print(f'wrote {write_card(Path(args.card), every_benchmark(roots))}')
         return 0
     bench = open_benchmark(args.benchmark, Path(args.recipes) if args.recipes else None, args.quick,
                            args.data_root, args.finetune_epochs)
