@@ -323,8 +323,8 @@ def test_repo_names_and_registered_tags_come_from_the_registry():
     assert repo_for(SHAPES, 'resnet18', 'resnet18', 'all', True).name == 'resnet18.shapes64_deploy'
     with pytest.raises(ValueError, match='does not extend'):
         repo_for(PACS, 'resnet18_anisotropic', 'resnet34', 'sketch', False)
-    registered = sorted(f'{model}.{tag}' for spec in BENCHMARKS.values() for model in spec.registered
-                        for tag in tagged_cfgs(model))
+    registered = sorted({f'{model}.{tag}' for spec in BENCHMARKS.values() for model in spec.registered
+                         for tag in tagged_cfgs(model)})
     assert sorted(m for m in timm.list_pretrained() if 'infodrop' in m) == registered
     for name in registered:
         spec = next(s for s in BENCHMARKS.values() if f'.{s.tag}' in name)

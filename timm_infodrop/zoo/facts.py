@@ -11,7 +11,7 @@ The documents (:mod:`.render`) read them from here:
 """
 import inspect
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -19,7 +19,7 @@ from ..errors import DataError
 from ..hub.naming import plain_architecture
 from ..models._builder import METHODS as SURGERY
 from ..registry import METHODS
-from ..train.config import load_recipe
+from ..train.config import TrainConfig, load_recipe
 from .formatting import points, short, signed
 
 __all__ = ['Target', 'TARGETS', 'SHAPE_TARGET', 'recipes_folder', 'recipe', 'recipe_text', 'method_of',
@@ -81,7 +81,9 @@ def recipe(name: str, recipes=None) -> Dict[str, Any]:
 
 
 def recipe_text(settings: Mapping[str, Any]) -> str:
-    """A recipe's training in words: ``64 px, batch 64, SGD lr 0.05 cosine, wd 5e-4, no augmentation, 6 epochs``."""
+    """A recipe's training in words: ``64 px, batch 64, SGD lr 0.05 cosine, wd 5e-4, no augmentation, 6 epochs``
+    (a setting the recipe leaves out is the trainer's default)."""
+    settings = {**asdict(TrainConfig()), **settings}
     parts = [f"{settings['img_size']} px"] if settings.get('img_size') else []
     parts.append(f"batch {settings['batch_size']}")
     parts.append(f"{settings['opt'].upper()} lr {short(settings['lr'])} {settings['sched']}")
