@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 TIMM_SUBSET := $(foreach arch,resnet18 resnet26d resnext50_32x4d wide_resnet50_2 convnext_atto \
 	efficientnet_b0 efficientnet_lite0 tf_efficientnet_lite0 mobilenetv3_large_100 regnety_016,$(arch)_infodrop $(arch)_infodropout)
 
-.PHONY: venv test test-timm bench demo zoo clean
+.PHONY: venv test test-timm check-docs bench demo zoo clean
 
 venv: $(STAMP)
 
@@ -19,9 +19,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
-test: venv
+test: venv check-docs
 	$(BIN)/python -m pytest -q
 	$(BIN)/python tests/support/timm_suite.py --models $(TIMM_SUBSET)
+
+# the committed documents regenerate from the committed results and records: MODEL_CARD.md, hub_configs/ and
+# docs/benchmark.md (the unit tests read no measured number, so a rerun of a zoo breaks none of them)
+CHECK := out/check-docs
+check-docs: venv
+	rm -rf $(CHECK) && mkdir -p $(CHECK)
+	$(BIN)/timm-infodrop zoo card --card $(CHECK)/MODEL_CARD.md
+	diff -u MODEL_CARD.md $(CHECK)/MODEL_CARD.md
+	$(BIN)/timm-infodrop hub render --out $(CHECK)/hub_configs
+	diff -ru hub_configs $(CHECK)/hub_configs
+	$(BIN)/timm-infodrop study doc --records zoo/results/calibration.jsonl --out $(CHECK)/benchmark.md
+	diff -u docs/benchmark.md $(CHECK)/benchmark.md
 
 test-timm: venv
 	$(BIN)/python tests/support/timm_suite.py

@@ -20,17 +20,17 @@ from timm.models import save_for_hf
 import timm_infodrop  # noqa: F401
 from timm_infodrop.cli import main
 from timm_infodrop.convert import strip
-from timm_infodrop.hub import HUB_ORG_ENV, HubWeightsError, hub_errors, repo_for, zoo_repos
-from timm_infodrop.hub.naming import PACS_CLASSES, PACS_DOMAINS, pacs_repo_for
-from timm_infodrop.zoo.hub_configs import published_models, render_hub_configs
-from timm_infodrop.zoo.pacs import PACS_ROWS, collect_pacs
-from timm_infodrop.zoo.pacs_hub import pacs_repos
+from timm_infodrop.hub import HUB_ORG_ENV, HubWeightsError, hub_errors, repo_for
+from timm_infodrop.registry import BENCHMARKS, PACS, SHAPES
+from timm_infodrop.zoo.kinds import every_benchmark
+from timm_infodrop.zoo.render import hub_repos
 
 from support.hub_server import FakeHub
 
 ROOT = Path(__file__).resolve().parents[1]
 ORG = 'acme'
-TRAIN_REPO, DEPLOY_REPO = repo_for('resnet18_infodrop', deploy=False), repo_for('resnet18_infodrop', deploy=True)
+TRAIN_REPO, DEPLOY_REPO = (repo_for(SHAPES, 'resnet18_infodrop', 'resnet18_infodrop', 'all', deploy)
+                           for deploy in (False, True))
 
 
 def _env(**extra) -> dict:
@@ -283,61 +283,59 @@ def test_publish_refuses_bad_input(published, tmp_path, capsys):
     assert 'does not fit resnet34' in capsys.readouterr().err
 
 
-def test_hub_configs_cover_the_zoo_build_and_validate():
-    summary = json.loads((ROOT / 'zoo' / 'results' / 'summary.json').read_text())
-    pacs = pacs_repos(collect_pacs(ROOT / 'zoo' / 'results-pacs'))
+def test_hub_configs_cover_the_zoo_build_and_validate(monkeypatch):
+    """Every published row of every benchmark with results has both repos in hub_configs/, and each builds."""
+    monkeypatch.chdir(ROOT)
+    expected = []
+    for bench, results in every_benchmark():
+        if (results / 'summary.json').is_file():
+            expected += [repo.name for repo in hub_repos(bench, json.loads((results / 'summary.json').read_text()))]
     folders = sorted(p.name for p in (ROOT / 'hub_configs').iterdir() if p.is_dir())
-    expected = [repo.name for repo in zoo_repos(published_models(summary))] + [repo.name for repo, _ in pacs]
     assert folders == sorted(expected)
-    assert {target for _, target in pacs} == {'sketch'} and len(pacs) == 2 * len(PACS_ROWS)
+    by_tag = {f'.{spec.tag}': spec for spec in BENCHMARKS.values()}
     for name in folders:
+        spec = next(spec for tag, spec in by_tag.items() if tag in name)
         folder = ROOT / 'hub_configs' / name
         config = json.loads((folder / 'config.json').read_text())
         model = timm.create_model(f'local-dir:{folder}', pretrained=False)
-        classes = len(PACS_CLASSES) if '.pacs64_' in name else 10
-        assert model.num_classes == config['num_classes'] == len(config['label_names']) == classes
+        assert model.num_classes == config['num_classes'] == len(config['label_names']) == len(spec.classes)
         cfg = config['pretrained_cfg']
-        assert cfg.get('test_input_size', cfg['input_size']) == cfg['input_size'] == [3, 64, 64], name
+        size = spec.image_size
+        assert cfg.get('test_input_size', cfg['input_size']) == cfg['input_size'] == [3, size, size], name
         assert 'tag' not in cfg and 'paper_ids' not in cfg, name
-        assert type(model).__name__ == 'ResNet'
         card = ModelCard.load(folder / 'README.md', ignore_metadata_errors=False)
         assert card.data.library_name == 'timm' and card.data.eval_results, name
         assert all(0.0 <= r.metric_value <= 2.0 for r in card.data.eval_results)
         assert ('timm_infodrop' in card.text) == (config['architecture'] != 'resnet18'), name
 
 
-def test_hub_configs_regenerate_identically(tmp_path, monkeypatch):
-    monkeypatch.delenv(HUB_ORG_ENV, raising=False)
-    render_hub_configs(ROOT / 'zoo' / 'results', tmp_path / 'hub_configs', ROOT / 'zoo' / 'results-pacs')
-    assert sorted(p.name for p in (tmp_path / 'hub_configs').iterdir()) == sorted(
-        p.name for p in (ROOT / 'hub_configs').iterdir())
-    for folder in (ROOT / 'hub_configs').iterdir():
-        for file in folder.iterdir():
-            assert (tmp_path / 'hub_configs' / folder.name / file.name).read_bytes() == file.read_bytes(), file
-
-
-def test_pacs_repo_names_and_registered_tags_match_their_hub_configs():
+def test_repo_names_and_registered_tags_come_from_the_registry():
     from timm_infodrop.data.domains import PACS_DOMAINS as DATA_DOMAINS
+    from timm_infodrop.hub.naming import tagged_cfgs
 
-    assert PACS_DOMAINS == DATA_DOMAINS
-    assert pacs_repo_for('resnet18_infodrop_early', 'resnet18_infodrop', 'sketch', False).name == \
+    assert PACS.cells == DATA_DOMAINS
+    assert repo_for(PACS, 'resnet18_infodrop_early', 'resnet18_infodrop', 'sketch', False).name == \
         'resnet18_infodrop.pacs64_sketch_early'
-    assert pacs_repo_for('resnet18_infodrop_early', 'resnet18_infodrop', 'sketch', True).name == \
+    assert repo_for(PACS, 'resnet18_infodrop_early', 'resnet18_infodrop', 'sketch', True).name == \
         'resnet18.pacs64_sketch_infodrop_early_deploy'
-    assert pacs_repo_for('resnet18_anisotropic', 'resnet18', 'photo', True).name == \
+    assert repo_for(PACS, 'resnet18_anisotropic', 'resnet18', 'photo', True).name == \
         'resnet18.pacs64_photo_anisotropic_deploy'
+    assert repo_for(SHAPES, 'resnet18', 'resnet18', 'all', True).name == 'resnet18.shapes64_deploy'
     with pytest.raises(ValueError, match='does not extend'):
-        pacs_repo_for('resnet18_anisotropic', 'resnet34', 'sketch', False)
-    tags = timm.list_pretrained('*.pacs64_*')
-    assert sorted(tags) == ['resnet18_infodrop.pacs64_sketch', 'resnet18_infodropout.pacs64_sketch']
-    for name in tags:
+        repo_for(PACS, 'resnet18_anisotropic', 'resnet34', 'sketch', False)
+    registered = sorted({f'{model}.{tag}' for spec in BENCHMARKS.values() for model in spec.registered
+                         for tag in tagged_cfgs(model)})
+    assert sorted(m for m in timm.list_pretrained() if 'infodrop' in m) == registered
+    for name in registered:
+        spec = next(s for s in BENCHMARKS.values() if f'.{s.tag}' in name)
         cfg = timm.models.get_pretrained_cfg(name)
-        config = json.loads((ROOT / 'hub_configs' / cfg.hf_hub_id.split('/', 1)[1] / 'config.json').read_text())
-        assert config['architecture'] == name.split('.')[0]
-        assert list(cfg.label_names) == config['label_names'] == list(PACS_CLASSES)
-        assert list(cfg.input_size) == config['pretrained_cfg']['input_size']
-        assert list(cfg.test_input_size) == config['pretrained_cfg']['test_input_size']
-        assert timm.create_model(name).num_classes == len(PACS_CLASSES)
+        assert list(cfg.label_names) == sorted(spec.classes) and cfg.input_size[-1] == spec.image_size
+        assert timm.create_model(name).num_classes == len(spec.classes)
+        folder = ROOT / 'hub_configs' / cfg.hf_hub_id.split('/', 1)[1]
+        if folder.is_dir():  # published: its config.json agrees with the tag
+            config = json.loads((folder / 'config.json').read_text())
+            assert config['architecture'] == name.split('.')[0] and config['label_names'] == list(cfg.label_names)
+            assert list(cfg.input_size) == config['pretrained_cfg']['input_size']
 
 
 def test_cli_hf_hub_checkpoint_offline_is_a_one_line_error(tmp_path):

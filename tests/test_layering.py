@@ -4,15 +4,13 @@ every module on its floor (README, "Architecture"), and nothing but the command 
 The graph is read from the source (``ast``), not from a running interpreter, so a cycle that happens
 not to bite in the order the tests import things is still caught.
 
-Only imports that run when a module is imported count: those at module level, including inside
-``if``/``try``/``with`` blocks and class bodies there. Imports inside a function body are left out on
-purpose: they run when the function is called, after the modules involved have finished initialising,
-so they cannot form an import-time cycle, and deferring an import that would is what they are for
-(``checkpoint``, ``zoo.hub_configs`` and ``hub.publishing`` import ``timm_infodrop`` inside functions to
-register the variants; the CLI's subcommands import their library code in ``run``). Dynamic imports
-(``importlib.import_module``: the CLI's subcommand table, ``hub.__getattr__`` loading the publishing
-names on first use) are invisible to ``ast`` and function-level too. ``if TYPE_CHECKING:`` blocks never
-run and are left out as well.
+Two graphs: the import-time one (:func:`import_graph`: imports at module level, including inside
+``if``/``try``/``with`` blocks and class bodies there; ``if TYPE_CHECKING:`` blocks never run and are left
+out) has no cycle, so no import order can fail; and the dependency graph (:func:`dependency_graph`: every
+import, function-level ones and ``importlib.import_module`` of a constant name included) has no cycle either,
+because an import deferred into a function hides a circular dependency, it does not remove it. A package's
+``__init__`` re-exporting its submodules is not a dependency of those submodules on it, so the dependency
+graph leaves out the edges to the enclosing packages (the import-time graph keeps them).
 
 The floors and the cli rule are about every import, function-level ones included (:func:`all_imports`): an
 import deferred into a function still makes the module depend on its target.
@@ -86,9 +84,9 @@ def _targets(module: str, path: Path, modules: Dict[str, Path]) -> Set[str]:
             named.update(alias.name for alias in node.names)
         else:
             source = _resolve(module, is_package, node)
-            named.add(source)
-            # `from pkg import sub` imports the submodule pkg.sub
-            named.update(f'{source}.{alias.name}' for alias in node.names if f'{source}.{alias.name}' in modules)
+            subs = {f'{source}.{alias.name}' for alias in node.names if f'{source}.{alias.name}' in modules}
+            # `from pkg import sub` imports the submodule pkg.sub (pkg itself as its parent, below)
+            named.update(subs if len(subs) == len(node.names) else subs | {source})
     targets = set()
     for name in named:
         if name != NAME and not name.startswith(NAME + '.'):
@@ -153,6 +151,30 @@ def test_no_module_level_import_cycle():
     assert not cycle, 'import cycle: ' + ' -> '.join(cycle)
 
 
+def dependency_graph() -> Dict[str, Set[str]]:
+    """Every module's dependencies on the package's modules: all its imports (:func:`all_imports`), module level
+    and inside functions, resolved to modules (``from pkg import name`` of a non-module name is ``pkg``)."""
+    modules = _modules()
+    graph = {}
+    for module, path in modules.items():
+        targets = set()
+        for name in all_imports(module, path, modules):
+            while name not in modules:
+                name = name.rsplit('.', 1)[0]
+            if name != module and not module.startswith(name + '.'):  # not the package it lies in
+                targets.add(name)
+        graph[module] = targets
+    return graph
+
+
+def test_no_dependency_cycle_with_function_level_imports_counted():
+    graph = dependency_graph()
+    cycle = _find_cycle(graph)
+    assert not cycle, 'dependency cycle (function-level imports counted): ' + ' -> '.join(cycle)
+    # the scan sees a cycle that only a deferred import closes
+    assert _find_cycle({**graph, 'timm_infodrop.errors': graph['timm_infodrop.errors'] | {'timm_infodrop.zoo.render'}})
+
+
 def _reachable(graph: Dict[str, Set[str]], start: str) -> Set[str]:
     seen, todo = set(), [start]
     while todo:
@@ -174,7 +196,7 @@ def test_models_and_the_hub_floor_below_them_import_no_publishing_or_benchmark_c
     for floor in ('timm_infodrop.hub.naming', 'timm_infodrop.hub.errors', 'timm_infodrop.hub.config'):
         assert _reachable(graph, floor) <= {floor, 'timm_infodrop.hub', 'timm_infodrop.hub.naming',
                                             'timm_infodrop.hub.errors', 'timm_infodrop.hub.config',
-                                            'timm_infodrop.errors'}, floor
+                                            'timm_infodrop.errors', 'timm_infodrop.registry'}, floor
 
 
 def _fresh_python(script: str, **env: str) -> subprocess.CompletedProcess:
@@ -220,8 +242,9 @@ def test_a_bad_org_variable_fails_where_a_hub_name_is_used_not_at_import(org):
         import timm, timm_infodrop
         from timm_infodrop.errors import UserError
         from timm_infodrop.hub import repo_for
+        from timm_infodrop.registry import SHAPES
         failures = []
-        for use in (lambda: repo_for('resnet18_infodrop', deploy=False).repo_id,
+        for use in (lambda: repo_for(SHAPES, 'resnet18_infodrop', 'resnet18_infodrop', 'all', False).repo_id,
                     lambda: timm.create_model('resnet18_infodrop.shapes64', pretrained=True),
                     lambda: timm.create_model('resnet18_infodrop.shapes64', pretrained=True, features_only=True)):
             try:
@@ -241,31 +264,37 @@ def test_a_bad_org_variable_fails_where_a_hub_name_is_used_not_at_import(org):
     assert f'TIMM_INFODROP_HUB_ORG={org!r}' in message and '\n' not in message
 
 
-def test_the_lower_floor_copies_agree_with_their_sources():
-    """hub.naming keeps the method names and the benchmark's classes and size, so that models/ need not
-    import the builder's surgery table or the benchmark generator to name and shape the tags."""
+def test_the_registry_agrees_with_the_code_it_describes():
+    """The registry (floor 0, pure data) keeps the methods and the benchmarks' classes, sizes and cells, so that
+    models/ and hub/ need not import the surgery or the benchmark generators to name and shape the tags."""
+    from timm_infodrop import surgery
     from timm_infodrop.data.benchmark import class_names
+    from timm_infodrop.data.domains import PACS_DOMAINS
     from timm_infodrop.data.shapes import ShapesConfig
-    from timm_infodrop.hub.naming import METHOD_NAMES, ZOO_CLASSES, ZOO_IMAGE_SIZE, ZOO_TAG
-    from timm_infodrop.models._builder import METHODS
+    from timm_infodrop.models._builder import METHODS as BUILT
+    from timm_infodrop.registry import METHODS, PACS, SHAPES
 
-    assert tuple(METHODS) == METHOD_NAMES
+    assert set(BUILT) == set(METHODS)
+    for name, method in METHODS.items():
+        assert BUILT[name][0] is getattr(surgery, method.surgery) and BUILT[name][1] == dict(method.keywords)
     config = ShapesConfig()
-    assert tuple(class_names(config, 'train')) == ZOO_CLASSES and config.num_classes == len(ZOO_CLASSES)
-    assert config.size == ZOO_IMAGE_SIZE and ZOO_TAG == f'shapes{ZOO_IMAGE_SIZE}'
+    assert tuple(class_names(config, 'train')) == SHAPES.classes and config.num_classes == len(SHAPES.classes)
+    assert config.size == SHAPES.image_size and PACS.cells == PACS_DOMAINS
+    assert not all_imports('timm_infodrop.registry', PACKAGE / 'registry.py', _modules())
 
 
 # ---------------------------------------------------------------------------------------------- floors
 # bottom up; a module imports only from its own floor or below (README, "Architecture"). The longest prefix
 # names a module's floor; the root package (``import timm_infodrop`` registers the variants) sits with models/.
 FLOORS = {
-    'timm_infodrop.errors': 0, 'timm_infodrop.io': 0, 'timm_infodrop.layers': 0,
+    'timm_infodrop.errors': 0, 'timm_infodrop.io': 0, 'timm_infodrop.layers': 0, 'timm_infodrop.registry': 0,
     'timm_infodrop': 1, 'timm_infodrop.surgery': 1, 'timm_infodrop.models': 1, 'timm_infodrop.checkpoint': 1,
     'timm_infodrop.weights': 1,
     # the Hub names, errors and config.json reader the models use; publishing is an upper floor
     'timm_infodrop.hub': 1, 'timm_infodrop.hub.publishing': 3,
     'timm_infodrop.convert': 2, 'timm_infodrop.deploy': 2, 'timm_infodrop.train': 2, 'timm_infodrop.eval': 2,
     'timm_infodrop.data': 2, 'timm_infodrop.flops': 2, 'timm_infodrop.viz': 2, 'timm_infodrop.run': 2,
+    'timm_infodrop.weights': 2,  # the lead's importer of initial weights (issue: PACS from ImageNet weights)
     'timm_infodrop.zoo': 3,
     'timm_infodrop.cli': 4, 'timm_infodrop.__main__': 4,
 }
@@ -305,8 +334,8 @@ def test_the_import_scan_sees_function_level_and_dynamic_imports():
     modules = _modules()
     imports = all_imports('timm_infodrop.cli.convert', modules['timm_infodrop.cli.convert'], modules)
     assert 'timm_infodrop.deploy' in imports
-    runner = all_imports('timm_infodrop.zoo.report', modules['timm_infodrop.zoo.report'], modules)
-    assert 'timm_infodrop.zoo.runner' in runner  # imported inside a function
+    cli = all_imports('timm_infodrop.cli.zoo', modules['timm_infodrop.cli.zoo'], modules)
+    assert 'timm_infodrop.zoo.pipeline' in cli  # imported inside a function
     hub = all_imports('timm_infodrop.hub', modules['timm_infodrop.hub'], modules)
     assert 'timm_infodrop.hub.naming' in hub
     assert _floor('timm_infodrop.hub.publishing') == 3 and _floor('timm_infodrop.hub.naming') == 1
@@ -334,17 +363,20 @@ def test_nothing_outside_the_cli_imports_the_cli():
     assert not {m: t for m, t in offenders.items() if t}, offenders
 
 
-def test_the_zoo_runner_calls_the_library_not_the_command_line():
-    """zoo/runner.py imports nothing from cli/: it calls make_benchmark, suppress_folder, train, convert_folder
-    and evaluate_to_folder, so a failing step raises its own error."""
+def test_the_zoo_calls_the_library_not_the_command_line():
+    """The zoo's one run path imports nothing from cli/: it calls train, convert and the benchmarks' data and
+    evaluation functions, so a failing step raises its own error."""
     modules = _modules()
-    path = modules['timm_infodrop.zoo.runner']
-    imports = all_imports('timm_infodrop.zoo.runner', path, modules)
+    imports = set()
+    for module in ('timm_infodrop.zoo.pipeline', 'timm_infodrop.zoo.shapes', 'timm_infodrop.zoo.pacs'):
+        imports |= all_imports(module, modules[module], modules)
     assert not {t for t in imports if t == CLI or t.startswith(CLI + '.')}, imports
-    assert {'timm_infodrop.data.benchmark', 'timm_infodrop.data.texture', 'timm_infodrop.deploy',
-            'timm_infodrop.eval.suite', 'timm_infodrop.train'} <= imports
-    called = {getattr(node.func, 'id', None) for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)}
-    assert not called & {'main', 'cli', '_call'}, called & {'main', 'cli', '_call'}
+    assert {'timm_infodrop.data.benchmark', 'timm_infodrop.data.texture', 'timm_infodrop.convert',
+            'timm_infodrop.eval.suite', 'timm_infodrop.eval.domains', 'timm_infodrop.train'} <= imports
+    for module in ('timm_infodrop.zoo.pipeline', 'timm_infodrop.zoo.shapes', 'timm_infodrop.zoo.pacs'):
+        called = {getattr(node.func, 'id', None) for node in ast.walk(ast.parse(modules[module].read_text()))
+                  if isinstance(node, ast.Call)}
+        assert not called & {'main', 'cli', '_call'}, (module, called & {'main', 'cli', '_call'})
 
 
 WRITING = {'atomic_output', 'atomic_directory', 'write_text', 'write_bytes', 'savefig', 'save_for_hf', 'copy2',

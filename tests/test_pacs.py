@@ -52,9 +52,11 @@ def tree(tmp_path) -> Path:
 
 @pytest.fixture
 def recipe(tmp_path) -> Path:
-    path = tmp_path / 'pacs.yaml'
+    """A recipes folder holding the tiny ``pacs64.yaml`` (the recipe the PACS benchmark names)."""
+    path = tmp_path / 'recipes' / 'pacs64.yaml'
+    path.parent.mkdir()
     path.write_text(TINY_RECIPE)
-    return path
+    return path.parent
 
 
 @pytest.fixture(autouse=True)
@@ -164,9 +166,9 @@ def test_bad_pacs_roots_are_one_line_errors_and_nothing_is_written(tree, tmp_pat
     breaker, named = BREAKS[kind]
     breaker(tree)
     out = tmp_path / 'out'
-    assert main(['zoo', 'run', '--benchmark', 'pacs', '--pacs-root', str(tree), '--targets', 'sketch', '--seeds', '1',
-                 '--work', str(out / 'work'), '--results', str(out / 'results'), '--models', 'resnet18',
-                 '--recipe', str(recipe)]) == 2
+    assert main(['zoo', 'run', '--benchmark', 'pacs', '--data-root', str(tree), '--cells', 'sketch', '--seeds', '1',
+                 '--work', str(out / 'work'), '--results', str(out / 'results'), '--rows', 'resnet18',
+                 '--recipes', str(recipe)]) == 2
     assert main(_train_argv(tree, out)) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if 'error:' in line]
     assert len(errors) == 2 and all(named in line for line in errors), errors
@@ -176,7 +178,7 @@ def test_bad_pacs_roots_are_one_line_errors_and_nothing_is_written(tree, tmp_pat
 def test_unknown_target_domain_is_a_one_line_error(tree, tmp_path, capsys):
     out = tmp_path / 'out'
     assert main(_train_argv(tree, out)[:4] + ['paintings'] + _train_argv(tree, out)[5:]) == 2
-    assert main(['zoo', 'run', '--benchmark', 'pacs', '--pacs-root', str(tree), '--targets', 'paintings',
+    assert main(['zoo', 'run', '--benchmark', 'pacs', '--data-root', str(tree), '--cells', 'paintings',
                  '--work', str(out / 'w'), '--results', str(out / 'r')]) == 2
     err = capsys.readouterr().err
     assert err.count("unknown target domain") == 2 and 'paintings' in err and 'sketch' in err
@@ -200,11 +202,11 @@ def test_train_on_domains_validates_on_the_sources_only(tree, tmp_path):
 
 
 
-def test_tiny_pacs_zoo_runs_resumes_and_adds_rows(tree, tmp_path, recipe):
+def test_tiny_pacs_zoo_runs_adds_rows_and_deploys_plain_timm(tree, tmp_path, recipe):
     results, work = tmp_path / 'results', tmp_path / 'work'
-    common = ['zoo', 'run', '--benchmark', 'pacs', '--pacs-root', str(tree), '--recipe', str(recipe),
-              '--targets', 'sketch', '--seeds', '1', '--work', str(work), '--results', str(results)]
-    assert main(common + ['--models', 'resnet18', 'resnet18_infodrop_early']) == 0
+    common = ['zoo', 'run', '--benchmark', 'pacs', '--data-root', str(tree), '--recipes', str(recipe),
+              '--cells', 'sketch', '--seeds', '1', '--work', str(work), '--results', str(results)]
+    assert main(common + ['--rows', 'resnet18', 'resnet18_infodrop_early']) == 0
     summary = json.loads((results / 'summary.json').read_text())
     assert list(summary) == ['resnet18', 'resnet18_infodrop_early']
     for row in summary.values():
@@ -215,7 +217,7 @@ def test_tiny_pacs_zoo_runs_resumes_and_adds_rows(tree, tmp_path, recipe):
     assert record['model_kwargs']['infodrop_stages'] == ['stem', 0, 'out0']
     assert record['target_images'] == 13 and record['convert']['kept'] in ('finetuned', 'recalibrated')
     stamp = (results / 'resnet18' / 'sketch' / 'seed0' / 'run.json').stat().st_mtime_ns
-    assert main(common + ['--models', 'resnet18', 'resnet18_infodropout']) == 0  # resnet18 kept, one row added
+    assert main(common + ['--rows', 'resnet18', 'resnet18_infodropout']) == 0  # resnet18 kept, one row added
     assert (results / 'resnet18' / 'sketch' / 'seed0' / 'run.json').stat().st_mtime_ns == stamp
     summary = json.loads((results / 'summary.json').read_text())
     assert list(summary) == ['resnet18', 'resnet18_infodrop_early', 'resnet18_infodropout']
@@ -227,82 +229,57 @@ def test_tiny_pacs_zoo_runs_resumes_and_adds_rows(tree, tmp_path, recipe):
     plain = timm.create_model(f"local-dir:{record['deploy']}", pretrained=True)
     assert plain.pretrained_cfg['architecture'] == 'resnet18'
     again = samples_scores(plain, scan_domains(tree).files['sketch'], CLASSES, progress=False)
-    assert again['top1'] == record['top1']
+    assert again['top1'] == record['metrics']['top1']
 
 
-def _fake_results(root: Path, gains: dict, base=(0.30, 0.28, 0.33), **extra) -> Path:
-    """results/<row>/sketch/seed<k>/run.json with the baseline's top-1 per seed ``base`` and each row's
-    top-1 = base + its per-seed gain (``extra``: more fields of every record)."""
-    for row, per_seed in {'resnet18': (0.0, 0.0, 0.0), **gains}.items():
-        for seed, (b, g) in enumerate(zip(base, per_seed)):
-            record = {'row': row, 'target': 'sketch', 'seed': seed, 'top1': b + g, 'mean_class_top1': b + g,
-                      'source_val_top1': 0.6, 'train_minutes': 9.0, 'total_minutes': 11.0, 'recipe': 'r.yaml',
-                      'finetune_epochs': 1, 'deploy': str(root / 'nowhere'), 'commit': 'abc', **extra}
-            folder = root / row / 'sketch' / f'seed{seed}'
-            folder.mkdir(parents=True)
-            (folder / 'run.json').write_text(json.dumps(record))
-    return root
+def test_a_killed_pacs_zoo_run_restarts_skipping_the_finished_run(tree, tmp_path, recipe):
+    from test_zoo import kill_after_first_run_then_restart
+
+    results = tmp_path / 'results'
+    kill_after_first_run_then_restart(f'''
+        from dataclasses import replace
+        from pathlib import Path
+        from timm_infodrop.registry import PACS
+        from timm_infodrop.zoo.pacs import PacsBenchmark
+        from timm_infodrop.zoo.pipeline import run_benchmark, write_summary
+        bench = PacsBenchmark(replace(PACS, image_size=16), Path({str(recipe)!r}), Path({str(tree)!r}))
+        run_benchmark(bench, ['resnet18_infodrop', 'resnet18'], ['sketch'], [0, 1], Path({str(tmp_path / 'work')!r}),
+                      Path({str(results)!r}), progress=False)
+        write_summary(bench, Path({str(results)!r}))
+    ''', results, ['resnet18', 'resnet18_infodrop'], [0, 1])
 
 
-@pytest.mark.parametrize('gains, verdict, claim', [
-    ({'resnet18_infodrop': (0.05, 0.06, 0.04), 'resnet18_infodrop_early': (0.03, 0.04, 0.05)}, 'higher', 'holds at'),
-    ({'resnet18_infodrop': (0.02, -0.03, 0.01), 'resnet18_infodrop_early': (-0.01, 0.02, -0.02)},
-     'no measurable change', 'does not hold'),
-    ({'resnet18_infodrop': (-0.05, -0.06, -0.04), 'resnet18_infodrop_early': (0.05, 0.06, 0.04)}, 'lower',
-     'only in part'),
-])
-def test_card_reading_is_computed_from_the_paired_gains(tmp_path, gains, verdict, claim):
-    from timm_infodrop.zoo.pacs import summarize_pacs
-    from timm_infodrop.zoo.pacs_report import paired_gain, render_pacs_section
+def test_an_interrupted_training_resumes_from_its_last_checkpoint(tree, tmp_path, recipe, monkeypatch):
+    """A run stopped after an epoch restarts from ``last.safetensors``: the resumed run keeps the epochs before
+    the interruption (its log and minutes count them) and finishes."""
+    from dataclasses import replace
 
-    results = _fake_results(tmp_path / 'results', gains)
-    from timm_infodrop.zoo.pacs import collect_pacs
-    gain = paired_gain(collect_pacs(results), 'resnet18_infodrop', 'sketch')
-    assert gain['verdict'] == verdict and gain['n'] == 3
-    assert gain['mean'] == pytest.approx(100 * np.mean(gains['resnet18_infodrop']))
-    run = {'recipe': 'r.yaml', 'finetune_epochs': 1, 'command': 'timm-infodrop zoo run --benchmark pacs'}
-    section = render_pacs_section(summarize_pacs(results), results, run)
-    assert claim in section
-    assert f"{100 * np.mean(gains['resnet18_infodrop']):+.1f}" in section
-    assert render_pacs_section(summarize_pacs(results), results, run) == section  # a pure function of the files
+    from timm_infodrop.registry import PACS
+    from timm_infodrop.train import STATE_FILE
+    from timm_infodrop.zoo import pipeline
+    from timm_infodrop.zoo.pacs import PacsBenchmark
+    from timm_infodrop.zoo.pipeline import run_benchmark
 
+    (recipe / 'pacs64.yaml').write_text(TINY_RECIPE.replace('epochs: 1', 'epochs: 2'))
+    bench = PacsBenchmark(replace(PACS, image_size=16), recipe, tree, finetune_epochs=0)
+    calls = []
+    real_train = pipeline.train
 
-def test_one_seed_is_not_a_verdict(tmp_path):
-    from timm_infodrop.zoo.pacs import collect_pacs
-    from timm_infodrop.zoo.pacs_report import paired_gain
+    def stopped_after_one_epoch(config):
+        calls.append(config)
+        if len(calls) == 1:  # the first epoch, then the process dies before the second
+            real_train(config.replace(epochs=1))
+            (Path(config.output) / config.experiment / 'model.safetensors').unlink()
+            raise KeyboardInterrupt
+        return real_train(config)
 
-    results = _fake_results(tmp_path / 'r', {'resnet18_infodrop': (0.1,)}, base=(0.3,))
-    assert paired_gain(collect_pacs(results), 'resnet18_infodrop', 'sketch')['verdict'] == 'one seed'
-    assert paired_gain(collect_pacs(results), 'resnet18_anisotropic', 'sketch') is None
-
-
-def test_pacs_hub_cards_state_each_rows_paired_gain_and_configs_build_as_trained(tmp_path):
-    import timm
-
-    from timm_infodrop.hub.naming import PACS_CLASSES
-    from timm_infodrop.zoo.pacs_hub import write_pacs_hub_configs
-
-    convert = {'top1_source': 0.58, 'top1_stripped': 0.58, 'top1_recalibrated': 0.59, 'top1_finetuned': 0.6}
-    results = _fake_results(tmp_path / 'results', {'resnet18_infodrop': (0.05, 0.06, 0.04)},
-                            model_kwargs={}, convert=convert, epochs=12,
-                            sources=['art_painting', 'cartoon', 'photo'], classes=list(PACS_CLASSES),
-                            train_images=5455, target_images=3929)
-    for path in (results / 'resnet18_infodrop').glob('sketch/seed*/run.json'):
-        path.write_text(json.dumps(dict(json.loads(path.read_text()), model_kwargs={'infodrop_temperature': 0.05})))
-    (results / 'summary.json').write_text('{}')
-    (results / 'run.json').write_text(json.dumps({'command': 'timm-infodrop zoo run --benchmark pacs', 'recipe': 'r.yaml',
-                                                  'commits': ['abc']}))
-    staging = tmp_path / 'hub'
-    staging.mkdir()
-    names = write_pacs_hub_configs(results, staging)
-    assert names == ['resnet18.pacs64_sketch', 'resnet18.pacs64_sketch_deploy', 'resnet18_infodrop.pacs64_sketch',
-                     'resnet18.pacs64_sketch_infodrop_deploy']
-    card = (staging / 'resnet18.pacs64_sketch_infodrop_deploy' / 'README.md').read_text()
-    assert '+5.0 points ± 1.0 over 3 seed pairs' in card and ': higher.' in card
-    top1 = np.add((0.30, 0.28, 0.33), (0.05, 0.06, 0.04))
-    assert f'| top-1 on the unseen sketch domain | {top1.mean():.3f} ± {top1.std(ddof=1):.3f} (n=3) |' in card
-    assert 'Against the baseline' not in (staging / 'resnet18.pacs64_sketch' / 'README.md').read_text()
-    trained = timm.create_model(f"local-dir:{staging / 'resnet18_infodrop.pacs64_sketch'}")
-    assert trained.num_classes == 7 and trained.conv1.info_drop.temperature == 0.05
-    deployed = json.loads((staging / 'resnet18.pacs64_sketch_infodrop_deploy' / 'config.json').read_text())
-    assert deployed['architecture'] == 'resnet18' and 'infodrop_temperature' not in deployed.get('model_args', {})
+    monkeypatch.setattr(pipeline, 'train', stopped_after_one_epoch)
+    args = (bench, ['resnet18'], ['sketch'], [0], tmp_path / 'work', tmp_path / 'results')
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(*args, progress=False)
+    assert not (tmp_path / 'results' / 'resnet18' / 'sketch' / 'seed0' / 'run.json').exists()
+    run_benchmark(*args, progress=False)
+    assert calls[1].resume.endswith(STATE_FILE) and not calls[1].overwrite
+    record = json.loads((tmp_path / 'results' / 'resnet18' / 'sketch' / 'seed0' / 'run.json').read_text())
+    assert [e['epoch'] for e in record['epoch_log']] == [1.0, 2.0]
+    assert record['train_minutes'] == pytest.approx(sum(e['seconds'] for e in record['epoch_log']) / 60)

@@ -1,5 +1,17 @@
-"""Recipes (each smoke-tested for 2 steps), the zoo runner end to end on a tiny budget, summary and card."""
+"""Recipes (each smoke-tested for 2 steps), the one run path of every benchmark (a tiny synthetic zoo killed and
+restarted), the statistics and findings on fixture summaries, and the renderers on fixture results.
+
+Nothing here reads a measured number or a generated sentence of the committed results: a rerun of any zoo
+breaks none of these tests (``make check-docs`` checks that the committed documents regenerate from them).
+"""
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +21,9 @@ from PIL import Image
 
 from timm_infodrop.cli import build_parser
 from timm_infodrop.cli.train import config_from_args
+from timm_infodrop.registry import PACS, SHAPES, Row
 from timm_infodrop.train import TrainConfig, train
-from timm_infodrop.zoo.hub_configs import published_models
-from timm_infodrop.zoo.report import plot_zoo, render_model_card, render_report
-from timm_infodrop.zoo.runner import ZOO_MODELS, Budget, run_zoo, suppressed_data
-from timm_infodrop.zoo.summary import METRICS, collect, summarize
+from timm_infodrop.zoo.shapes import ShapesBenchmark, suppressed_data
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / 'zoo' / 'recipes').glob('*.yaml'))
@@ -60,46 +70,6 @@ def test_recipe_smoke_two_steps(tmp_path, two_class_folder, recipe):
     assert (tmp_path / 'smoke' / 'model.safetensors').is_file()
 
 
-def test_zoo_runs_end_to_end_on_a_tiny_budget(tmp_path):
-    """Baseline and InfoDrop on the doubled anisotropic data, 2 seeds: runs, summary, pictures, report, card."""
-    budget = Budget('tiny', sizes={'train': 128, 'val': 32, 'cue_conflict': 20, 'silhouette': 20, 'texture_only': 20},
-                    epochs=1, finetune_epochs=1, corruption_images=4, pgd_images=4)
-    models = [ZOO_MODELS[m] for m in ('resnet18_infodrop_anisotropic', 'resnet18')]
-    results = tmp_path / 'results'
-    records = run_zoo(models, ROOT / 'zoo' / 'recipes', [0, 1], budget, tmp_path / 'work', results)
-    assert [r['model'] for r in records] == ['resnet18', 'resnet18_infodrop_anisotropic'] * 2
-    assert [r['architecture'] for r in records[:2]] == ['resnet18', 'resnet18_infodrop']
-    data, doubled = tmp_path / 'work' / 'data-tiny', tmp_path / 'work' / 'data-tiny-anisotropic-doubled'
-    count = lambda folder: sorted(str(p.relative_to(folder)) for p in folder.rglob('*.png'))  # noqa: E731
-    originals = count(data / 'train')
-    assert len(originals) == 128 and set(originals) < set(count(doubled / 'train'))
-    assert len(count(doubled / 'train')) == 256 and count(doubled / 'val') == count(data / 'val')
-    for model in ('resnet18', 'resnet18_infodrop_anisotropic'):
-        for seed in (0, 1):
-            folder = results / model / f'seed{seed}'
-            assert {'results.json', 'convert_report.json', 'summary.csv', 'run.json'} <= {p.name for p in folder.iterdir()}
-    runs = collect(results, 'resnet18')
-    summary = summarize(runs, {r['model']: r['architecture'] for r in records})
-    for model in summary:
-        assert set(METRICS) <= set(summary[model])
-        assert summary[model]['top1']['n'] == 2
-        values = [runs[model][s]['shape_bias'] for s in (0, 1)]
-        assert summary[model]['shape_bias']['mean'] == pytest.approx(np.mean(values))
-        assert summary[model]['shape_bias']['std'] == pytest.approx(np.std(values, ddof=1))
-    assert summary['resnet18']['mce']['mean'] == pytest.approx(1.0)
-    infodrop = summary['resnet18_infodrop_anisotropic']
-    assert infodrop['gflops_train']['mean'] > infodrop['gflops_deploy']['mean']
-    assert infodrop['params_m']['mean'] == summary['resnet18']['params_m']['mean']
-    pictures = plot_zoo(summary, results, {r['model']: Path(r['deploy']) for r in records if r['seed'] == 0}, data)
-    assert all((results / p).stat().st_size > 1000 for p in pictures) and 'saliency.png' in pictures
-    run = {'command': 'test', 'budget': 'tiny', 'seeds': [0, 1], 'sizes': budget.sizes, 'epochs': '1 epochs'}
-    report = render_report(summary, run, pictures)
-    assert '![saliency.png](saliency.png)' in report and 'resnet18_infodrop_anisotropic' in report
-    card = render_model_card(summary, run, tmp_path / 'none.jsonl')
-    assert f"{summary['resnet18']['top1']['mean']:.3f} ± {summary['resnet18']['top1']['std']:.3f}" in card
-    assert '**resnet18_infodrop_anisotropic**: the resnet18_infodrop recipe, trained on' in card
-
-
 def test_the_doubled_data_is_made_once_and_remade_when_the_benchmark_changes(tmp_path, monkeypatch):
     data = tmp_path / 'data'
     for split in ('train', 'val'):
@@ -109,14 +79,14 @@ def test_the_doubled_data_is_made_once_and_remade_when_the_benchmark_changes(tmp
     folder = suppressed_data(data, 'anisotropic')
     assert sorted(p.name for p in (folder / 'train' / 'a').iterdir()) == ['0.png', '0_anisotropic.png']
     calls = []
-    monkeypatch.setattr('timm_infodrop.zoo.runner.suppress_folder', lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr('timm_infodrop.zoo.shapes.suppress_folder', lambda *args, **kwargs: calls.append(args))
     assert suppressed_data(data, 'anisotropic') == folder and calls == []  # reused
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     (data / 'benchmark.json').write_text('{"seed": 1}')
-    monkeypatch.setattr('timm_infodrop.zoo.runner.suppress_folder', interrupted)
+    monkeypatch.setattr('timm_infodrop.zoo.shapes.suppress_folder', interrupted)
     with pytest.raises(KeyboardInterrupt):
         suppressed_data(data, 'anisotropic')
     assert (folder / 'benchmark.json').read_text() == '{"seed": 0}'  # the old folder stays whole
@@ -125,18 +95,19 @@ def test_the_doubled_data_is_made_once_and_remade_when_the_benchmark_changes(tmp
     assert (suppressed_data(data, 'anisotropic') / 'benchmark.json').read_text() == '{"seed": 1}'  # remade
 
 
-def test_the_runner_trains_with_the_config_the_train_command_builds(tmp_path):
-    """zoo.runner calls timm_infodrop.train.train with TrainConfig.from_recipe: the same settings as the
-    `timm-infodrop train -c RECIPE ...` command line it used to run."""
+def test_the_zoo_trains_with_the_config_the_train_command_builds(tmp_path):
+    """The synthetic benchmark's train config is TrainConfig.from_recipe: the same settings as the
+    `timm-infodrop train -c RECIPE ...` command line."""
     recipe = ROOT / 'zoo' / 'recipes' / 'resnet18_infodrop.yaml'
     argv = ['train', '-c', str(recipe), '--data-dir', 'DATA', '--seed', '1', '--output', str(tmp_path), '--experiment',
             'x', '--overwrite', '--epochs', '2']
     parser = build_parser()
     args = parser.parse_args(argv)
     args = args._reparse(parser, args._subparser, args, argv)
-    library = TrainConfig.from_recipe(recipe, data_dir='DATA', seed=1, output=str(tmp_path), experiment='x',
-                                      overwrite=True, epochs=2)
-    assert config_from_args(args) == library
+    bench = ShapesBenchmark(recipes=ROOT / 'zoo' / 'recipes')
+    bench.budget = replace(bench.budget, epochs=2)
+    library = bench.train_config(SHAPES.row('resnet18_infodrop'), 'all', 1, Path('DATA'), tmp_path / 'x')
+    assert config_from_args(args) == library.replace(overwrite=True)
 
 
 def test_a_failing_step_reaches_the_zoo_caller_with_its_own_error(tmp_path, capsys):
@@ -144,52 +115,165 @@ def test_a_failing_step_reaches_the_zoo_caller_with_its_own_error(tmp_path, caps
     its one-line message."""
     from timm_infodrop.cli import main
     from timm_infodrop.errors import ConfigError
-    from timm_infodrop.zoo.runner import zoo_model
+    from timm_infodrop.zoo.pipeline import run_benchmark
+    from timm_infodrop.zoo.shapes import ShapesBudget
 
     recipes = tmp_path / 'recipes'
     recipes.mkdir()
     (recipes / 'resnet18.yaml').write_text('model: resnet18\nbatch_size: 0\n')  # the trainer refuses it
-    budget = Budget('tiny', sizes={'train': 10, 'val': 10, 'cue_conflict': 10, 'silhouette': 10, 'texture_only': 10},
-                    epochs=1)
+    budget = ShapesBudget('tiny', sizes={'train': 10, 'val': 10, 'cue_conflict': 10, 'silhouette': 10,
+                                         'texture_only': 10}, epochs=1)
+    bench = ShapesBenchmark(recipes=recipes, budget=budget)
     with pytest.raises(ConfigError, match='--batch-size must be >= 1, got 0'):
-        run_zoo([zoo_model('resnet18')], recipes, [0], budget, tmp_path / 'work', tmp_path / 'results')
-    with pytest.raises(ConfigError, match='the zoo needs resnet18 runs'):
-        run_zoo([zoo_model('resnet18_infodrop')], recipes, [0], budget, tmp_path / 'work', tmp_path / 'results')
-    assert main(['zoo', 'run', '--quick', '--models', 'resnet18_infodrop', '--results', str(tmp_path / 'r')]) == 2
-    assert 'timm-infodrop zoo: error: the zoo needs resnet18 runs' in capsys.readouterr().err
+        run_benchmark(bench, ['resnet18'], ['all'], [0], tmp_path / 'work', tmp_path / 'results', progress=False)
+    with pytest.raises(ConfigError, match='compares every row with resnet18'):
+        run_benchmark(bench, ['resnet18_infodrop'], ['all'], [0], tmp_path / 'work', tmp_path / 'results')
+    assert main(['zoo', 'run', '--quick', '--rows', 'resnet18_infodrop', '--results', str(tmp_path / 'r')]) == 2
+    assert 'timm-infodrop zoo: error: the shapes zoo compares every row with resnet18' in capsys.readouterr().err
+    assert main(['zoo', 'run', '--quick', '--rows', 'resnet18', 'nonsense', '--results', str(tmp_path / 'r')]) == 2
+    assert "unknown shapes rows ['nonsense']" in capsys.readouterr().err
 
 
-def test_model_card_regenerates_identically_from_the_committed_results():
-    results = ROOT / 'zoo' / 'results'
-    run = json.loads((results / 'run.json').read_text())
-    assert run['budget'] == 'full' and len(run['seeds']) >= 3
-    from timm_infodrop.zoo.card import render_card
-    assert render_card(results, ROOT / 'zoo' / 'results-pacs') == (ROOT / 'MODEL_CARD.md').read_text()
-
-
-def test_zoo_card_states_the_numbers_of_the_summary_it_reads(tmp_path):
-    """`timm-infodrop zoo card` renders the card from the summary.json (and run.json) it reads: each model's
-    shape bias, each main row's top-1 mean ± std over seeds; another number there, another card."""
-    import shutil
-
-    from timm_infodrop.cli import main
-
-    results = tmp_path / 'results'
-    results.mkdir()
-    for name in ('summary.json', 'run.json', 'calibration.jsonl', 'drop_sites.jsonl'):
-        shutil.copy2(ROOT / 'zoo' / 'results' / name, results / name)
+# ---------------------------------------------------------------------------------------------- one run path
+def kill_after_first_run_then_restart(script: str, results: Path, rows, seeds, timeout: float = 900) -> str:
+    """Run ``script`` (a zoo run over ``rows`` x ``seeds``) in a fresh interpreter, kill it (SIGKILL) as soon as
+    its first run's record is written, check that nothing else was recorded, run it again to the end, and check
+    that the finished run was skipped, its record untouched, and every run recorded; returns the second output."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + str(ROOT / 'tests'))
+    command = [sys.executable, '-c', textwrap.dedent(script)]
+    process = subprocess.Popen(command, env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while not list(results.glob('*/*/seed*/run.json')):
+            assert process.poll() is None, process.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, 'no run finished in time'
+            time.sleep(0.2)
+        first = list(results.glob('*/*/seed*/run.json'))
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+    assert len(first) == 1
+    finished, content, stamp = first[0], first[0].read_bytes(), first[0].stat().st_mtime_ns
+    assert not list(results.glob('*/*/seed*/.*'))  # no half-written record left behind
+    done = subprocess.run(command, env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert finished.read_bytes() == content and finished.stat().st_mtime_ns == stamp  # skipped, not rerun
+    total = len(rows) * len(seeds)
+    assert f'1/{total - 1}:' in done.stdout and f'{total}/' not in done.stdout  # only the runs still to do
+    records = sorted(results.glob('*/*/seed*/run.json'))
+    assert len(records) == total
+    assert {(r.parts[-4], int(r.parts[-2][4:])) for r in records} == {(row, s) for row in rows for s in seeds}
     summary = json.loads((results / 'summary.json').read_text())
-    assert main(['zoo', 'card', '--results', str(results), '--card', str(tmp_path / 'card.md')]) == 0
-    card = (tmp_path / 'card.md').read_text()
-    for model, row in summary.items():
-        assert f"{row['shape_bias']['mean']:.3f}" in card, model
-        if model != 'resnet18_2x_epochs':  # the control is read in the text, not a row of the table
-            assert f"{row['top1']['mean']:.3f} ± {row['top1']['std']:.3f}" in card, model
-    summary['resnet18']['top1'].update(mean=0.123456, std=0.0)
-    (results / 'summary.json').write_text(json.dumps(summary))
-    assert main(['zoo', 'card', '--results', str(results), '--card', str(tmp_path / 'changed.md')]) == 0
-    changed = (tmp_path / 'changed.md').read_text()
-    assert '0.123 ± 0.000' in changed and '0.123 ± 0.000' not in card
+    for row in rows:
+        for stats in summary[row].values():
+            assert stats['top1']['n'] == len(seeds) and stats['top1']['seeds'] == list(seeds)
+    return done.stdout
+
+
+def test_a_killed_synthetic_zoo_run_restarts_skipping_the_finished_run(tmp_path):
+    recipes = tmp_path / 'recipes'
+    recipes.mkdir()
+    for name in ('resnet18', 'resnet18_infodrop'):
+        settings = yaml.safe_load((ROOT / 'zoo' / 'recipes' / f'{name}.yaml').read_text())
+        (recipes / f'{name}.yaml').write_text(yaml.safe_dump(dict(settings, batch_size=16, workers=0)))
+    results = tmp_path / 'results'
+    kill_after_first_run_then_restart(f'''
+        from functools import partial
+        from pathlib import Path
+        from timm_infodrop.eval import suite
+        from timm_infodrop.zoo.pipeline import run_benchmark, write_summary
+        from timm_infodrop.zoo.shapes import ShapesBenchmark, ShapesBudget
+        # the real evaluation, made small: one corruption at one severity, a one-step attack
+        suite.evaluate_corruptions = partial(suite.evaluate_corruptions, names=['gaussian_noise'], severities=(1,))
+        suite.pgd_top1 = partial(suite.pgd_top1, steps=1)
+        budget = ShapesBudget('tiny', sizes={{'train': 32, 'val': 20, 'cue_conflict': 4, 'silhouette': 4,
+                                             'texture_only': 4}}, epochs=1, corruption_images=1, pgd_images=1)
+        bench = ShapesBenchmark(recipes=Path({str(recipes)!r}), budget=budget)
+        run_benchmark(bench, ['resnet18_infodrop', 'resnet18'], ['all'], [0, 1], Path({str(tmp_path / 'work')!r}),
+                      Path({str(results)!r}), progress=False)
+        write_summary(bench, Path({str(results)!r}))
+    ''', results, ['resnet18', 'resnet18_infodrop'], [0, 1])
+    record = json.loads((results / 'resnet18' / 'all' / 'seed0' / 'run.json').read_text())
+    assert record['row'] == 'resnet18' and record['cell'] == 'all' and 'corruption' in record['scores']
+    assert set(record['metrics']) >= {'top1', 'shape_bias', 'corruption_mean_top1'}
+    summary = json.loads((results / 'summary.json').read_text())
+    assert summary['resnet18_infodrop']['all']['mce']['seeds'] == [0, 1]  # against the baseline's same seed
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+def test_describe_keeps_the_values_and_paired_gain_reads_the_interval():
+    from timm_infodrop.zoo.stats import describe, paired_gain
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.5, 0.02, 8)
+    stats = describe(base, range(8))
+    assert stats['mean'] == pytest.approx(base.mean()) and stats['std'] == pytest.approx(base.std(ddof=1))
+    assert stats['values'] == pytest.approx(list(base)) and stats['seeds'] == list(range(8)) and stats['n'] == 8
+    assert describe([0.3])['std'] == 0.0
+    for shift, finding in ((0.05, 'higher'), (-0.05, 'lower'), (0.0, 'no measurable change')):
+        row = describe(base + shift + rng.normal(0, 0.005, 8), range(8))
+        gain = paired_gain(row, stats, scale=100)
+        assert gain['finding'] == finding and gain['n'] == 8
+        assert gain['interval'][0] < 100 * shift + 1 < gain['interval'][1] + 2
+    assert paired_gain(describe([0.6], [3]), stats)['finding'] == 'one seed'
+    assert paired_gain(describe([0.6], [9]), stats) is None  # no seed in common
+
+
+def test_a_no_change_row_is_read_as_no_measurable_change_at_the_nominal_rate():
+    """With no true difference, a 95% interval excludes zero in about 5% of seeds sets (fixed seeds)."""
+    from timm_infodrop.zoo.stats import describe, paired_gain
+
+    rng = np.random.default_rng(1)
+    findings = [paired_gain(describe(rng.normal(0.5, 0.02, 3), range(3)), describe(rng.normal(0.5, 0.02, 3), range(3)))
+                ['finding'] for _ in range(2000)]
+    rate = 1 - findings.count('no measurable change') / len(findings)
+    assert 0.03 < rate < 0.07
+
+
+# ---------------------------------------------------------------------------------------------- findings
+def _stats(mean, std=0.01, n=3):
+    return {'mean': mean, 'std': std, 'n': n, 'values': [mean] * n, 'seeds': list(range(n))}
+
+
+def _row(shape_bias, top1=0.9, corruption=0.5, silhouette=0.4, texture=0.7, std=0.01):
+    return {'shape_bias': _stats(shape_bias, std), 'top1': _stats(top1), 'corruption_mean_top1': _stats(corruption),
+            'silhouette_top1': _stats(silhouette), 'texture_only_top1': _stats(texture)}
+
+
+def test_targets_and_cues_are_read_from_the_numbers():
+    from timm_infodrop.zoo.findings import cues, target_checks
+    from timm_infodrop.zoo.facts import TARGETS
+
+    base = _row(0.2, top1=0.9)
+    checks = target_checks(_row(0.2 + 2 * TARGETS[0].min_change, top1=0.9 + TARGETS[1].min_change / 200), base)
+    assert [c['met'] for c in checks] == [True, True, True]
+    checks = target_checks(_row(0.2 + TARGETS[0].min_change / 2, top1=0.9 + TARGETS[1].min_change / 50), base)
+    assert [c['met'] for c in checks] == [False, False, True]
+    assert cues(_row(0.3, silhouette=0.5, texture=0.6), base)['leans'] == 'shape'
+    assert cues(_row(0.3, silhouette=0.3, texture=0.8), base)['leans'] == 'texture'
+    found = cues(_row(0.3, silhouette=0.5, texture=0.8), base)
+    assert found['leans'] == '' and found['both'] == 'more'
+
+
+def test_texture_suppression_is_read_against_the_same_recipe_and_the_same_updates():
+    from timm_infodrop.zoo.findings import infodrop_meets_target, texture_findings
+
+    rows = {r.name: r for r in SHAPES.rows}
+    summary = {'resnet18': _row(0.20), 'resnet18_infodrop': _row(0.21), 'resnet18_anisotropic': _row(0.30),
+               'resnet18_infodrop_anisotropic': _row(0.215)}
+    found = texture_findings(summary, rows, 'resnet18')
+    pairs = {p['row']: p for p in found['pairs']}
+    assert pairs['resnet18_anisotropic']['plain'] == 'resnet18' and pairs['resnet18_anisotropic']['moved']
+    assert pairs['resnet18_infodrop_anisotropic']['plain'] == 'resnet18_infodrop'
+    assert not pairs['resnet18_infodrop_anisotropic']['moved']
+    assert found['added'][0]['gain'] == pytest.approx(0.215 - 0.30) and found['control'] is None
+    for control, from_filtered in ((0.22, True), (0.28, False)):
+        found = texture_findings(dict(summary, resnet18_2x_epochs=_row(control, std=0.0)), rows, 'resnet18')
+        assert found['control']['row'] == 'resnet18_2x_epochs' and found['control']['from_filtered'] == from_filtered
+    assert texture_findings({'resnet18': _row(0.2), 'resnet18_infodrop': _row(0.3)}, rows, 'resnet18') is None
+    assert infodrop_meets_target(summary, rows, 'resnet18') is False
+    assert infodrop_meets_target(dict(summary, resnet18_infodrop=_row(0.5)), rows, 'resnet18') is True
 
 
 def _calibration_run(model, kwargs, shape_bias, evaluated='recalibrated'):
@@ -202,120 +286,187 @@ def _calibration_run(model, kwargs, shape_bias, evaluated='recalibrated'):
         shape_bias=shape_bias, top1_as_trained=0.9 if evaluated == 'recalibrated' else None)
 
 
-def _drop_record(outline, interior, background):
+def _drop_record(outline, interior, background, hotter=()):
     from timm_infodrop.zoo.studies import RECORD_VERSION, DropSite, DropSitesRecord
 
     site = DropSite(temperature=0.03, drop_rate=1.5, radius=3, all=0.3, outline=outline, interior=interior,
                     background=background)
+    settings = [site] + [replace(site, temperature=t, outline=o) for t, o in hotter]
     return DropSitesRecord(version=RECORD_VERSION, command='timm-infodrop study drop-sites --data DATA', images=8,
-                           area={'outline': 0.5, 'interior': 0.1, 'background': 0.4}, settings=[site])
+                           area={'outline': 0.5, 'interior': 0.1, 'background': 0.4}, settings=settings)
 
 
-def test_the_investigation_is_worded_from_its_numbers():
-    from dataclasses import replace
+def test_the_investigation_is_read_from_its_records():
+    from timm_infodrop.zoo.findings import drop_findings, experiment_findings
 
-    from timm_infodrop.zoo.report import drop_reading, experiment_reading
-
-    text = drop_reading(_drop_record(0.1, 0.7, 0.5))
-    assert 'avoid the outline' in text and '10%' in text and 'temperature' not in text
-    assert 'do not avoid the outline' in drop_reading(_drop_record(0.6, 0.3, 0.5))
-    record = _drop_record(0.1, 0.7, 0.5)
-    hotter = [replace(record.settings[0], temperature=t, outline=o) for t, o in ((0.1, 0.2), (1.0, 0.6))]
-    record = replace(record, settings=record.settings + hotter)
-    assert 'A higher temperature spreads the drops towards the outline (20% at T 0.1, 60% at T 1.0)' in drop_reading(record)
-    hotter[1] = replace(hotter[1], outline=0.05)
-    assert 'does not steadily spread' in drop_reading(replace(record, settings=record.settings[:1] + hotter))
-
+    assert drop_findings(_drop_record(0.1, 0.7, 0.5))['avoids_outline']
+    assert not drop_findings(_drop_record(0.6, 0.3, 0.5))['avoids_outline']
+    assert drop_findings(_drop_record(0.1, 0.7, 0.5, [(0.1, 0.2), (1.0, 0.6)]))['spreads']
+    assert not drop_findings(_drop_record(0.1, 0.7, 0.5, [(0.1, 0.2), (1.0, 0.05)]))['spreads']
     runs = [_calibration_run('resnet18', {}, 0.30, 'as trained'), _calibration_run('resnet18_infodrop', {}, 0.25),
             _calibration_run('resnet18_infodrop', {'infodrop_temperature': 0.1}, 0.27)]
-    text = experiment_reading(runs, 0.05)
-    assert 'plain resnet18 0.300 (as trained, mean of 1 run)' in text and 'No setting reaches the target (plain + 0.20 = 0.500)' in text
-    assert 'the defaults stay the released ones' in text and 'spread between single runs (0.050: sqrt(2) x' in text
+    found = experiment_findings(runs, 0.05, 'resnet18')
+    assert found['plain_bias'] == 0.30 and not found['reaches'] and found['beats'] is False
     runs.append(_calibration_run('resnet18_infodrop', {'infodrop_rate': 0.5}, 0.55))
-    text = experiment_reading(runs, 0.05)
-    assert 'That setting reaches the target' in text and 'infodrop_rate=0.5 beats the defaults' in text
-    assert 'the defaults stay' in experiment_reading(runs, 0.40)  # within a wider spread between single runs
+    found = experiment_findings(runs, 0.05, 'resnet18')
+    assert found['reaches'] and found['beats'] and found['best'].model_kwargs == {'infodrop_rate': 0.5}
+    assert experiment_findings(runs, 0.40, 'resnet18')['beats'] is False  # within a wider spread
+    assert experiment_findings(runs, None, 'resnet18')['beats'] is None
     runs.append(_calibration_run('resnet18', {}, 0.40))  # a plain run scored like the InfoDrop runs is preferred
-    assert 'plain resnet18 0.400 (recalibrated, mean of 1 run)' in experiment_reading(runs, 0.05)
+    assert experiment_findings(runs, 0.05, 'resnet18')['plain_bias'] == 0.40
 
 
-def test_targets_recipes_and_methods_are_read_from_one_definition(tmp_path):
-    from timm_infodrop.zoo.facts import TARGETS, method_text, recipe_text, single_run_spread, targets_text, verdicts
-    from timm_infodrop.zoo.formatting import architecture_name, short, stat, with_article
-    from timm_infodrop.zoo.report import investigation_title
+@pytest.mark.parametrize('gains, state', [
+    ({'resnet18_infodrop': (5, 6, 4), 'resnet18_infodrop_early': (3, 4, 5)}, 'holds'),
+    ({'resnet18_infodrop': (2, -3, 1), 'resnet18_infodrop_early': (-1, 2, -2)}, 'does not hold'),
+    ({'resnet18_infodrop': (-5, -6, -4), 'resnet18_infodrop_early': (5, 6, 4)}, 'in part'),
+    ({'resnet18_infodrop': (5,), 'resnet18_infodrop_early': (5,)}, 'one seed'),
+])
+def test_the_claim_is_read_from_the_paired_gains(gains, state):
+    from timm_infodrop.zoo.findings import claim, gains as paired
 
-    assert targets_text() == ('shape bias >= baseline + 0.20, val top-1 within 1 point of the baseline, corruption mean '
-                              'top-1 >= the baseline')
-    row = lambda bias, top1, corr: {'shape_bias': {'mean': bias, 'std': 0.02, 'n': 3},  # noqa: E731
-                                    'top1': {'mean': top1, 'std': 0.0, 'n': 3},
-                                    'corruption_mean_top1': {'mean': corr, 'std': 0.0, 'n': 1}}
-    checks = verdicts(row(0.45, 0.885, 0.5), row(0.2, 0.9, 0.5))
-    assert [v.met for v in checks] == [True, False, True] and len(checks) == len(TARGETS)
-    assert [v.text() for v in checks] == ['shape bias gain +0.250 (met)', 'val top-1 change -1.5 points (not met)',
-                                          'corruption mean top-1 change +0.000 (met)']
-    assert single_run_spread({'a': row(0.2, 0.9, 0.5)}) == pytest.approx(0.02 * 2 ** 0.5)
-    assert recipe_text(yaml.safe_load((ROOT / 'zoo' / 'recipes' / 'resnet18.yaml').read_text())) == \
-        '64 px, batch 64, SGD lr 0.05 cosine, wd 5e-4, no augmentation, 6 epochs'
-    assert method_text('infodrop', {'infodrop_temperature': 0.1, 'infodrop_stages': ['stem', 0]}) == (
-        'InfoDrop (Shi et al., ICML 2020) at the stem and stage 0 with the recipe settings (T 0.1, drop rate 1.5, '
-        'neighbourhood radius R 3, 9 sampled offsets)')
-    assert [architecture_name(a) for a in ('resnet18', 'resnet26d', 'efficientnet_b0', 'regnety_016', 'vit_x')] == [
-        'ResNet-18', 'ResNet-26-D', 'EfficientNet-B0', 'RegNetY-1.6GF', 'timm vit_x']
-    assert with_article('ResNet-18') == 'A ResNet-18' and with_article('EfficientNet-B0') == 'An EfficientNet-B0'
-    assert [short(v) for v in (0.05, 0.001, 5e-4, 12)] == ['0.05', '1e-3', '5e-4', '12']
-    assert stat({'mean': 0.5, 'std': 0.01, 'n': 3}, n=True) == '0.500 ± 0.010 (n=3)' and stat(row(1, 1, 1)['corruption_mean_top1']) == '1.000'
-    recipes = {'resnet18': {'model': 'resnet18'}, 'resnet18_infodrop': {'model': 'resnet18_infodrop'}}
-    summary = {'resnet18': row(0.2, 0.9, 0.5), 'resnet18_infodrop': row(0.25, 0.9, 0.5)}
-    assert investigation_title(summary, recipes, 'resnet18') == 'why InfoDrop does not raise shape bias here'
-    summary['resnet18_infodrop'] = row(0.45, 0.9, 0.5)
-    assert investigation_title(summary, recipes, 'resnet18') == "InfoDrop's drops and settings"
+    base = (30.0, 28.0, 33.0)
+    summary = {row: {'sketch': {'top1': {'values': [(b + g) / 100 for b, g in zip(base, per)],
+                                         'seeds': list(range(len(per)))}}}
+               for row, per in {'resnet18': (0, 0, 0), **gains}.items()}
+    found = paired(summary, 'resnet18')
+    reading = claim(found, ['resnet18_infodrop', 'resnet18_infodrop_early'])
+    assert reading['state'] == state and len(reading['readings']) == 2
+    first = next(g['gain'] for g in found if g['row'] == 'resnet18_infodrop')
+    assert first['mean'] == pytest.approx(np.mean(gains['resnet18_infodrop']))
+    assert claim(found, ['resnet18_infodrop'], cell='photo')['state'] == 'untested'
 
 
-def test_hub_card_words_come_from_the_recipe_architecture(tmp_path, monkeypatch):
-    """The Hub card names the architecture of the model's recipe (not a typed-in ResNet-18) and states its
-    recipe's settings and its verdicts against the targets."""
-    import shutil
+# ---------------------------------------------------------------------------------------------- rendering
+def fake_results(root: Path, spec, values: dict, **extra) -> Path:
+    """A results folder of ``spec``'s kind made of fixture records: ``values`` is ``{row: {cell: [top-1 per
+    seed]}}``; the other metrics are derived from it."""
+    for row, cells in values.items():
+        model = spec.row(row).model
+        for cell, per_seed in cells.items():
+            for seed, top1 in enumerate(per_seed):
+                metrics = {'top1': top1, 'mean_class_top1': top1 - 0.05, 'source_val_top1': top1 + 0.3,
+                           'shape_bias': top1 / 3, 'silhouette_top1': top1 / 2, 'texture_only_top1': 1 - top1,
+                           'corruption_mean_top1': top1 - 0.2, 'pgd_top1': 0.0}
+                record = {'benchmark': spec.name, 'row': row, 'model': model, 'model_kwargs': {}, 'texture': '',
+                          'cell': cell, 'seed': seed, 'classes': sorted(spec.classes), 'epochs': 2, 'finetune_epochs': 1,
+                          'recipe': spec.recipe.format(model=model), 'metrics': metrics,
+                          'convert': {'top1_source': top1, 'top1_stripped': top1, 'top1_recalibrated': top1,
+                                      'top1_finetuned': top1, 'recalibrate_batches': None, 'finetune_epochs': 1,
+                                      'finetune_lr': 1e-3, 'finetune_params': 'all', 'no_aug': False},
+                          'epoch_log': [{'epoch': 1.0, 'eval_top1': top1, 'seconds': 60.0}], 'train_minutes': 1.0,
+                          'total_minutes': 1.5 + seed, 'deploy': str(root / 'nowhere'), 'commit': 'abc',
+                          'sources': [c for c in spec.cells if c != cell], 'train_images': 100, 'target_images': 50,
+                          'scores': {'corruption': {'mean_top1': top1 - 0.2, 'per_corruption': {
+                              'noise': {str(s): top1 - 0.1 * s for s in (1, 2)}}}}, **extra}
+                folder = root / row / cell / f'seed{seed}'
+                folder.mkdir(parents=True)
+                (folder / 'run.json').write_text(json.dumps(record))
+    return root
 
-    from timm_infodrop.hub import zoo_repos
-    from timm_infodrop.zoo.hub_configs import render_card
 
+@pytest.fixture
+def no_costs(monkeypatch):
+    monkeypatch.setattr(ShapesBenchmark, 'costs', lambda self, row: {'params_m': 1.0, 'gflops_train': 0.2,
+                                                                      'gflops_deploy': 0.1})
+
+
+def test_the_card_and_report_state_the_numbers_of_the_results_they_read(tmp_path, no_costs, monkeypatch):
+    """Card and report are pure functions of the results folders: the fixture's numbers are in them, another
+    number there gives another document, and each benchmark's findings are worded."""
+    from timm_infodrop.zoo.kinds import open_benchmark
+    from timm_infodrop.zoo.render import render_card, write_report
+
+    monkeypatch.chdir(ROOT)  # the recipes named by the registry
+    shapes = fake_results(tmp_path / 'shapes', SHAPES, {'resnet18': {'all': [0.90, 0.88, 0.92]},
+                                                       'resnet18_infodrop': {'all': [0.80, 0.79, 0.83]}})
+    pacs = fake_results(tmp_path / 'pacs', PACS, {'resnet18': {'sketch': [0.30, 0.28, 0.33]},
+                                                 'resnet18_infodrop': {'sketch': [0.35, 0.34, 0.37]}})
+    benches = [(open_benchmark('shapes'), shapes), (open_benchmark('pacs'), pacs)]
+    for bench, results in benches:
+        monkeypatch.setattr(type(bench), 'pictures', lambda self, *args: [])
+        summary, run, report = write_report(bench, results, tmp_path / 'work')
+        cell = bench.spec.default_cells[0]
+        assert summary['resnet18'][cell]['top1']['values'][0] == json.loads(
+            (results / 'resnet18' / cell / 'seed0' / 'run.json').read_text())['metrics']['top1']
+        assert run['runs'] == 6 and run['seeds'] == [0, 1, 2]
+        assert f"{summary['resnet18'][cell]['top1']['mean']:.3f}" in report.read_text() or \
+            f"{100 * summary['resnet18'][cell]['top1']['mean']:.1f}" in report.read_text()
+    card = render_card(benches)
+    top1 = np.array([0.90, 0.88, 0.92])
+    assert f'{top1.mean():.3f} ± {top1.std(ddof=1):.3f}' in card
+    gain = 100 * (np.array([0.35, 0.34, 0.37]) - np.array([0.30, 0.28, 0.33]))
+    assert f'| resnet18_infodrop | sketch | {gain.mean():+.1f} ± {gain.std(ddof=1):.1f} | 3 | higher |' in card
+    assert "InfoDrop's claim holds at this scale" in card and 'shape bias gain' in card
+    top1 = 100 * np.array([0.35, 0.34, 0.37])
+    assert f'{top1.mean():.1f} ± {top1.std(ddof=1):.1f} (n=3)' in card  # resnet18_infodrop on sketch, in percent
+    assert render_card(benches) == card  # a pure function of the files
+    summary = json.loads((pacs / 'summary.json').read_text())
+    summary['resnet18']['sketch']['top1'].update(mean=0.123456, std=0.0)
+    (pacs / 'summary.json').write_text(json.dumps(summary))
+    assert '12.3 ± 0.0' in render_card(benches) and '12.3 ± 0.0' not in card
+
+
+def test_hub_configs_of_every_benchmark_state_their_rows_and_build_as_trained(tmp_path, no_costs, monkeypatch):
+    import timm
+
+    from timm_infodrop.hub.naming import repo_for
+    from timm_infodrop.zoo.kinds import open_benchmark
+    from timm_infodrop.zoo.pipeline import write_summary
+    from timm_infodrop.zoo.render import render_hub_configs
+
+    monkeypatch.chdir(ROOT)
     monkeypatch.delenv('TIMM_INFODROP_HUB_ORG', raising=False)
-    recipes = tmp_path / 'recipes'
-    shutil.copytree(ROOT / 'zoo' / 'recipes', recipes)
-    summary = json.loads((ROOT / 'zoo' / 'results' / 'summary.json').read_text())
-    run = json.loads((ROOT / 'zoo' / 'results' / 'run.json').read_text())
-    repos = zoo_repos(['resnet18', 'resnet18_infodrop'])
-    card = render_card(repos[2], summary, run, repos, recipes)
-    assert 'A ResNet-18 trained with InfoDrop' in card and '(64 px, batch 64, SGD lr 0.05 cosine' in card
-    assert 'shape bias gain +0.005 (not met)' in card
-    text = (recipes / 'resnet18_infodrop.yaml').read_text()
-    (recipes / 'resnet18_infodrop.yaml').write_text(text.replace('model: resnet18_infodrop', 'model: resnet26d_infodrop')
-                                                    .replace('epochs: 6', 'epochs: 9'))
-    card = render_card(repos[2], summary, run, repos, recipes)
-    assert 'A ResNet-26-D trained with InfoDrop' in card and 'no augmentation, 9 epochs' in card
-    assert 'shape bias gain' not in render_card(repos[0], summary, run, repos, recipes)  # the baseline has no verdict
+    pacs = fake_results(tmp_path / 'pacs', PACS, {'resnet18': {'sketch': [0.30, 0.28, 0.33]},
+                                                 'resnet18_infodrop_early': {'sketch': [0.35, 0.34, 0.37]}})
+    for path in (pacs / 'resnet18_infodrop_early').glob('*/seed*/run.json'):
+        path.write_text(json.dumps(dict(json.loads(path.read_text()), model_kwargs={'infodrop_temperature': 0.05})))
+    shapes = fake_results(tmp_path / 'shapes', SHAPES, {'resnet18': {'all': [0.90, 0.88]},
+                                                       'resnet18_anisotropic': {'all': [0.91, 0.90]}})
+    benches = [(open_benchmark('pacs'), pacs), (open_benchmark('shapes'), shapes)]
+    for bench, results in benches:
+        write_summary(bench, results)
+    folders = render_hub_configs(benches, tmp_path / 'hub')
+    early = repo_for(PACS, 'resnet18_infodrop_early', 'resnet18_infodrop', 'sketch', deploy=False)
+    assert [f.name for f in folders] == ['resnet18.pacs64_sketch', 'resnet18.pacs64_sketch_deploy', early.name,
+                                         'resnet18.pacs64_sketch_infodrop_early_deploy', 'resnet18.shapes64',
+                                         'resnet18.shapes64_deploy']  # the anisotropic shapes row is not published
+    card = (tmp_path / 'hub' / 'resnet18.pacs64_sketch_infodrop_early_deploy' / 'README.md').read_text()
+    gain = 100 * (np.array([0.35, 0.34, 0.37]) - np.array([0.30, 0.28, 0.33]))
+    assert f'{gain.mean():+.1f} ± {gain.std(ddof=1):.1f} points over 3 seed pairs' in card and ': higher.' in card
+    assert 'Against the baseline' not in (tmp_path / 'hub' / 'resnet18.pacs64_sketch' / 'README.md').read_text()
+    trained = timm.create_model(f'local-dir:{tmp_path / "hub" / early.name}')
+    assert trained.num_classes == len(PACS.classes) and trained.conv1.info_drop.temperature == 0.05
+    deployed = json.loads((tmp_path / 'hub' / 'resnet18.pacs64_sketch_infodrop_early_deploy' / 'config.json').read_text())
+    assert deployed['architecture'] == 'resnet18' and 'infodrop_temperature' not in deployed.get('model_args', {})
 
 
-def test_texture_suppression_is_read_against_the_same_recipe():
-    from timm_infodrop.zoo.report import texture_reading
+def test_a_benchmark_is_a_registry_entry_the_tags_repos_and_protocol_derive_from(tmp_path):
+    """A new benchmark of an existing kind needs nothing but its registry entry: its protocol opens, its tags'
+    default_cfgs fields and its repo names follow (here PACS from other weights, at another size, on another
+    architecture)."""
+    import timm_infodrop.registry as registry
+    from timm_infodrop.hub.naming import repo_for, tagged_cfgs, weights_cfg
+    from timm_infodrop.zoo.kinds import open_benchmark
 
-    def row(shape_bias, std=0.01):
-        stats = {'mean': 0.5, 'std': 0.0, 'n': 3}
-        return {'shape_bias': {'mean': shape_bias, 'std': std, 'n': 3}, 'top1': dict(stats),
-                'silhouette_top1': dict(stats), 'texture_only_top1': dict(stats), 'corruption_mean_top1': dict(stats)}
-
-    summary = {'resnet18': row(0.20), 'resnet18_infodrop': row(0.21), 'resnet18_anisotropic': row(0.30),
-               'resnet18_infodrop_anisotropic': row(0.215)}
-    text = texture_reading(summary, 0.05)
-    assert '**resnet18_anisotropic** vs **resnet18** (the same recipe on the plain benchmark): shape bias +0.100 ' \
-           '(more than the larger seed std, 0.010)' in text
-    assert '**resnet18_infodrop_anisotropic** vs **resnet18_infodrop** (the same recipe on the plain benchmark): ' \
-           'shape bias +0.005 (within' in text
-    assert '**resnet18_infodrop_anisotropic** vs **resnet18_anisotropic**: shape bias -0.085' in text
-    assert 'No plain run with the same number of updates' in text
-    for control, cause in ((0.22, 'comes from the filtered images'), (0.28, 'is within reach of the extra updates')):
-        text = texture_reading(dict(summary, resnet18_2x_epochs=row(control, std=0.0)), 0.05)
-        assert f'(**resnet18_2x_epochs**, n=3), shape bias is {control:.3f}' in text and cause in text
-    assert texture_reading({'resnet18': row(0.2), 'resnet18_infodrop': row(0.3)}, 0.05) == ''
-    assert published_models(list(summary) + ['resnet18_2x_epochs', 'resnet18_infodropout']) == [
-        'resnet18', 'resnet18_infodrop', 'resnet18_infodropout']
+    spec = replace(PACS, name='pacs_other', tag='pacs128x', image_size=128, architecture='tf_efficientnet_lite0',
+                   weights='efficientnet-lite0', registered=('tf_efficientnet_lite0_infodrop',),
+                   rows=(Row('tf_efficientnet_lite0', 'tf_efficientnet_lite0'),
+                         Row('tf_efficientnet_lite0_infodrop_7x7', 'tf_efficientnet_lite0_infodrop',
+                             {'infodrop_radius': 3})))
+    registry.BENCHMARKS[spec.name] = spec
+    try:
+        bench = open_benchmark(spec.name, data_root=tmp_path)
+        assert bench.baseline == 'tf_efficientnet_lite0' and list(bench.rows)[1].endswith('_7x7')
+        cfg = weights_cfg(spec, 'tf_efficientnet_lite0_infodrop', 'photo')
+        assert cfg['input_size'] == (3, 128, 128) and cfg['num_classes'] == len(PACS.classes)
+        assert 'photo' in cfg['description'] and cfg['hf_hub_id'].endswith('tf_efficientnet_lite0_infodrop.pacs128x_photo')
+        assert set(tagged_cfgs('tf_efficientnet_lite0_infodrop')) == {'pacs128x_sketch'}
+        assert repo_for(spec, 'tf_efficientnet_lite0_infodrop_7x7', 'tf_efficientnet_lite0_infodrop', 'sketch',
+                        True).name == 'tf_efficientnet_lite0.pacs128x_sketch_infodrop_7x7_deploy'
+        bench.weights, bench.recipes = tmp_path / 'weights', ROOT / 'zoo' / 'recipes'  # as prepare() sets them
+        train_config = bench.train_config(bench.rows['tf_efficientnet_lite0'], 'sketch', 0, tmp_path, tmp_path / 'run')
+        assert train_config.img_size == 128 and train_config.pretrained
+        assert train_config.model_kwargs['pretrained_cfg_overlay'] == {'file': str(tmp_path / 'weights' / 'model.safetensors')}
+    finally:
+        del registry.BENCHMARKS[spec.name]

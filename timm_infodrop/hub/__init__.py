@@ -3,8 +3,8 @@
 One job per module, bottom up:
 
 * :mod:`~timm_infodrop.hub.naming`: the organisation (``$TIMM_INFODROP_HUB_ORG``, checked where a Hub name
-  is used, not at import), the repos of every zoo model and the ``default_cfgs`` fields of their tags;
-  imports nothing from the package but :mod:`timm_infodrop.errors`, so
+  is used, not at import), the repos of every benchmark row and the ``default_cfgs`` fields of their tags;
+  imports nothing from the package but :mod:`timm_infodrop.errors` and :mod:`timm_infodrop.registry`, so
   :mod:`timm_infodrop.models` names its tags with it;
 * :mod:`~timm_infodrop.hub.errors`: huggingface_hub's errors re-raised as :class:`HubWeightsError`;
 * :mod:`~timm_infodrop.hub.config`: reading a model folder's ``config.json``;
@@ -18,12 +18,11 @@ from typing import Any, List
 
 from .config import read_model_config
 from .errors import HubWeightsError, explain_hub_error, hub_errors
-from .naming import (DEFAULT_HUB_ORG, HUB_ORG_ENV, PACS_TAG, ZOO_TAG, HubRepo, check_hub_id, hub_org, pacs_repo_for,
-                     pacs_tag, pacs_weights_cfg, plain_architecture, repo_for, zoo_repos, zoo_weights_cfg)
+from .naming import (DEFAULT_HUB_ORG, HUB_ORG_ENV, HubRepo, check_hub_id, hub_org, plain_architecture, repo_for,
+                     tagged_cfgs, weights_cfg)
 
-__all__ = ['HUB_ORG_ENV', 'DEFAULT_HUB_ORG', 'ZOO_TAG', 'PACS_TAG', 'pacs_tag', 'pacs_repo_for', 'pacs_weights_cfg',
-           'HubRepo', 'HubWeightsError', 'hub_org', 'zoo_repos',
-           'repo_for', 'explain_hub_error', 'hub_errors', 'read_model_config', 'stage_folder', 'stage_for_repo',
+__all__ = ['HUB_ORG_ENV', 'DEFAULT_HUB_ORG', 'HubRepo', 'HubWeightsError', 'hub_org', 'repo_for', 'weights_cfg',
+           'tagged_cfgs', 'explain_hub_error', 'hub_errors', 'read_model_config', 'stage_folder', 'stage_for_repo',
            'check_repo_id', 'publish', 'PUBLISHED_FILES']
 
 # name -> its module under timm_infodrop.hub, imported on first access

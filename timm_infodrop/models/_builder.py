@@ -5,7 +5,7 @@ survive timm's ``config.json`` export (which drops every key ending in ``_drop_r
 
 * InfoDrop: ``infodrop_stages``, ``infodrop_temperature``, ``infodrop_rate`` (the paper's drop rate
   r), ``infodrop_radius``, ``infodrop_num_offsets``, ``infodrop_bandwidth``, ``infodrop_sampling``,
-  ``infodrop_eval_mode``, ``infodrop_patch_size``;
+  ``infodrop_eval_mode``;
 * Information Dropout: ``infodropout_stages``, ``infodropout_alpha_max``, ``infodropout_prior``,
   ``infodropout_beta``, ``infodropout_kl_to_gradient``; or, instead of ``infodropout_beta``, the paper's
   beta and the training-set size, ``infodropout_beta_paper`` with ``infodropout_num_train``
@@ -22,26 +22,18 @@ from timm.models import get_pretrained_cfg, load_pretrained, resolve_pretrained_
 from timm.models._registry import DefaultCfg
 
 from ..hub.errors import hub_errors
-from ..hub.naming import check_hub_id, plain_architecture  # METHOD_NAMES there are this module's METHODS
+from .. import surgery as _surgery
+from ..hub.naming import check_hub_id, plain_architecture
 from ..layers import beta_from_paper
-from ..surgery import add_info_drop, add_information_dropout
+from ..registry import METHODS as _METHODS
 
 __all__ = ['METHODS', 'METHOD_PREFIXES', 'PAPER_BETA', 'build_regularized', 'derived_cfg', 'trained_cfg',
            'plain_architecture',
            'split_method_kwargs', 'untagged_default']
 
-# method -> (surgery, {prefixed keyword: the surgery's keyword})
-METHODS: Dict[str, Any] = {
-    'infodrop': (add_info_drop, {
-        'infodrop_stages': 'stages', 'infodrop_temperature': 'temperature', 'infodrop_rate': 'drop_rate',
-        'infodrop_radius': 'radius', 'infodrop_num_offsets': 'num_offsets', 'infodrop_bandwidth': 'bandwidth',
-        'infodrop_sampling': 'sampling', 'infodrop_eval_mode': 'eval_mode', 'infodrop_patch_size': 'patch_size',
-    }),
-    'infodropout': (add_information_dropout, {
-        'infodropout_stages': 'stages', 'infodropout_alpha_max': 'alpha_max', 'infodropout_prior': 'prior',
-        'infodropout_beta': 'beta', 'infodropout_kl_to_gradient': 'kl_to_gradient',
-    }),
-}
+# method -> (surgery, {prefixed keyword: the surgery's keyword}): the registry's table (timm_infodrop.registry.METHODS)
+# with each surgery function resolved
+METHODS: Dict[str, Any] = {name: (getattr(_surgery, m.surgery), dict(m.keywords)) for name, m in _METHODS.items()}
 
 # Information Dropout's weight as the paper writes it: beta_paper and N_train give beta = beta_paper / N_train
 PAPER_BETA = ('infodropout_beta_paper', 'infodropout_num_train')

@@ -7,7 +7,7 @@ same preprocessing, and plain ``<arch>`` weights load into it.
 from timm.models import generate_default_cfgs, register_model
 from timm.models.resnet import ResNet
 
-from ..hub.naming import pacs_weights_cfg, zoo_weights_cfg
+from ..hub.naming import tagged_cfgs
 from ._builder import build_regularized, derived_cfg, untagged_default
 
 __all__ = []  # filled by register_model
@@ -19,13 +19,10 @@ def _create(arch: str, method: str, pretrained: bool, **kwargs) -> ResNet:
 
 default_cfgs = untagged_default(generate_default_cfgs({
     'resnet18_infodrop': derived_cfg('resnet18', 'infodrop'),
-    'resnet18_infodrop.shapes64': derived_cfg('resnet18', 'infodrop', **zoo_weights_cfg('resnet18_infodrop')),
-    'resnet18_infodrop.pacs64_sketch': derived_cfg('resnet18', 'infodrop',
-                                                   **pacs_weights_cfg('resnet18_infodrop', 'sketch')),
     'resnet18_infodropout': derived_cfg('resnet18', 'infodropout'),
-    'resnet18_infodropout.shapes64': derived_cfg('resnet18', 'infodropout', **zoo_weights_cfg('resnet18_infodropout')),
-    'resnet18_infodropout.pacs64_sketch': derived_cfg('resnet18', 'infodropout',
-                                                      **pacs_weights_cfg('resnet18_infodropout', 'sketch')),
+    # the zoo's weights: a tag per benchmark that registers the variant (timm_infodrop.registry)
+    **{f'resnet18_{method}.{tag}': derived_cfg('resnet18', method, **cfg)
+       for method in ('infodrop', 'infodropout') for tag, cfg in tagged_cfgs(f'resnet18_{method}').items()},
     'resnet26_infodrop': derived_cfg('resnet26', 'infodrop'),
     'resnet26_infodropout': derived_cfg('resnet26', 'infodropout'),
     'resnet34_infodrop': derived_cfg('resnet34', 'infodrop'),

@@ -4,11 +4,12 @@ Every number the renderers print goes through one of these, so a value reads the
 also the Jinja filters of the card templates (:data:`FILTERS`).
 """
 import re
+from pathlib import Path
 from typing import Any, Dict, Mapping
 
 from ..errors import require
 
-__all__ = ['fixed', 'signed', 'points', 'percent', 'count', 'short', 'stat', 'knob_text', 'kwargs_text',
+__all__ = ['fixed', 'signed', 'points', 'percent', 'count', 'short', 'stat', 'pct', 'knob_text', 'kwargs_text',
            'architecture_name', 'with_article', 'FILTERS', 'render']
 
 DIGITS = 3  # the zoo's scores: fractions to 3 decimals
@@ -57,6 +58,28 @@ def stat(stats: Mapping[str, Any], digits: int = DIGITS, n: bool = False) -> str
     return f"{stats['mean']:.{digits}f}"
 
 
+def pct(stats: Mapping[str, Any]) -> str:
+    """Mean ± std over seeds of a fraction, in percent to 1 decimal: ``34.3 ± 2.0``; the mean alone for one seed."""
+    if stats['n'] > 1:
+        return f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f}"
+    return f"{100 * stats['mean']:.1f}"
+
+
+def first_upper(text: str) -> str:
+    """``the synthetic benchmark`` -> ``The synthetic benchmark`` (the rest as it is)."""
+    return text[:1].upper() + text[1:]
+
+
+def program(command: str) -> str:
+    """The program of a recorded command, without its options: ``python zoo/calibrate.py``."""
+    return command.split(' --')[0]
+
+
+def mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
 def _value(value: Any) -> str:
     return str(list(value)) if isinstance(value, (list, tuple)) else str(value)
 
@@ -101,7 +124,7 @@ def with_article(words: str) -> str:
 
 FILTERS: Dict[str, Any] = {
     'fixed': fixed, 'signed': signed, 'points': points, 'percent': percent, 'count': count, 'short': short,
-    'stat': stat, 'knobs': knob_text, 'kwargs': kwargs_text, 'architecture': architecture_name,
+    'stat': stat, 'pct': pct, 'program': program, 'first_upper': first_upper, 'mean': mean, 'knobs': knob_text, 'kwargs': kwargs_text, 'architecture': architecture_name,
     'with_article': with_article,
 }
 
@@ -109,11 +132,7 @@ FILTERS: Dict[str, Any] = {
 def render(template: str, **context: Any) -> str:
     """The Jinja template ``timm_infodrop/zoo/templates/<template>`` filled with ``context`` (the filters of
     this module; an undefined name is an error, not an empty string)."""
-    from pathlib import Path
-
-    require('jinja2', 'zoo')  # else a one-line error naming the extra
-    import jinja2
-
+    jinja2 = require('jinja2', 'zoo')  # else a one-line error naming the extra
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / 'templates')),
                                      undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                                      trim_blocks=True, lstrip_blocks=True, autoescape=False)

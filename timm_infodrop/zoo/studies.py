@@ -25,6 +25,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Un
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_output, check_output_path
+from .facts import recipe_text
+from .formatting import fixed, knob_text, kwargs_text, render
 
 __all__ = ['RECORD_VERSION', 'CalibrationRecord', 'DropSite', 'DropSitesRecord', 'CALIBRATION_FILE',
            'DROP_SITES_FILE', 'CALIBRATION_SETTINGS', 'DROP_SETTINGS', 'load_records', 'append_record',
@@ -346,8 +348,6 @@ def calibrate(data, recipe=None, recalibrate: bool = False, eval_images: Optiona
 
 def calibration_table(records: Sequence[CalibrationRecord]) -> str:
     """A markdown table of calibration records, in order (docs/benchmark.md)."""
-    from .formatting import fixed, knob_text, kwargs_text
-
     lines = ['| # | model | knobs | train imgs | epochs | lr | seed | evaluated | val top-1 | silhouette | texture-only '
              '| shape bias | train min |',
              '| ---: | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |']
@@ -439,9 +439,6 @@ BENCHMARK_TARGETS = {'top1': '>= 0.90', 'silhouette_top1': '>= 0.40', 'texture_o
 
 def render_benchmark_doc(records: Sequence[CalibrationRecord], source) -> str:
     """docs/benchmark.md: the calibration records' table with how they were made."""
-    from .facts import recipe_text
-    from .formatting import render
-
     programs = sorted({r.command.split(' --')[0] for r in records})
     return render('benchmark.md.j2', targets=', '.join(f'{k} {v}' for k, v in BENCHMARK_TARGETS.items()),
                   programs=', '.join(f'`{p}`' for p in programs) or 'none yet', records=str(source),

@@ -1,0 +1,157 @@
+"""The benchmarks and regularisers as data: what ``models/``, ``hub/`` and ``zoo/`` derive their names from.
+
+Pure data on the bottom floor (it imports nothing from the package), so that ``models/`` can name the tags it
+registers, ``hub/`` the repos, and ``zoo/`` the runs, each from one definition:
+
+* :data:`METHODS`: the regularisers (``<arch>_<method>`` variants): their words, citation, the surgery function
+  that adds them (a name in :mod:`timm_infodrop.surgery`) and its model keywords;
+* :data:`BENCHMARKS`: every benchmark of the zoo: its tag, classes, image size, cells (the independent
+  evaluations a row is run on, e.g. PACS's held-out target domains), recipe, initial weights and rows.
+  ``kind`` names the zoo protocol that runs it (:mod:`timm_infodrop.zoo.shapes`, :mod:`timm_infodrop.zoo.pacs`);
+  a new benchmark of an existing kind is one entry here.
+"""
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+__all__ = ['Method', 'METHODS', 'Row', 'BenchmarkSpec', 'BENCHMARKS', 'SHAPES', 'PACS', 'cell_tag', 'benchmark']
+
+
+@dataclass(frozen=True)
+class Method:
+    """A regulariser: ``surgery`` (a function of :mod:`timm_infodrop.surgery`) with ``keywords`` (the variant's
+    prefixed model keyword -> the surgery's keyword); the rest is how the documents describe it."""
+    name: str
+    citation: str
+    mechanism: str  # what it does while training
+    defaults: str  # whose defaults its settings are
+    shown: Mapping[str, str]  # surgery keyword -> how a setting is written ('{}' takes the value)
+    surgery: str
+    keywords: Mapping[str, str]
+
+
+METHODS: Dict[str, Method] = {
+    'infodrop': Method(
+        'InfoDrop', 'Shi et al., ICML 2020',
+        'activations computed from low self-information (texture-like) patches are dropped during training',
+        'the released defaults',
+        {'temperature': 'T {}', 'drop_rate': 'drop rate {}', 'radius': 'neighbourhood radius R {}',
+         'num_offsets': '{} sampled offsets'},
+        'add_info_drop', {
+            'infodrop_stages': 'stages', 'infodrop_temperature': 'temperature', 'infodrop_rate': 'drop_rate',
+            'infodrop_radius': 'radius', 'infodrop_num_offsets': 'num_offsets', 'infodrop_bandwidth': 'bandwidth',
+            'infodrop_sampling': 'sampling', 'infodrop_eval_mode': 'eval_mode', 'infodrop_patch_size': 'patch_size'}),
+    'infodropout': Method(
+        'Information Dropout', 'Achille & Soatto, TPAMI 2018',
+        'learned multiplicative log-normal noise with a KL penalty during training', 'the package defaults',
+        {'alpha_max': 'alpha_max {}', 'beta': 'beta {}'},
+        'add_information_dropout', {
+            'infodropout_stages': 'stages', 'infodropout_alpha_max': 'alpha_max', 'infodropout_prior': 'prior',
+            'infodropout_beta': 'beta', 'infodropout_kl_to_gradient': 'kl_to_gradient'}),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a benchmark: the timm ``model`` with ``model_kwargs``, and how its training data differ.
+
+    ``texture``: a texture-suppression method (:data:`timm_infodrop.data.texture.METHODS`) applied to the
+    training images as the benchmark's protocol does it (the synthetic benchmark doubles the training split
+    with filtered copies, PACS swaps each image for its copy with probability 1/2); ``epochs``: other epochs
+    than the recipe's; ``paper_beta``: Information Dropout's beta as the paper writes it (divided by the
+    training-set size at run time); ``recipe``: a recipe name other than the benchmark's.
+    """
+    name: str
+    model: str
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    texture: str = ''
+    epochs: Optional[int] = None
+    paper_beta: Optional[float] = None
+    recipe: str = ''
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """A benchmark of the zoo. ``tag``: the timm tag of its models (a cell adds ``_<cell>`` when there are
+    several); ``recipe``: the recipe file, ``{model}`` standing for a row's model or recipe name; ``weights``:
+    the initial weights (a name for :func:`timm_infodrop.weights.import_weights`, '' from scratch);
+    ``registered``: the timm variants registered with this benchmark's tag for ``registered_cells``;
+    ``hub_rows``: the rows published to the Hub (None: every row); ``rows``: the baseline first."""
+    name: str
+    kind: str
+    title: str
+    tag: str
+    classes: Tuple[str, ...]
+    image_size: int
+    cells: Tuple[str, ...]
+    default_cells: Tuple[str, ...]
+    recipe: str
+    results: str
+    rows: Tuple[Row, ...]
+    architecture: str = 'resnet18'
+    weights: str = ''
+    registered: Tuple[str, ...] = ()
+    registered_cells: Tuple[str, ...] = ()
+    hub_rows: Optional[Tuple[str, ...]] = None
+    description: str = ''  # '{model}' and '{cell}' and '{sources}' filled in
+
+    @property
+    def baseline(self) -> str:
+        return self.rows[0].name
+
+    def row(self, name: str) -> Row:
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(name)
+
+
+def cell_tag(spec: BenchmarkSpec, cell: str) -> str:
+    """``shapes64`` (a benchmark of one cell), ``pacs64_sketch``."""
+    return spec.tag if len(spec.cells) == 1 else f'{spec.tag}_{cell}'
+
+
+# the synthetic benchmark: data.shapes.ShapesConfig() (its shapes are the classes of every split but texture_only)
+SHAPES = BenchmarkSpec(
+    name='shapes', kind='shapes', title='the synthetic shape-vs-texture benchmark', tag='shapes64',
+    classes=('circle', 'square', 'triangle', 'star', 'cross', 'hexagon', 'heart', 'crescent', 'arrow', 'ring'),
+    image_size=64, cells=('all',), default_cells=('all',), recipe='zoo/recipes/{model}.yaml', results='zoo/results',
+    rows=(
+        Row('resnet18', 'resnet18'),
+        Row('resnet18_infodrop', 'resnet18_infodrop'),
+        Row('resnet18_infodropout', 'resnet18_infodropout'),
+        Row('resnet18_anisotropic', 'resnet18', texture='anisotropic'),
+        Row('resnet18_infodrop_anisotropic', 'resnet18_infodrop', texture='anisotropic'),
+        # the control for the doubled rows: the baseline with as many updates as they make (twice the epochs)
+        Row('resnet18_2x_epochs', 'resnet18', epochs=12),
+    ),
+    registered=('resnet18_infodrop', 'resnet18_infodropout'), registered_cells=('all',),
+    hub_rows=('resnet18', 'resnet18_infodrop', 'resnet18_infodropout'),
+    description='{model} trained on the synthetic shape-vs-texture benchmark (timm-infodrop zoo)')
+
+PACS_DOMAINS = ('art_painting', 'cartoon', 'photo', 'sketch')  # data.domains.PACS_DOMAINS (a test checks)
+# the released dropout_layers = 1 (k = 1 rather than 2: see zoo/results-pacs/drop_sites.json and the card)
+EARLY_STAGES = ('stem', 0, 'out0')
+
+PACS = BenchmarkSpec(
+    name='pacs', kind='pacs', title='PACS domain generalisation (real images), from scratch at 64 px', tag='pacs64',
+    classes=('dog', 'elephant', 'giraffe', 'guitar', 'horse', 'house', 'person'),  # sorted, as the loaders index them
+    image_size=64, cells=PACS_DOMAINS, default_cells=('sketch',), recipe='zoo/recipes/pacs64.yaml',
+    results='zoo/results-pacs',
+    rows=(
+        Row('resnet18', 'resnet18'),
+        Row('resnet18_infodrop', 'resnet18_infodrop'),
+        Row('resnet18_infodrop_early', 'resnet18_infodrop', {'infodrop_stages': list(EARLY_STAGES)}),
+        Row('resnet18_infodropout', 'resnet18_infodropout', paper_beta=3.0),
+        Row('resnet18_anisotropic', 'resnet18', texture='anisotropic'),
+    ),
+    registered=('resnet18_infodrop', 'resnet18_infodropout'), registered_cells=('sketch',),
+    description='{model} trained from scratch on PACS {sources} for the unseen {cell} domain (timm-infodrop PACS zoo)')
+
+BENCHMARKS: Dict[str, BenchmarkSpec] = {spec.name: spec for spec in (SHAPES, PACS)}
+
+
+def benchmark(name: str) -> BenchmarkSpec:
+    """The registered benchmark ``name``; a KeyError naming the known ones otherwise."""
+    if name not in BENCHMARKS:
+        raise KeyError(f'unknown benchmark {name!r}; known: {list(BENCHMARKS)}')
+    return BENCHMARKS[name]

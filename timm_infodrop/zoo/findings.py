@@ -1,0 +1,170 @@
+"""What the results say, as data: every reading the documents word is computed here from numbers.
+
+Each function returns plain values (numbers, booleans, one of a few named outcomes); the templates hold the
+words (``templates/model_card.md.j2``, ``report.md.j2``, ``hub_card.md.j2``). Nothing here builds a sentence.
+"""
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..registry import Row
+from .facts import SHAPE_TARGET, TARGETS, single_run_spread
+from .stats import paired_gain
+from .studies import CalibrationRecord, DropSitesRecord, same_benchmark
+
+__all__ = ['gains', 'target_checks', 'cues', 'texture_findings', 'infodrop_meets_target', 'drop_findings',
+           'experiment_findings', 'claim', 'calibration_findings', 'k_choice', 'CALIBRATION', 'CALIBRATION_MINUTES']
+
+# the PACS recipe's calibration targets (issue 17): the plain baseline must clearly learn, within the CPU budget
+CALIBRATION = {'source_val_top1': 0.55, 'top1': 0.25}  # at least, on the sketch target
+CALIBRATION_MINUTES = 25.0  # at most, per run (the median over all runs)
+
+
+def gains(summary: Mapping, baseline: str, metric: str = 'top1', scale: float = 100.0) -> List[Dict]:
+    """Every row's paired gain over ``baseline`` on each cell: ``[{row, cell, gain}]`` (:func:`~.stats.paired_gain`)."""
+    out = []
+    for row, cells in summary.items():
+        if row == baseline:
+            continue
+        for cell, stats in cells.items():
+            base = summary.get(baseline, {}).get(cell, {}).get(metric)
+            gain = paired_gain(stats[metric], base, scale) if base is not None and metric in stats else None
+            if gain is not None:
+                out.append({'row': row, 'cell': cell, 'gain': gain})
+    return out
+
+
+def target_checks(stats: Mapping, base: Mapping) -> List[Dict]:
+    """A row's change from the baseline against every target: ``[{target, change, met}]``."""
+    return [{'target': t, 'change': t.change(stats, base), 'met': t.met(t.change(stats, base))} for t in TARGETS]
+
+
+def cues(stats: Mapping, base: Mapping) -> Dict:
+    """The silhouette and texture-only top-1 changes; ``leans``: 'shape' or 'texture' when they move apart,
+    ``both``: 'more' or 'less' when they move together."""
+    shape = stats['silhouette_top1']['mean'] - base['silhouette_top1']['mean']
+    texture = stats['texture_only_top1']['mean'] - base['texture_only_top1']['mean']
+    apart = (shape > 0) != (texture > 0)
+    return {'shape': shape, 'texture': texture, 'leans': ('shape' if shape > 0 else 'texture') if apart else '',
+            'both': '' if apart else ('more' if shape > 0 else 'less')}
+
+
+def _plain_row(rows: Mapping[str, Row], model: str) -> Optional[str]:
+    """The row that trains ``model`` by its recipe alone (no texture, epochs or keywords of its own)."""
+    return next((r.name for r in rows.values() if r.model == model and not (r.texture or r.epochs or r.model_kwargs)),
+                None)
+
+
+def texture_findings(summary: Mapping, rows: Mapping[str, Row], baseline: str) -> Optional[Dict]:
+    """The texture-suppressed rows against the same recipe on the plain data (``pairs``), what a regulariser adds
+    on the same suppressed data (``added``), and the same-updates control (``control``: the gap between the
+    suppressed baseline and the plain baseline with as many updates, against the noise level); None without such
+    rows. ``summary``: ``{row: stats}`` of one cell."""
+    keys = ('shape_bias', 'top1', 'silhouette_top1', 'texture_only_top1', 'corruption_mean_top1')
+    pairs, doubled = [], {}
+    for name in summary:
+        row = rows.get(name)
+        plain = _plain_row(rows, row.model) if row is not None and row.texture else None
+        if plain is None or plain not in summary:
+            continue
+        s, base = summary[name], summary[plain]
+        std = max(s['shape_bias']['std'], base['shape_bias']['std'])
+        delta = {k: s[k]['mean'] - base[k]['mean'] for k in keys}
+        pairs.append({'row': name, 'plain': plain, 'delta': delta, 'std': std, 'moved': abs(delta['shape_bias']) > std})
+        doubled[plain] = name
+    if not pairs:
+        return None
+    added = [{'row': doubled[p], 'against': doubled[baseline], 'regulariser': p,
+              'gain': summary[doubled[p]]['shape_bias']['mean'] - summary[doubled[baseline]]['shape_bias']['mean']}
+             for p in doubled if p != baseline and baseline in doubled]
+    base_model = rows[baseline].model
+    control = next((n for n in summary if n in rows and rows[n].model == base_model and rows[n].epochs
+                    and not rows[n].texture), None)
+    found = None
+    if control and baseline in doubled:
+        c, d = summary[control], summary[doubled[baseline]]
+        gap = d['shape_bias']['mean'] - c['shape_bias']['mean']
+        noise = max(2 * c['shape_bias']['std'], 2 * d['shape_bias']['std'], single_run_spread(summary) or 0.0)
+        found = {'row': control, 'doubled': doubled[baseline], 'control': c, 'suppressed': d, 'gap': gap,
+                 'noise': noise, 'from_filtered': gap > noise}
+    return {'pairs': pairs, 'added': added, 'control': found}
+
+
+def infodrop_meets_target(summary: Mapping, rows: Mapping[str, Row], baseline: str) -> Optional[bool]:
+    """Whether any plain-data InfoDrop row meets the shape-bias target (None without one)."""
+    names = [n for n in summary if n != baseline and n in rows and rows[n].model.endswith('_infodrop')
+             and not rows[n].texture and not rows[n].epochs]
+    if not names:
+        return None
+    return any(SHAPE_TARGET.met(SHAPE_TARGET.change(summary[n], summary[baseline])) for n in names)
+
+
+def drop_findings(record: Optional[DropSitesRecord]) -> Optional[Dict]:
+    """Where the stem drops at the defaults (``default``), whether it avoids the outline, and the outline's drop
+    fraction at higher temperatures (``hotter``; ``spreads``: it rises with every step)."""
+    if record is None:
+        return None
+    default = record.settings[0]
+    hotter = sorted((s for s in record.settings if s.temperature > default.temperature
+                     and (s.drop_rate, s.radius) == (default.drop_rate, default.radius)), key=lambda s: s.temperature)
+    outline = [default.outline] + [s.outline for s in hotter]
+    return {'default': default, 'avoids_outline': default.outline < min(default.interior, default.background),
+            'hotter': hotter, 'spreads': all(b > a for a, b in zip(outline, outline[1:]))}
+
+
+def experiment_findings(runs: Sequence[CalibrationRecord], spread: Optional[float], baseline: str) -> Optional[Dict]:
+    """The InfoDrop settings tried in single runs, after recalibration: the plain model's shape bias, the defaults',
+    the best setting's, whether it ``reaches`` the target and whether it ``beats`` the defaults by more than the
+    chance ``spread`` between single runs (None: no seeds to tell)."""
+    tried = [r for r in runs if r.model.endswith('_infodrop') and r.evaluated == 'recalibrated']
+    defaults = [r for r in tried if not r.model_kwargs]
+    plain = [r for r in runs if r.model == baseline and not r.model_kwargs
+             and (not tried or same_benchmark(r, tried[0].config))]
+    plain = [r for r in plain if r.evaluated == 'recalibrated'] or plain  # scored like the InfoDrop runs
+    if not defaults or not plain:
+        return None
+    default, best = defaults[-1], max(tried, key=lambda r: r.shape_bias)
+    plain_bias = float(np.mean([r.shape_bias for r in plain]))
+    target = plain_bias + SHAPE_TARGET.min_change
+    return {'plain': plain, 'plain_bias': plain_bias, 'default': default, 'best': best, 'target': target,
+            'min_change': SHAPE_TARGET.min_change, 'reaches': best.shape_bias >= target, 'spread': spread,
+            'beats': None if spread is None else (best is not default and best.shape_bias - default.shape_bias >= spread)}
+
+
+def claim(found: Sequence[Dict], rows: Sequence[str], cell: str = 'sketch') -> Dict:
+    """InfoDrop's claim on ``cell``: the paired gains of ``rows`` there and the outcome: 'untested' (no run),
+    'one seed', 'holds' (every row higher), 'in part' (some), 'does not hold' (none)."""
+    readings = [g for g in found if g['row'] in rows and g['cell'] == cell]
+    if not readings:
+        state = 'untested'
+    elif any(g['gain']['finding'] == 'one seed' for g in readings):
+        state = 'one seed'
+    else:
+        higher = [g['gain']['finding'] == 'higher' for g in readings]
+        state = 'holds' if all(higher) else 'in part' if any(higher) else 'does not hold'
+    return {'cell': cell, 'readings': readings, 'state': state}
+
+
+def calibration_findings(records: Sequence[Dict], baseline: str, cell: str = 'sketch') -> Optional[Dict]:
+    """The recipe's calibration: the baseline's first ``cell`` run (its per-epoch source val top-1) against
+    :data:`CALIBRATION`, and the median minutes of every run against :data:`CALIBRATION_MINUTES`."""
+    first = next((r for r in records if r['row'] == baseline and r['cell'] == cell), None)
+    if first is None:
+        return None
+    minutes = [r['total_minutes'] for r in records]
+    median = float(np.median(minutes))
+    return {'run': first, 'epochs': [e['eval_top1'] for e in first['epoch_log'] if e.get('eval_top1') is not None],
+            'checks': [{'metric': k, 'at_least': v, 'met': first['metrics'][k] >= v} for k, v in CALIBRATION.items()],
+            'minutes': {'at_most': CALIBRATION_MINUTES, 'median': median, 'low': min(minutes), 'high': max(minutes),
+                        'n': len(minutes), 'met': median <= CALIBRATION_MINUTES}}
+
+
+def k_choice(sites: Optional[Dict]) -> Optional[Dict]:
+    """From a drop-sites measurement (``drop_sites.json``): whether stage 1 (added by k = 2) is at least as
+    selective (lower entropy) as the k = 1 sites."""
+    if sites is None:
+        return None
+    by_name = {s['site']: s for s in sites['sites']}
+    k1 = [by_name[n] for n in ('stage0', 'out0') if n in by_name]
+    k2 = by_name.get('stage1')
+    return dict(sites, k2_selective=k2 is not None and bool(k1) and k2['entropy'] < min(s['entropy'] for s in k1))

@@ -1,0 +1,250 @@
+"""One run path for every benchmark: train -> convert -> evaluate -> an atomic per-run record, then one summary.
+
+A :class:`Benchmark` is a registry entry (:class:`timm_infodrop.registry.BenchmarkSpec`: tag, classes, size,
+cells, rows) plus the protocol its ``kind`` needs: prepare the data, check the cells, the train config of a
+(row, cell, seed), the converter's loaders, and the scores of a deployed model. Everything else is here, the
+same for every benchmark:
+
+* :func:`run_one` trains with the library's :func:`~timm_infodrop.train.train`, converts with
+  :func:`~timm_infodrop.convert.convert` (strip, BN recalibration on the training data, finetuning of all
+  weights, kept only if val top-1 does not drop), saves the plain timm folder, evaluates the folder as
+  deployed, and writes ``results/<row>/<cell>/seed<k>/run.json`` atomically (with the training log
+  ``summary.csv``); an interrupted training resumes from its ``last.safetensors``;
+* :func:`run_benchmark` runs every (seed, cell, row) that has no record yet, seed-major and the baseline
+  first, so new rows, cells and seeds add to the results and a finished run is never run again;
+* :func:`summarize` reads the records into the one summary schema, ``{row: {cell: {metric: {mean, std, n,
+  values, seeds}}}}`` (:func:`~.stats.describe`), rows in the registry's order.
+"""
+import csv
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import timm
+import torch
+from timm.data import resolve_data_config
+
+from ..convert import convert
+from ..errors import ConfigError, DataError
+from ..io import atomic_output
+from ..registry import BenchmarkSpec, Row
+from ..train import STATE_FILE, TrainConfig, save_model_folder, train
+from .stats import describe
+
+__all__ = ['Benchmark', 'run_one', 'run_benchmark', 'collect', 'summarize', 'write_summary', 'record_path',
+           'repository_commit', 'RUN_FILE', 'CONVERT_FIELDS']
+
+RUN_FILE = 'run.json'
+# the convert report's fields a record keeps: the val top-1 after each step, what was kept, and how
+CONVERT_FIELDS = ('top1_source', 'top1_stripped', 'top1_recalibrated', 'top1_finetuned', 'top1', 'kept',
+                  'strip_max_abs_difference', 'recalibrate_batches', 'finetune_epochs', 'finetune_lr',
+                  'finetune_params', 'no_aug')
+
+
+STEP_LABELS = {'top1_source': 'as trained (eval, regulariser off)', 'top1_stripped': 'stripped, no recalibration',
+               'top1_recalibrated': 'after BN recalibration', 'top1_finetuned': 'after finetuning (all weights)'}
+
+
+class Benchmark:
+    """The protocol of one kind of benchmark over its registry entry ``spec`` (subclasses fill it in).
+
+    ``labels``: the metrics it reports, in words (``{cell}`` filled in), ``cost_labels`` the per-row costs; ``headline``: the metric every row is
+    compared with the baseline on, and its scale (100: percentage points); ``hub_metrics``: metric ->
+    (model-index metric type, dataset split) of the deployed model, ``hub_train_metrics`` of the trained one.
+    """
+    labels: Dict[str, str] = {}
+    cost_labels: Dict[str, str] = {}
+    step_labels: Dict[str, str] = STEP_LABELS
+    headline: Tuple[str, float] = ('top1', 100.0)
+    hub_metrics: Dict[str, Tuple[str, str]] = {}
+    hub_train_metrics: Dict[str, Tuple[str, str]] = {}
+    texture_mode: str = ''  # how a row's texture suppression changes the training images: 'double' or 'mix'
+    finetune_epochs: int = 1
+    finetune_lr: float = 1e-3
+    finetune_aug: bool = True  # finetune with the training augmentation (False: without)
+
+    def __init__(self, spec: BenchmarkSpec, recipes: Optional[Path] = None):
+        self.spec = spec
+        self.recipes = Path(recipes) if recipes is not None else None
+        self.rows: Dict[str, Row] = {row.name: row for row in spec.rows}
+
+    @property
+    def baseline(self) -> str:
+        return self.spec.baseline
+
+    @property
+    def default_rows(self) -> List[str]:
+        """The rows a run without ``--rows`` trains."""
+        return list(self.rows)
+
+    def recipe(self, row: Row) -> Path:
+        """The row's recipe file (``spec.recipe`` with ``{model}``: the row's recipe or model name)."""
+        path = Path(self.spec.recipe.format(model=row.recipe or row.model))
+        return self.recipes / path.name if self.recipes is not None else path
+
+    def prepare(self, work: Path) -> Path:
+        """The benchmark's data (made or found once); returns its root."""
+        raise NotImplementedError
+
+    def check_cells(self, data: Path, cells: Sequence[str]) -> None:
+        unknown = [c for c in cells if c not in self.spec.cells]
+        if unknown:
+            raise DataError(f'unknown {self.spec.name} cell(s) {unknown}; {self.spec.name} has {list(self.spec.cells)}')
+
+    def train_config(self, row: Row, cell: str, seed: int, data: Path, run_dir: Path) -> TrainConfig:
+        raise NotImplementedError
+
+    def loaders(self, row: Row, cell: str, seed: int, data: Path, config: TrainConfig, data_config: Dict):
+        """``(recalibrate, val, finetune, classes)``: the converter's loaders over the training data."""
+        raise NotImplementedError
+
+    def evaluate(self, model, row: Row, cell: str, seed: int, data: Path, config: TrainConfig) -> Tuple[Dict, Dict]:
+        """``(metrics, extra)`` of the deployed ``model``: the scores summarised, and what else the record keeps."""
+        raise NotImplementedError
+
+    def derived(self, records: List[Dict]) -> Dict[Tuple[str, str, int], Dict[str, float]]:
+        """Metrics of a run computed against other runs (e.g. mCE against the baseline's same seed)."""
+        return {}
+
+    def costs(self, row: Row) -> Dict[str, float]:
+        """Per-row constants the summary adds (e.g. parameters, FLOPs)."""
+        return {}
+
+    def run_info(self, records: List[Dict]) -> Dict:
+        """What the benchmark adds to the results folder's ``run.json``."""
+        return {}
+
+
+def repository_commit() -> str:
+    """The repository commit the zoo runs at ('' outside a git checkout)."""
+    try:
+        return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ''
+
+
+def record_path(results: Path, row: str, cell: str, seed: int) -> Path:
+    return Path(results) / row / cell / f'seed{seed}' / RUN_FILE
+
+
+def _epoch_log(run_dir: Path) -> List[Dict]:
+    """The training log (every epoch, those before an interruption included)."""
+    with (run_dir / 'summary.csv').open() as f:
+        return [{k: float(v) if v not in ('', None) else None for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def run_one(bench: Benchmark, row: Row, cell: str, seed: int, data: Path, work: Path, results: Path,
+            progress: bool = True) -> Dict:
+    """Train, convert, evaluate one (row, cell, seed); returns its record, also written to :func:`record_path`."""
+    name = f'{row.name}-{cell}-seed{seed}'
+    run_dir, deploy = Path(work) / 'runs' / name, Path(work) / 'deploy' / name
+    state = run_dir / STATE_FILE
+    resume = str(state) if state.is_file() and not (run_dir / 'model.safetensors').is_file() else ''
+    config = bench.train_config(row, cell, seed, data, run_dir).replace(
+        resume=resume, overwrite=not resume, no_progress=not progress)
+    result = train(config)
+    start = time.perf_counter()  # deploy and evaluation; training's minutes come from its log
+    data_config = resolve_data_config(config.as_dict(), model=result.model)
+    recalibrate, val, finetune, classes = bench.loaders(row, cell, seed, data, config, data_config)
+    torch.manual_seed(seed)
+    plain, report = convert(result.model, recalibrate, val, finetune_epochs=bench.finetune_epochs,
+                            finetune_lr=bench.finetune_lr, finetune_params='all', finetune_loader=finetune)
+    report.update(recalibrate_batches=None, finetune_epochs=bench.finetune_epochs, finetune_lr=bench.finetune_lr,
+                  finetune_params='all', no_aug=not bench.finetune_aug)
+    save_model_folder(plain, deploy, data_config, classes)
+    deployed = timm.create_model(f'local-dir:{deploy}', pretrained=True).eval()
+    metrics, extra = bench.evaluate(deployed, row, cell, seed, data, config)
+    log = _epoch_log(run_dir)
+    train_minutes = sum(epoch['seconds'] for epoch in log) / 60  # a resumed run's epochs before the interruption too
+    record = {'benchmark': bench.spec.name, 'row': row.name, 'model': row.model,
+              'model_kwargs': {k: v for k, v in config.model_kwargs.items() if k != 'pretrained_cfg_overlay'},
+              'texture': row.texture, 'cell': cell, 'seed': seed, 'classes': list(classes), 'epochs': config.epochs,
+              'finetune_epochs': bench.finetune_epochs, 'recipe': str(bench.recipe(row)), 'metrics': metrics,
+              'convert': {k: report.get(k) for k in CONVERT_FIELDS}, 'epoch_log': log, 'train_minutes': train_minutes,
+              'total_minutes': train_minutes + (time.perf_counter() - start) / 60,
+              'deploy': str(deploy), 'commit': repository_commit(), **extra}
+    path = record_path(results, row.name, cell, seed)
+    shutil.copy2(run_dir / 'summary.csv', _parent(path) / 'summary.csv')
+    with atomic_output(path) as tmp:  # last: a run with a record is finished
+        tmp.write_text(json.dumps(record, indent=2) + '\n')
+    return record
+
+
+def _parent(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.parent
+
+
+def run_benchmark(bench: Benchmark, rows: Sequence[str], cells: Sequence[str], seeds: Sequence[int], work: Path,
+                  results: Path, progress: bool = True) -> List[Dict]:
+    """Every (seed, cell, row) without a record in ``results``, seed-major (every row gets seed 0 before any
+    gets seed 1), the baseline first within each; returns the new records."""
+    unknown = [r for r in rows if r not in bench.rows]
+    if unknown:
+        raise ConfigError(f'unknown {bench.spec.name} rows {unknown}; rows: {list(bench.rows)}')
+    if bench.baseline not in rows and not (Path(results) / bench.baseline).is_dir():
+        raise ConfigError(f'the {bench.spec.name} zoo compares every row with {bench.baseline}: add it to --rows')
+    missing = sorted({str(bench.recipe(bench.rows[r])) for r in rows if not bench.recipe(bench.rows[r]).is_file()})
+    if missing:
+        raise FileNotFoundError(f'no recipe {missing} (run from the repository root or pass --recipes)')
+    data = bench.prepare(Path(work))
+    bench.check_cells(data, cells)
+    order = sorted(rows, key=lambda r: r != bench.baseline)
+    todo = [(seed, cell, row) for seed in seeds for cell in cells for row in order
+            if not record_path(results, row, cell, seed).is_file()]
+    records = []
+    for i, (seed, cell, row) in enumerate(todo):
+        print(f'== {bench.spec.name} zoo {i + 1}/{len(todo)}: {row}, {cell}, seed {seed}', flush=True)
+        records.append(run_one(bench, bench.rows[row], cell, seed, data, work, results, progress))
+    return records
+
+
+def collect(results: Path) -> List[Dict]:
+    """Every run record under ``results`` (``<row>/<cell>/seed<k>/run.json``), by row, cell and seed."""
+    paths = Path(results).glob(f'*/*/seed*/{RUN_FILE}')
+    return [json.loads(p.read_text()) for p in sorted(paths, key=lambda p: (p.parts[-4], p.parts[-3],
+                                                                              int(p.parts[-2][len('seed'):])))]
+
+
+def summarize(bench: Benchmark, records: List[Dict]) -> Dict[str, Dict[str, Dict[str, Dict]]]:
+    """``{row: {cell: {metric: describe(...)}}}`` over seeds: the records' metrics, the minutes, the converter's
+    steps (``convert_<step>``), the benchmark's derived metrics and per-row costs; rows in the registry's order."""
+    if not records:
+        raise DataError(f'no {bench.spec.name} runs: run `timm-infodrop zoo run --benchmark {bench.spec.name}` first')
+    derived = bench.derived(records)
+    values: Dict[str, Dict[str, Dict[str, Dict[int, float]]]] = {}
+    for r in records:
+        row = {**r['metrics'], **derived.get((r['row'], r['cell'], r['seed']), {}),
+               'train_minutes': r['train_minutes'], 'total_minutes': r['total_minutes'],
+               **{k: v for k, v in r['convert'].items() if k.startswith('top1_') and v is not None}}
+        for metric, value in row.items():
+            values.setdefault(r['row'], {}).setdefault(r['cell'], {}).setdefault(metric, {})[r['seed']] = value
+    order = list(bench.rows)
+    summary = {}
+    for row in sorted(values, key=lambda r: (order.index(r) if r in order else len(order), r)):
+        costs = {k: describe([v]) for k, v in bench.costs(bench.rows.get(row) or Row(row, row)).items()}
+        summary[row] = {cell: {**{m: describe(list(v.values()), list(v)) for m, v in per.items()}, **costs}
+                        for cell, per in sorted(values[row].items())}
+    return summary
+
+
+def write_summary(bench: Benchmark, results: Path) -> Tuple[Dict, Dict]:
+    """``summary.json`` and ``run.json`` of the results folder, each written atomically; returns both."""
+    records = collect(results)
+    summary = summarize(bench, records)
+    by_commit: Dict[str, List[str]] = {}
+    for r in records:
+        rows = by_commit.setdefault(r.get('commit', ''), [])
+        rows += [] if r['row'] in rows else [r['row']]
+    run = {'benchmark': bench.spec.name, 'seeds': sorted({r['seed'] for r in records}),
+           'cells': sorted({r['cell'] for r in records}), 'runs': len(records),
+           'minutes': round(sum(r['total_minutes'] for r in records), 1), 'commits': by_commit,
+           **bench.run_info(records)}
+    for name, value in (('summary.json', summary), (RUN_FILE, run)):
+        with atomic_output(Path(results) / name) as tmp:
+            tmp.write_text(json.dumps(value, indent=2) + '\n')
+    return summary, run

@@ -1,0 +1,189 @@
+"""The synthetic shapes benchmark's protocol: make the data, train a row's recipe, score the deployed model.
+
+A row is a CPU recipe ``zoo/recipes/<model>.yaml`` trained either on the benchmark or on its training split
+doubled with a texture-suppressed copy of every image (the "Anisotropic ImageNet" recipe: originals plus
+filtered copies), at the recipe's epochs or others (the control with as many updates as the doubled data
+makes). Training and the converter's BN recalibration and finetuning (without augmentation) see the row's
+training data; evaluation always uses the benchmark's own splits (:func:`~timm_infodrop.eval.suite.evaluate_folder`:
+val, silhouette, texture-only and cue-conflict top-1, shape bias, corruptions, PGD). The benchmark has one cell,
+``all``.
+"""
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import timm
+import torch
+
+from ..data.benchmark import DEFAULT_SPLIT_SIZES, make_benchmark
+from ..data.shapes import SPLITS, ShapesConfig
+from ..data.texture import suppress_folder
+from ..deploy import folder_loaders
+from ..eval.robustness import corruption_errors
+from ..eval.suite import evaluate_folder
+from ..flops import count_flops
+from ..hub.naming import plain_architecture
+from ..io import atomic_directory
+from ..registry import SHAPES, BenchmarkSpec, Row
+from ..train import TrainConfig
+from .pipeline import Benchmark
+
+__all__ = ['ShapesBudget', 'SHAPES_BUDGETS', 'ShapesBenchmark', 'suppressed_data', 'ensure_shapes_data',
+           'SHAPES_METRICS']
+
+SHAPES_METRICS = ('top1', 'shape_bias', 'silhouette_top1', 'texture_only_top1', 'corruption_mean_top1', 'pgd_top1')
+
+
+@dataclass(frozen=True)
+class ShapesBudget:
+    """How much data and work one synthetic-benchmark run gets."""
+    name: str
+    sizes: Dict[str, int] = field(default_factory=lambda: dict(DEFAULT_SPLIT_SIZES))
+    epochs: Optional[int] = None  # None: the recipe's (or the row's)
+    finetune_epochs: int = 1
+    corruption_images: int = 100
+    pgd_images: int = 100
+    rows: Tuple[str, ...] = tuple(row.name for row in SHAPES.rows)
+
+
+SHAPES_BUDGETS = {
+    # 3,000 of the benchmark's training images at the recipes' 6 epochs: about 9 minutes per run on 2 cores
+    'full': ShapesBudget('full', sizes=dict(DEFAULT_SPLIT_SIZES, train=3000)),
+    # the demo: about 3 minutes per model on 2 cores
+    'quick': ShapesBudget('quick', sizes={'train': 2000, 'val': 500, 'cue_conflict': 500, 'silhouette': 500,
+                                          'texture_only': 500}, epochs=3, finetune_epochs=0, corruption_images=50,
+                          pgd_images=50, rows=('resnet18', 'resnet18_infodrop', 'resnet18_infodropout')),
+}
+
+
+def ensure_shapes_data(folder: Path, budget: ShapesBudget) -> Path:
+    """The benchmark at ``folder`` with the budget's split sizes (written once, reused after): make-data's
+    defaults (64 px, seed 0), splits the budget leaves out at their default sizes."""
+    marker = folder / 'benchmark.json'
+    if marker.is_file() and json.loads(marker.read_text()).get('sizes') == budget.sizes:
+        return folder
+    sizes = {split: budget.sizes.get(split, DEFAULT_SPLIT_SIZES[split]) for split in SPLITS}
+    print(f'wrote {make_benchmark(folder, ShapesConfig(), sizes, overwrite=True)}')
+    return folder
+
+
+def suppressed_data(data: Path, method: str) -> Path:
+    """``data`` with its training split doubled by ``method``'s filtered copies, beside ``data`` (written
+    once, whole or not at all; the evaluation splits are copied as they are)."""
+    folder = data.with_name(f'{data.name}-{method}-doubled')
+    marker = folder / 'benchmark.json'
+    if marker.is_file() and marker.read_bytes() == (data / 'benchmark.json').read_bytes():
+        return folder
+    with atomic_directory(folder) as tmp:
+        count = suppress_folder(data / 'train', tmp / 'train', method, double=True)
+        print(f'wrote {tmp / "train"} ({count} images doubled with {method})')
+        for item in sorted(data.iterdir()):
+            if item.name not in ('train', 'benchmark.json'):
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        shutil.copy2(data / 'benchmark.json', tmp / 'benchmark.json')  # last: the folder is complete
+    return folder
+
+
+class ShapesBenchmark(Benchmark):
+    """The synthetic benchmark at ``budget`` (:data:`SHAPES_BUDGETS`)."""
+    labels = {
+        'top1': 'val top-1', 'shape_bias': 'shape bias', 'silhouette_top1': 'silhouette top-1',
+        'texture_only_top1': 'texture-only top-1', 'corruption_mean_top1': 'corruption mean top-1',
+        'mce': f'mCE (vs {SHAPES.baseline}, same seed)', 'pgd_top1': 'PGD-Linf 8/255 top-1',
+        'train_minutes': 'train minutes'}
+    cost_labels = {'params_m': 'params (M)', 'gflops_train': 'GFLOPs, training forward', 'gflops_deploy': 'GFLOPs, deployed'}
+    headline = ('shape_bias', 1.0)
+    hub_metrics = {
+        'top1': ('accuracy', 'val'), 'shape_bias': ('shape_bias', 'cue_conflict'),
+        'silhouette_top1': ('accuracy', 'silhouette'), 'texture_only_top1': ('accuracy', 'texture_only'),
+        'corruption_mean_top1': ('accuracy', 'val_corrupted'), 'mce': ('mce', 'val_corrupted'),
+        'pgd_top1': ('accuracy', 'val_pgd_linf_8')}
+    hub_train_metrics = {'top1_source': ('accuracy', 'val')}
+    texture_mode = 'double'
+    finetune_aug = False
+
+    def __init__(self, spec: BenchmarkSpec = SHAPES, recipes: Optional[Path] = None,
+                 budget: ShapesBudget = SHAPES_BUDGETS['full']):
+        super().__init__(spec, recipes)
+        self.budget = budget
+        self.finetune_epochs = budget.finetune_epochs
+
+    @property
+    def default_rows(self) -> List[str]:
+        return list(self.budget.rows)
+
+    def prepare(self, work: Path) -> Path:
+        return ensure_shapes_data(Path(work) / f'data-{self.budget.name}', self.budget)
+
+    def _train_data(self, row: Row, data: Path) -> Path:
+        return suppressed_data(data, row.texture) if row.texture else data
+
+    def train_config(self, row: Row, cell: str, seed: int, data: Path, run_dir: Path) -> TrainConfig:
+        epochs = self.budget.epochs if self.budget.epochs is not None else row.epochs
+        config = TrainConfig.from_recipe(self.recipe(row), data_dir=str(self._train_data(row, data)), seed=seed,
+                                         output=str(run_dir.parent), experiment=run_dir.name,
+                                         **({} if epochs is None else {'epochs': epochs}))
+        return config.replace(model_kwargs=dict(config.model_kwargs, **row.model_kwargs)) if row.model_kwargs else config
+
+    def loaders(self, row: Row, cell: str, seed: int, data: Path, config: TrainConfig, data_config: Dict):
+        loaders, classes, _ = folder_loaders(self._train_data(row, data), None, data_config, batch_size=64,
+                                             seed=seed, no_aug=True)
+        return loaders['recalibrate'], loaders['val'], loaders['finetune'], classes
+
+    def evaluate(self, model, row: Row, cell: str, seed: int, data: Path, config: TrainConfig):
+        scores = evaluate_folder(model, data, self.budget.corruption_images, self.budget.pgd_images, seed=seed)
+        metrics = {k: scores[k] for k in SHAPES_METRICS if k != 'corruption_mean_top1'}
+        metrics['corruption_mean_top1'] = scores['corruption']['mean_top1']
+        return metrics, {'scores': scores, 'budget': self.budget.name,
+                         'training_data': f'benchmark + {row.texture} copies' if row.texture else 'benchmark'}
+
+    def derived(self, records: List[Dict]):
+        """mCE of every run against the baseline's run with the same seed (the baseline's is 1)."""
+        base = {r['seed']: r['scores']['corruption'] for r in records if r['row'] == self.baseline}
+        return {(r['row'], r['cell'], r['seed']): {'mce': corruption_errors(r['scores']['corruption'],
+                                                                            base[r['seed']])['mce']}
+                for r in records if r['seed'] in base}
+
+    def costs(self, row: Row) -> Dict[str, float]:
+        """Parameters (millions, deployed) and GFLOPs (batch 1) of the trained and the deployed network."""
+        torch.manual_seed(0)
+        classes, size = len(self.spec.classes), (3, self.spec.image_size, self.spec.image_size)
+        trained = timm.create_model(row.model, num_classes=classes).train()
+        plain = timm.create_model(plain_architecture(row.model), num_classes=classes).eval()
+        return {'params_m': sum(p.numel() for p in plain.parameters()) / 1e6,
+                'gflops_train': count_flops(trained, size, every_op=True) / 1e9,
+                'gflops_deploy': count_flops(plain, size, every_op=False) / 1e9}
+
+    def run_info(self, records: List[Dict]) -> Dict:
+        seeds = sorted({r['seed'] for r in records})
+        quick = ' --quick' if self.budget.name == 'quick' else ''
+        return {'command': f'timm-infodrop zoo run{quick} --seeds {len(seeds)}', 'budget': self.budget.name,
+                'sizes': self.budget.sizes,
+                'epochs': f'{self.budget.epochs} epochs' if self.budget.epochs else "the recipes' epochs"}
+
+    def pictures(self, results: Path, summary: Dict, records: List[Dict], work: Path) -> List[str]:
+        """shape_bias.png, severity.png, and saliency.png from the first seed's deployed models on this machine."""
+        from ..eval.benchmark import normalizer
+        from ..eval.saliency import plot_saliency_grid, plot_severity, plot_shape_bias
+        from ..eval.suite import load_split
+
+        rows = {row: cells['all'] for row, cells in summary.items()}
+        plot_shape_bias({m: s['shape_bias']['mean'] for m, s in rows.items()}, results / 'shape_bias.png',
+                        errors=[s['shape_bias']['std'] for s in rows.values()])
+        per_seed: Dict[str, List[Dict]] = {}
+        for r in records:
+            per_seed.setdefault(r['row'], []).append(r['scores'])
+        plot_severity(per_seed, results / 'severity.png')
+        written = ['shape_bias.png', 'severity.png']
+        first = min(r['seed'] for r in records)
+        deploys = {r['row']: Path(r['deploy']) for r in records
+                   if r['seed'] == first and (Path(r['deploy']) / 'model.safetensors').is_file()}
+        data = Path(work) / f'data-{self.budget.name}'
+        if deploys and data.is_dir():
+            loaded = {m: timm.create_model(f'local-dir:{d}', pretrained=True).eval() for m, d in deploys.items()}
+            images, _, _ = load_split(data, 'cue_conflict', limit=6)
+            plot_saliency_grid(images, loaded, normalizer(next(iter(loaded.values()))), results / 'saliency.png')
+            written.append('saliency.png')
+        return written
