@@ -147,7 +147,26 @@ PACS = BenchmarkSpec(
     registered=('resnet18_infodrop', 'resnet18_infodropout'), registered_cells=('sketch',),
     description='{model} trained from scratch on PACS {sources} for the unseen {cell} domain (timm-infodrop PACS zoo)')
 
-BENCHMARKS: Dict[str, BenchmarkSpec] = {spec.name: spec for spec in (SHAPES, PACS)}
+# PACS where users start: EfficientNet-Lite0 (TensorFlow port) finetuned from its ImageNet weights at 128 px
+PACS_IN1K = BenchmarkSpec(
+    name='pacs_in1k', kind='pacs', tag='pacs128_in1k', classes=PACS.classes, image_size=128,
+    title='PACS domain generalisation (real images), EfficientNet-Lite0 from ImageNet weights at 128 px',
+    cells=PACS_DOMAINS, default_cells=('sketch',), recipe='zoo/recipes/pacs128_in1k.yaml',
+    results='zoo/results-pacs128-in1k', architecture='tf_efficientnet_lite0', weights='efficientnet-lite0',
+    rows=(
+        Row('tf_efficientnet_lite0', 'tf_efficientnet_lite0'),
+        Row('tf_efficientnet_lite0_infodrop', 'tf_efficientnet_lite0_infodrop'),
+        # the released dropout_layers = 1: the stem and the first block (EfficientNet's stage 0 entry)
+        Row('tf_efficientnet_lite0_infodrop_early', 'tf_efficientnet_lite0_infodrop', {'infodrop_stages': ['stem', 0]}),
+        # the released ResNet-18 stem's 7x7 patches, centred on lite0's 3x3 stem windows
+        Row('tf_efficientnet_lite0_infodrop_patch7', 'tf_efficientnet_lite0_infodrop', {'infodrop_patch_size': 7}),
+        Row('tf_efficientnet_lite0_infodropout', 'tf_efficientnet_lite0_infodropout', paper_beta=3.0),
+        Row('tf_efficientnet_lite0_anisotropic', 'tf_efficientnet_lite0', texture='anisotropic'),
+    ),
+    description='{model} finetuned from ImageNet weights on PACS {sources} for the unseen {cell} domain '
+                '(timm-infodrop pretrained PACS zoo)')
+
+BENCHMARKS: Dict[str, BenchmarkSpec] = {spec.name: spec for spec in (SHAPES, PACS, PACS_IN1K)}
 
 
 def benchmark(name: str) -> BenchmarkSpec:
