@@ -4,6 +4,10 @@ Every command that writes a file goes through :func:`check_output_path` at the b
 work; it refuses an output that is, holds or lies inside one of the command's inputs) and
 :func:`atomic_output` for the write itself, so an interrupted run leaves either the old
 file or the complete new one, never a torn file.
+
+The temporary files and folders are created private (``tempfile``'s 0600 and 0700); the atomic helpers give
+them, before they are renamed into place, the mode a plain ``open()`` or ``mkdir`` would have given under
+the process's umask (0644 and 0755 under umask 022), so others can read a shipped model or a report.
 """
 import contextlib
 import os
@@ -15,7 +19,7 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 from .errors import OutputError
 
 __all__ = ['OutputError', 'check_output_path', 'check_inputs_untouched', 'atomic_output', 'atomic_directory',
-           'cache_root']
+           'cache_root', 'default_mode']
 
 PathLike = Union[str, os.PathLike]
 
@@ -26,6 +30,31 @@ def cache_root() -> Path:
     if os.environ.get('TIMM_INFODROP_CACHE'):
         return Path(os.environ['TIMM_INFODROP_CACHE']).expanduser()
     return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'timm_infodrop'
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the OS says it (Linux), else set and restored."""
+    try:
+        with open('/proc/self/status') as status:
+            for line in status:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode ``open(path, 'w')`` (0o666) or ``mkdir`` (0o777) gives a new file or folder under the umask."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
+def _publish(tmp: Path, directory: bool) -> None:
+    """Give a private temporary file or folder the mode a plain open()/mkdir would have given it."""
+    if tmp.exists() and not tmp.is_symlink():
+        os.chmod(tmp, default_mode(directory))
 
 
 def _real(path: PathLike, what: str) -> Path:
@@ -103,7 +132,7 @@ def atomic_output(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it onto ``path`` atomically.
 
     The parent directory is created if needed. On error the temporary file is removed and
-    ``path`` is untouched.
+    ``path`` is untouched. The file gets the umask's mode (:func:`default_mode`), not the temporary 0600.
     """
     out = Path(path)
     try:
@@ -116,6 +145,7 @@ def atomic_output(path: PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        _publish(tmp, directory=False)
         os.replace(tmp, out)
     finally:
         if tmp.exists():
@@ -128,13 +158,15 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
 
     An existing ``path`` (allowed by :func:`check_output_path` with ``overwrite``) is moved aside
     first and removed only once the new one is in place; on error the temporary directory is
-    removed and ``path`` is untouched.
+    removed and ``path`` is untouched. The folder gets the umask's mode (:func:`default_mode`), not the
+    temporary 0700.
     """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent))
     try:
         yield tmp
+        _publish(tmp, directory=True)
         old = None
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.old', dir=out.parent))

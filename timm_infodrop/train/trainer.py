@@ -19,7 +19,9 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from ..checkpoint import MODEL_FOLDER_PREFIXES, STATE_FILE
 from ..data.domains import DataError, DomainSplit, CachedImages, leave_one_domain_out, scan_domains
+from ..data.folders import UNREADABLE_FILE, unreadable_note, write_unreadable  # noqa: F401  (UNREADABLE_FILE: the name)
 from ..io import atomic_output, check_output_path
 from .config import RecipeError, TrainConfig
 from .distributed import cleanup_distributed, setup_distributed
@@ -28,8 +30,6 @@ from .state import TrainingState, load_training_state, save_training_state
 
 __all__ = ['train', 'TrainResult', 'STATE_FILE', 'LOG_COLUMNS', 'domain_split', 'save_model_folder']
 
-STATE_FILE = 'last.safetensors'
-UNREADABLE_FILE = 'unreadable_images.txt'  # images timm's dataset skipped, one path a line
 LOG_COLUMNS = ('epoch', 'train_loss', 'train_kl_loss', 'train_top1', 'eval_top1', 'lr', 'seconds')
 
 
@@ -198,7 +198,7 @@ def _build_model(config: TrainConfig, ctx, num_classes: int) -> nn.Module:
 
     import timm_infodrop  # noqa: F401  registers the variants
 
-    if not config.model.startswith(('hf-hub:', 'local-dir:')) and not timm.is_model(config.model):
+    if not config.model.startswith(MODEL_FOLDER_PREFIXES) and not timm.is_model(config.model):
         raise RecipeError(f'--model {config.model!r} is not a registered timm model (timm.list_models() names them)')
     kwargs = dict(config.model_kwargs)
     if config.drop_path is not None:
@@ -312,11 +312,9 @@ def _train(config: TrainConfig) -> TrainResult:
         history: List[Dict] = []
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
-            if unreadable:
-                with atomic_output(out / UNREADABLE_FILE) as tmp:
-                    tmp.write_text(''.join(f'{path}\n' for path in unreadable))
-                print(f'{len(unreadable)} unreadable image(s) skipped (listed in {out / UNREADABLE_FILE}): '
-                      + ', '.join(str(p) for p in unreadable[:3]) + (' ...' if len(unreadable) > 3 else ''), flush=True)
+            listed = write_unreadable(out, unreadable)
+            if listed is not None:
+                print(unreadable_note(unreadable, listed), flush=True)
             with atomic_output(out / 'args.yaml') as tmp:
                 tmp.write_text(yaml.safe_dump(dict(config.as_dict(), input_size=list(data_config['input_size']))))
         for epoch in range(state.epoch, epochs):
