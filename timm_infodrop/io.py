@@ -19,7 +19,7 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 from .errors import OutputError
 
 __all__ = ['OutputError', 'check_output_path', 'check_inputs_untouched', 'atomic_output', 'atomic_directory',
-           'cache_root', 'default_mode']
+           'atomic_files', 'cache_root', 'default_mode']
 
 PathLike = Union[str, os.PathLike]
 
@@ -52,9 +52,20 @@ def default_mode(directory: bool = False) -> int:
 
 
 def _publish(tmp: Path, directory: bool) -> None:
-    """Give a private temporary file or folder the mode a plain open()/mkdir would have given it."""
-    if tmp.exists() and not tmp.is_symlink():
-        os.chmod(tmp, default_mode(directory))
+    """Give a temporary file, or a folder and everything in it, the modes a plain open()/mkdir would have given
+    them: writers that go through a temporary file of their own (safetensors, timm's save_for_hf) leave 0600
+    too. Executable files keep their execute bits (as far as the umask allows)."""
+    if not tmp.exists() or tmp.is_symlink():
+        return
+    paths = [tmp] + (sorted(tmp.rglob('*')) if directory else [])
+    for path in paths:
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            os.chmod(path, default_mode(directory=True))
+        else:
+            executable = path.stat().st_mode & 0o100
+            os.chmod(path, default_mode(directory=bool(executable)))
 
 
 def _real(path: PathLike, what: str) -> Path:
@@ -177,3 +188,23 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+@contextlib.contextmanager
+def atomic_files(folder: PathLike) -> Iterator[Path]:
+    """Yield a temporary folder inside ``folder`` (created if needed); on success move every file written into
+    it onto ``folder/<name>``, each atomically (:func:`os.replace`) with the umask's mode, then remove it.
+
+    For writers that make several files of an existing folder at once (timm's ``save_for_hf`` into a run
+    folder): each file is either the old one or the complete new one.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix='.files.', suffix='.tmp', dir=folder))
+    try:
+        yield tmp
+        _publish(tmp, directory=True)
+        for item in sorted(tmp.iterdir()):
+            os.replace(item, folder / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -155,13 +155,16 @@ def load_model(model: Optional[str], checkpoint: Optional[str], num_classes: int
     names or checks its architecture), else ``model`` at random init with ``num_classes``.
 
     Raises:
+        FileNotFoundError, CheckpointError: a checkpoint file that is missing or does not decode.
         ConfigError: neither a ``model`` nor a ``local-dir:``/``hf-hub:`` model folder names the architecture.
     """
     import timm
 
     import timm_infodrop  # noqa: F401  the variants must be registered
-    from ..checkpoint import MODEL_FOLDER_PREFIXES, load_variant
+    from ..checkpoint import MODEL_FOLDER_PREFIXES, check_checkpoint_file, load_variant
 
+    if checkpoint and not checkpoint.startswith(MODEL_FOLDER_PREFIXES):
+        check_checkpoint_file(checkpoint)  # a file that is no checkpoint is named as such, whatever else is missing
     if not model and not (checkpoint or '').startswith(MODEL_FOLDER_PREFIXES):
         raise ConfigError('--model is needed unless --checkpoint is a local-dir: or hf-hub: model folder')
     if checkpoint:
@@ -170,8 +173,8 @@ def load_model(model: Optional[str], checkpoint: Optional[str], num_classes: int
 
 
 def picture_name(model: Union[str, nn.Module, None], checkpoint: Optional[str] = None) -> Optional[str]:
-    """What the pictures call a model: its name when given, else the checkpoint's folder (``local-dir:``), file
-    stem or Hub repo (a deployed model's architecture is the plain one, the same for every row of a zoo), else
+    """What the pictures call a model: its name when given, else the checkpoint's folder (``local-dir:``), run
+    folder and file stem (``RUN/last``) or Hub repo (a deployed model's architecture is the plain one, the same for every row of a zoo), else
     None (the caller falls back to the architecture)."""
     if isinstance(model, str) and model:
         return model
@@ -179,8 +182,10 @@ def picture_name(model: Union[str, nn.Module, None], checkpoint: Optional[str] =
         return None
     if checkpoint.startswith('hf-hub:'):
         return checkpoint[len('hf-hub:'):].rstrip('/').split('/')[-1] or None
-    path = Path(checkpoint[len('local-dir:'):] if checkpoint.startswith('local-dir:') else checkpoint)
-    return path.resolve().name if checkpoint.startswith('local-dir:') else path.name.split('.')[0]
+    if checkpoint.startswith('local-dir:'):
+        return Path(checkpoint[len('local-dir:'):]).resolve().name
+    path = Path(checkpoint).resolve()  # RUN/last.safetensors -> 'RUN/last': the run says which model
+    return '/'.join(part for part in (path.parent.name, path.name.split('.')[0]) if part)
 
 
 def evaluate_to_folder(model: Union[str, nn.Module, None], data, out, checkpoint: Optional[str] = None,

@@ -9,8 +9,6 @@ CUDA). The run folder ``OUTPUT/EXPERIMENT`` holds ``args.yaml``, ``summary.csv``
 """
 import csv
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,7 @@ from torch import nn
 from ..checkpoint import MODEL_FOLDER_PREFIXES, STATE_FILE
 from ..data.domains import DataError, DomainSplit, CachedImages, leave_one_domain_out, scan_domains
 from ..data.folders import UNREADABLE_FILE, unreadable_note, write_unreadable  # noqa: F401  (UNREADABLE_FILE: the name)
-from ..io import atomic_output, check_output_path
+from ..io import atomic_files, atomic_output, check_output_path
 from .config import RecipeError, TrainConfig
 from .distributed import cleanup_distributed, setup_distributed
 from .loop import grad_scaler, prepare_for_training, train_one_epoch, validate
@@ -183,13 +181,9 @@ def save_model_folder(model: nn.Module, folder: Path, data_config: Dict, classes
                                 crop_pct=data_config['crop_pct'], test_crop_pct=data_config['crop_pct'],
                                 mean=tuple(data_config['mean']), std=tuple(data_config['std']),
                                 interpolation=data_config['interpolation'])
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix='.model.', dir=folder) as tmp:
-        save_for_hf(model, tmp, model_config={'label_names': list(classes)} if classes else None,
+    with atomic_files(folder) as tmp:
+        save_for_hf(model, str(tmp), model_config={'label_names': list(classes)} if classes else None,
                     model_args=dict(model_args or {}) or None, safe_serialization=True)
-        for name in ('model.safetensors', 'config.json'):
-            os.replace(Path(tmp) / name, folder / name)
 
 
 def _build_model(config: TrainConfig, ctx, num_classes: int) -> nn.Module:
