@@ -690,7 +690,8 @@ BAD_NUMBERS = {
                     ('--pgd-images', ['-3'], '--pgd-images must be >= 1')],
     'eval --domain-dir': [('--batch-size', ['0'], '--batch-size must be >= 1')],
     'make-data': [('--train', ['0', '-1'], '--train must be >= 1'), ('--val', ['0'], '--val must be >= 1'),
-                  ('--cue-conflict', ['0'], '--cue-conflict must be >= 1'), ('--size', ['0', '-5'], 'size must be >= 16')],
+                  ('--cue-conflict', ['0'], '--cue-conflict must be >= 1'),
+                  ('--size', ['0', '-5'], 'size must be >= 16')],
     'cue-conflict': [('--batch-size', ['0'], '--batch-size must be >= 1')],
     'suppress-texture': [('--batch-size', ['0'], '--batch-size must be >= 1')],
     'infomap': [('--size', ['0', '-5'], 'size must be an integer >= 16'), ('--radius', ['-1'], 'radius'),
@@ -698,7 +699,8 @@ BAD_NUMBERS = {
 }
 # the optional flags a command is tried with as well (the refusal must not depend on them)
 OPTIONAL_FLAGS = {
-    'train': ['--no-aug', '--model-ema', '--amp', '--overwrite'], 'convert': ['--no-aug', '--overwrite', '--keep', 'finetuned'],
+    'train': ['--no-aug', '--model-ema', '--amp', '--overwrite'],
+    'convert': ['--no-aug', '--overwrite', '--keep', 'finetuned'],
     'eval --data': ['--overwrite', '--seed', '3'], 'eval --domain-dir': ['--overwrite', '--seed', '3'],
     'make-data': ['--overwrite', '--seed', '2'], 'cue-conflict': ['--overwrite'],
     'suppress-texture': ['--double', '--overwrite'], 'infomap': ['--overwrite', '--seed', '1'],
@@ -708,7 +710,8 @@ OPTIONAL_FLAGS = {
 def _command_argv(command: str, hostile: Path, benchmark: Path, out: Path):
     """``command`` with good inputs and a fresh output ``out``: only the flag under test can be refused."""
     return {
-        'train': ['train', '--model', 'resnet18', '--data-dir', hostile / 'data', '--output', out, '--experiment', 'run'],
+        'train': ['train', '--model', 'resnet18', '--data-dir', hostile / 'data', '--output', out, '--experiment',
+                  'run'],
         'convert': ['convert', '--model', 'resnet18_infodrop', '--checkpoint', hostile / 'good.safetensors',
                     '--data-dir', hostile / 'data', '--out', out],
         'eval --data': ['eval', '--model', 'resnet18_infodrop', '--checkpoint', hostile / 'good.safetensors', '--data',
@@ -718,7 +721,8 @@ def _command_argv(command: str, hostile: Path, benchmark: Path, out: Path):
         'make-data': ['make-data', out],
         'cue-conflict': ['cue-conflict', '--model', 'resnet18', '--stimuli', hostile / 'data' / 'val' / 'a', '--out',
                          out.with_suffix('.json')],
-        'suppress-texture': ['suppress-texture', '--method', 'bilateral', '--in', hostile / 'data' / 'train', '--out', out],
+        'suppress-texture': ['suppress-texture', '--method', 'bilateral', '--in', hostile / 'data' / 'train',
+                             '--out', out],
         'infomap': ['infomap', '-o', out.with_suffix('.png')],
     }[command]
 
@@ -750,8 +754,8 @@ def not_checkpoints(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp('not_checkpoints')
     (root / 'notes.safetensors').write_text('my notes, not weights\n')
     (root / 'unfinished').mkdir()
-    save_file(timm.create_model('resnet18_infodrop', num_classes=2).state_dict(), str(root / 'unfinished' / 'x.safetensors'))
-    (root / 'unfinished' / 'x.safetensors').rename(root / 'unfinished' / 'last.safetensors')
+    weights = timm.create_model('resnet18_infodrop', num_classes=2).state_dict()
+    save_file(weights, str(root / 'unfinished' / 'last.safetensors'))
     return root
 
 

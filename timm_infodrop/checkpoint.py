@@ -160,6 +160,7 @@ def load_variant(checkpoint: str, model_name: Optional[str] = None, model_kwargs
             raise CheckpointError(f'{checkpoint} holds a {model.pretrained_cfg.get("architecture")}, '
                                   f'not a {model_name}')
         return model
+    check_checkpoint_file(checkpoint)  # the file's own problem first, whatever else is missing
     if not model_name:
         raise ConfigError('--model is needed with a checkpoint file')
     if model_name not in timm.list_models():

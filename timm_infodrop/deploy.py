@@ -30,15 +30,15 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .checkpoint import (BAD_CHECKPOINT_ERRORS, MODEL_FOLDER_PREFIXES, PICKLE_SUFFIXES, RUN_ARGS, check_checkpoint_file,
-                         checkpoint_inputs, load_variant, unreadable_checkpoint)
+from .checkpoint import (BAD_CHECKPOINT_ERRORS, MODEL_FOLDER_PREFIXES, PICKLE_SUFFIXES, RUN_ARGS,
+                         check_checkpoint_file, checkpoint_inputs, load_variant, unreadable_checkpoint)
 from .convert import KEEP_CHOICES
 from .errors import CheckpointError, ConfigError, check_ranges
 from .io import atomic_directory, check_output_path
 
 __all__ = ['convert_folder', 'convert_summary', 'read_run_args', 'resolve_model_name', 'data_config', 'deploy_cfg',
-           'folder_loaders', 'write_deploy_folder', 'check_preprocessing', 'check_numbers', 'check_data_dir', 'peek_checkpoint',
-           'safe_globals', 'KEEP_CHOICES', 'INTERPOLATIONS', 'SPLITS', 'RUN_ARGS', 'DATA_KEYS']
+           'folder_loaders', 'write_deploy_folder', 'check_preprocessing', 'check_numbers', 'check_data_dir',
+           'peek_checkpoint', 'safe_globals', 'KEEP_CHOICES', 'INTERPOLATIONS', 'SPLITS', 'RUN_ARGS', 'DATA_KEYS']
 
 SPLITS = ('train', 'val')
 # the run arguments that decide the evaluation preprocessing (timm's resolve_data_config reads them)

@@ -15,8 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--model', help='the trained variant, e.g. resnet18_infodrop (default: the checkpoint\'s '
                                         'arch, its run\'s args.yaml model, or a folder\'s config.json architecture)')
     parser.add_argument('--checkpoint', required=True,
-                        help='a timm-infodrop train run: RUN/model.safetensors, RUN/last.safetensors (the resume state) '
-                             'or local-dir:RUN; a timm train.py RUN/last.pth.tar or RUN/model_best.pth.tar '
+                        help='a timm-infodrop train run: RUN/model.safetensors, RUN/last.safetensors (the resume '
+                             'state) or local-dir:RUN; a timm train.py RUN/last.pth.tar or RUN/model_best.pth.tar '
                              '(state_dict_ema preferred); another .safetensors; or hf-hub:org/name')
     parser.add_argument('--data-dir', required=True, help='ImageFolder root with train/ and val/')
     parser.add_argument('--out', required=True,
