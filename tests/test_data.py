@@ -121,11 +121,44 @@ def test_make_benchmark_is_the_library_route(tmp_path):
     assert digest(out) == digest(tmp_path / 'c')
     with pytest.raises(OutputError, match='exists'):
         make_benchmark(out, sizes=sizes)
-    with pytest.raises(ConfigError, match='split sizes must be >= 1'):
+    with pytest.raises(ConfigError, match='--val must be >= 1, got 0'):
         make_benchmark(tmp_path / 'd', sizes={'val': 0})
     with pytest.raises(ConfigError, match='unknown splits'):
         make_benchmark(tmp_path / 'd', sizes={'test': 1})
     assert not (tmp_path / 'd').exists() and list(DEFAULT_SPLIT_SIZES) == list(SPLITS)
+
+
+def test_make_data_touches_only_the_asked_sizes_and_the_evaluation_splits_follow_val(tmp_path, capsys):
+    """--train 20 --val 10 writes 10 images into each evaluation split (not the 1000 defaults), and says so;
+    a split given explicitly keeps its size; with nothing given, the documented defaults."""
+    from timm_infodrop.data.benchmark import DEFAULT_SPLIT_SIZES, EVALUATION_SPLITS, split_sizes
+
+    assert main(['make-data', str(tmp_path / 'd'), '--size', '16', '--train', '20', '--val', '10']) == 0
+    sizes = json.loads((tmp_path / 'd' / 'benchmark.json').read_text())['sizes']
+    assert sizes == {'train': 20, 'val': 10, 'cue_conflict': 10, 'silhouette': 10, 'texture_only': 10}
+    for split, count in sizes.items():
+        assert len(list((tmp_path / 'd' / split).rglob('*.png'))) == count, split
+    assert 'train 20, val 10, cue_conflict 10, silhouette 10, texture_only 10' in capsys.readouterr().out
+    assert split_sizes({'val': 7, 'silhouette': 3}) == {'train': DEFAULT_SPLIT_SIZES['train'], 'val': 7,
+                                                        'cue_conflict': 7, 'silhouette': 3, 'texture_only': 7}
+    assert split_sizes() == DEFAULT_SPLIT_SIZES and all(DEFAULT_SPLIT_SIZES[s] == DEFAULT_SPLIT_SIZES['val']
+                                                        for s in EVALUATION_SPLITS)
+
+
+def test_contact_sheets_label_every_row_with_its_class():
+    """Each row of a contact sheet carries its class name at the left: a label strip beside the grid whose rows
+    differ from one another (the names are drawn), over a white background."""
+    from timm_infodrop.data.benchmark import class_names, contact_sheet
+
+    config = ShapesConfig(size=16)
+    for split in ('train', 'texture_only'):
+        sheet = np.asarray(contact_sheet(config, split, per_class=3)).astype(int)
+        grid_width, row = 3 * (16 + 2), 16 + 2
+        assert sheet.shape[1] > grid_width and sheet.shape[0] == config.num_classes * row
+        strip = sheet[:, :sheet.shape[1] - grid_width]
+        rows = [strip[r * row:(r + 1) * row] for r in range(config.num_classes)]
+        assert all((r < 128).any() for r in rows), split  # dark text in every row
+        assert len({r.tobytes() for r in rows}) == len(class_names(config, split)), split  # each its own name
 
 
 def test_silhouette_mask_marks_the_flat_object():

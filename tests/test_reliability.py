@@ -675,6 +675,123 @@ def test_cli_fuzz_gives_no_tracebacks(hostile, tmp_path):
     assert {a[0] for a in tried} == set(specs) == set(SUBCOMMANDS)
 
 
+# ---------------------------------------------------------------------------------------------- numbers and files
+# every command's numeric flags with values out of range (sizes, batch sizes, epochs, counts, fractions, rates):
+# (flag, bad values, what the one-line error says)
+BAD_NUMBERS = {
+    'train': [('--img-size', ['-5', '0'], '--img-size must be >= 1'), ('-b', ['0', '-1'], '--batch-size must be >= 1'),
+              ('--epochs', ['0'], '--epochs must be >= 1'), ('-j', ['-1'], '--workers must be >= 0'),
+              ('--lr', ['-1', 'nan'], '--lr must be > 0'), ('--crop-pct', ['0', '1.5'], '--crop-pct must be in (0, 1]'),
+              ('-vb', ['0'], '--validation-batch-size must be >= 1'), ('--smoothing', ['1'], '--smoothing must be in'),
+              ('--hflip', ['2'], '--hflip must be in [0, 1]'), ('--num-classes', ['0'], '--num-classes must be >= 1')],
+    'convert': [('--img-size', ['-5', '0'], '--img-size must be >= 1'), ('--batch-size', ['0'], '--batch-size must be'),
+                ('--finetune-epochs', ['-1'], '--finetune-epochs must be >= 0'),
+                ('--recalibrate-batches', ['-1'], '--recalibrate-batches must be >= 0'),
+                ('--finetune-lr', ['0', 'nan'], '--finetune-lr must be > 0'), ('--workers', ['-1'], '--workers must be'),
+                ('--crop-pct', ['0', '1.5'], '--crop-pct must be in (0, 1]'), ('--std', ['0'], '--std must be > 0')],
+    'eval --data': [('--batch-size', ['0', '-1'], '--batch-size must be >= 1'),
+                    ('--corruption-images', ['0'], '--corruption-images must be >= 1'),
+                    ('--pgd-images', ['-3'], '--pgd-images must be >= 1')],
+    'eval --domain-dir': [('--batch-size', ['0'], '--batch-size must be >= 1')],
+    'make-data': [('--train', ['0', '-1'], '--train must be >= 1'), ('--val', ['0'], '--val must be >= 1'),
+                  ('--cue-conflict', ['0'], '--cue-conflict must be >= 1'),
+                  ('--size', ['0', '-5'], 'size must be >= 16')],
+    'cue-conflict': [('--batch-size', ['0'], '--batch-size must be >= 1')],
+    'suppress-texture': [('--batch-size', ['0'], '--batch-size must be >= 1')],
+    'infomap': [('--size', ['0', '-5'], 'size must be an integer >= 16'), ('--radius', ['-1'], 'radius'),
+                ('--temperature', ['0'], 'temperature')],
+}
+# the optional flags a command is tried with as well (the refusal must not depend on them)
+OPTIONAL_FLAGS = {
+    'train': ['--no-aug', '--model-ema', '--amp', '--overwrite'],
+    'convert': ['--no-aug', '--overwrite', '--keep', 'finetuned'],
+    'eval --data': ['--overwrite', '--seed', '3'], 'eval --domain-dir': ['--overwrite', '--seed', '3'],
+    'make-data': ['--overwrite', '--seed', '2'], 'cue-conflict': ['--overwrite'],
+    'suppress-texture': ['--double', '--overwrite'], 'infomap': ['--overwrite', '--seed', '1'],
+}
+
+
+def _command_argv(command: str, hostile: Path, benchmark: Path, out: Path):
+    """``command`` with good inputs and a fresh output ``out``: only the flag under test can be refused."""
+    return {
+        'train': ['train', '--model', 'resnet18', '--data-dir', hostile / 'data', '--output', out, '--experiment',
+                  'run'],
+        'convert': ['convert', '--model', 'resnet18_infodrop', '--checkpoint', hostile / 'good.safetensors',
+                    '--data-dir', hostile / 'data', '--out', out],
+        'eval --data': ['eval', '--model', 'resnet18_infodrop', '--checkpoint', hostile / 'good.safetensors', '--data',
+                        benchmark, '--out', out],
+        'eval --domain-dir': ['eval', '--model', 'resnet18_infodrop', '--checkpoint', hostile / 'good.safetensors',
+                              '--domain-dir', hostile / 'data' / 'val', '--out', out],
+        'make-data': ['make-data', out],
+        'cue-conflict': ['cue-conflict', '--model', 'resnet18', '--stimuli', hostile / 'data' / 'val' / 'a', '--out',
+                         out.with_suffix('.json')],
+        'suppress-texture': ['suppress-texture', '--method', 'bilateral', '--in', hostile / 'data' / 'train',
+                             '--out', out],
+        'infomap': ['infomap', '-o', out.with_suffix('.png')],
+    }[command]
+
+
+NUMBER_CASES = [(command, flag, value, message) for command, rows in BAD_NUMBERS.items()
+                for flag, values, message in rows for value in values]
+
+
+@pytest.mark.parametrize('optional', [False, True], ids=['required flags', 'with optional flags'])
+@pytest.mark.parametrize('command, flag, value, message', NUMBER_CASES,
+                         ids=[f'{c} {f} {v}' for c, f, v, _ in NUMBER_CASES])
+def test_every_command_refuses_bad_numbers_before_writing_anything(hostile, benchmark, tmp_path, capsys, command, flag,
+                                                                   value, message, optional):
+    """Each command x each numeric flag x out-of-range values (negative, zero, NaN), with and without the
+    optional flags: exit 2, one line naming the flag, nothing written (no run folder, no output), no input
+    changed."""
+    argv = _command_argv(command, hostile, benchmark, tmp_path / 'out') + [flag, value]
+    argv += OPTIONAL_FLAGS[command] if optional else []
+    before = _tree_digest(hostile)
+    code, last = _run(argv, capsys)
+    assert code == 2 and last.startswith(f'timm-infodrop {argv[0]}: error: ') and message in last, last
+    assert list(tmp_path.iterdir()) == [] and _tree_digest(hostile) == before
+
+
+@pytest.fixture(scope='module')
+def not_checkpoints(tmp_path_factory) -> Path:
+    """Files a newcomer hands over as checkpoints: a text file renamed .safetensors, a run folder whose training
+    never finished (a resume state, no config.json)."""
+    root = tmp_path_factory.mktemp('not_checkpoints')
+    (root / 'notes.safetensors').write_text('my notes, not weights\n')
+    (root / 'unfinished').mkdir()
+    weights = timm.create_model('resnet18_infodrop', num_classes=2).state_dict()
+    save_file(weights, str(root / 'unfinished' / 'last.safetensors'))
+    return root
+
+
+CHECKPOINT_INPUTS = {
+    'text renamed .safetensors': ('notes.safetensors', 'not a safetensors file'),
+    'unfinished run folder': ('local-dir:{root}/unfinished', 'an unfinished timm-infodrop train run'),
+}
+
+
+@pytest.mark.parametrize('optional', [False, True], ids=['no --model', 'with --model'])
+@pytest.mark.parametrize('case', list(CHECKPOINT_INPUTS))
+@pytest.mark.parametrize('command', ['convert', 'eval --data', 'eval --domain-dir', 'cue-conflict'])
+def test_checkpoints_that_are_not_are_named_by_their_real_cause(hostile, benchmark, not_checkpoints, tmp_path, capsys,
+                                                                command, case, optional):
+    """The real cause, with or without --model: a text file is "not a safetensors file" (never "does not name its
+    architecture"), a run folder without config.json points at its resume state; exit 2, nothing written."""
+    name, message = CHECKPOINT_INPUTS[case]
+    checkpoint = name.format(root=not_checkpoints) if name.startswith('local-dir:') else not_checkpoints / name
+    argv = _command_argv(command, hostile, benchmark, tmp_path / 'out')
+    if '--model' in argv:
+        index = argv.index('--model')
+        del argv[index:index + 2]
+    argv = [a for a in argv if a != hostile / 'good.safetensors']
+    if '--checkpoint' in argv:
+        argv.remove('--checkpoint')
+    argv += ['--checkpoint', checkpoint] + (['--model', 'resnet18_infodrop'] if optional else [])
+    before = _tree_digest(not_checkpoints)
+    code, last = _run(argv, capsys)
+    assert code == 2 and message in last and 'does not name its architecture' not in last, last
+    assert list(tmp_path.iterdir()) == [] and _tree_digest(not_checkpoints) == before
+
+
 # ---------------------------------------------------------------------------------------------- the table
 def _defined_tests() -> set:
     names = set()

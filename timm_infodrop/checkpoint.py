@@ -7,20 +7,27 @@ propagates (a bug, not a bad file).
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import timm
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from .errors import CheckpointError, ConfigError
 from .hub import HubWeightsError, hub_errors, read_model_config
 
-__all__ = ['load_variant', 'read_state_dict', 'model_folder', 'checkpoint_input', 'CHECKPOINT_SUFFIXES',
-           'MODEL_FOLDER_PREFIXES', 'BAD_CHECKPOINT_ERRORS']
+__all__ = ['load_variant', 'read_state_dict', 'check_checkpoint_file', 'unreadable_checkpoint', 'model_folder',
+           'checkpoint_inputs', 'CHECKPOINT_SUFFIXES', 'SAFETENSORS_SUFFIX', 'PICKLE_SUFFIXES', 'MODEL_FOLDER_PREFIXES',
+           'BAD_CHECKPOINT_ERRORS', 'STATE_FILE', 'STATE_FORMAT', 'RUN_ARGS']
 
-CHECKPOINT_SUFFIXES = ('.safetensors', '.pth.tar', '.pth', '.pt', '.bin')
+# the checkpoint files we read, listed once: safetensors, and the pickles of timm's train.py and torch.save
+SAFETENSORS_SUFFIX = '.safetensors'
+PICKLE_SUFFIXES = ('.pth.tar', '.pth', '.pt', '.bin')
+CHECKPOINT_SUFFIXES = (SAFETENSORS_SUFFIX, *PICKLE_SUFFIXES)
+STATE_FILE = 'last.safetensors'  # the trainer's resume state in its run folder, rewritten every epoch
+STATE_FORMAT = 'timm-infodrop-training-state/1'  # its format (safetensors metadata); the model's keys are model.*
+RUN_ARGS = 'args.yaml'  # timm train.py and timm-infodrop train write it into the run folder
 MODEL_FOLDER_PREFIXES = ('hf-hub:', 'local-dir:')  # timm model folders: config.json + weights
 _LISTED = 10
 # what loading a bad file raises: safetensors header errors; pickle, zip and end-of-file errors of torch.load
@@ -30,21 +37,52 @@ BAD_CHECKPOINT_ERRORS = (SafetensorError, pickle.UnpicklingError, zipfile.BadZip
                          RuntimeError)
 
 
-def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """Tensors of a safetensors file or of a timm ``train.py`` checkpoint (EMA weights preferred).
+def check_checkpoint_file(path: str) -> None:
+    """Refuse what is not a checkpoint file before anything else is asked of it: a missing file, an unknown
+    suffix, a ``.safetensors`` whose header does not decode (a text file renamed, a truncated download).
+    Pickles are read by :func:`read_state_dict` (weights-only).
 
-    Pickle files load with ``weights_only=True`` only.
+    Raises:
+        FileNotFoundError, CheckpointError: naming the file and the cause.
     """
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f'{path!r}: no such checkpoint file')
     if not file.name.endswith(CHECKPOINT_SUFFIXES):
         raise CheckpointError(f'{path!r}: unsupported checkpoint format; use one of {", ".join(CHECKPOINT_SUFFIXES)}')
+    if file.name.endswith(SAFETENSORS_SUFFIX):
+        _safetensors_metadata(file)
+
+
+def _safetensors_metadata(file: Path) -> Dict[str, str]:
     try:
+        with safe_open(str(file), framework='pt') as f:
+            return f.metadata() or {}
+    except SafetensorError as error:
+        raise CheckpointError(f'{str(file)!r} is not a readable weights-only checkpoint: not a safetensors file '
+                              f'({type(error).__name__}: {error})') from None
+
+
+def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """Tensors of a safetensors file, of a timm ``train.py`` checkpoint (EMA weights preferred), or the model
+    weights (``model.*``) of a ``timm-infodrop train`` resume state (``RUN/last.safetensors``).
+
+    Pickle files load with ``weights_only=True`` only.
+    """
+    check_checkpoint_file(path)
+    file = Path(path)
+    try:
+        if file.name.endswith(SAFETENSORS_SUFFIX) and _safetensors_metadata(file).get('format') == STATE_FORMAT:
+            with safe_open(str(file), framework='pt') as f:
+                return {key[len('model.'):]: f.get_tensor(key) for key in f.keys() if key.startswith('model.')}
         return timm.models.load_state_dict(str(file), use_ema=True, weights_only=True)
     except BAD_CHECKPOINT_ERRORS as error:  # safetensors, pickle and zip errors have no common base
-        raise CheckpointError(f'{path!r} is not a readable weights-only checkpoint '
-                              f'({type(error).__name__}: {error})') from None
+        raise unreadable_checkpoint(path, error) from None
+
+
+def unreadable_checkpoint(path: str, error: BaseException) -> CheckpointError:
+    """The error for a checkpoint file that does not decode (weights-only), naming the file and the cause."""
+    return CheckpointError(f'{path!r} is not a readable weights-only checkpoint ({type(error).__name__}: {error})')
 
 
 def _num_classes(name: str, state_dict: Dict[str, torch.Tensor]) -> int:
@@ -67,18 +105,27 @@ def model_folder(checkpoint: str) -> Optional[Path]:
         return None
     folder = Path(checkpoint[len('local-dir:'):])
     if not (folder / 'config.json').is_file():
+        state = folder / STATE_FILE
+        hint = (f'; an unfinished timm-infodrop train run: give its resume state, --checkpoint {state}'
+                if state.is_file() else '')
         raise FileNotFoundError(f'{checkpoint!r}: {str(folder)!r} has no config.json (a timm model folder has '
-                                'config.json and model.safetensors)')
+                                f'config.json and model.safetensors){hint}')
     read_model_config(folder)
     return folder
 
 
-def checkpoint_input(checkpoint: Optional[str]) -> Optional[Path]:
-    """The local path a ``--checkpoint`` value reads (a file, or a ``local-dir:`` folder), for
-    :func:`timm_infodrop.io.check_output_path`'s inputs; None for ``hf-hub:`` ids and no checkpoint."""
+def checkpoint_inputs(checkpoint: Optional[str]) -> List[Path]:
+    """The local files a ``--checkpoint`` value reads, for :func:`timm_infodrop.io.check_output_path`'s inputs:
+    the file and the run's ``args.yaml`` beside it; for ``local-dir:RUN`` the files of RUN (config.json, the
+    weights, args.yaml...), not the folder, so a new folder inside it (``--out RUN/deploy``, timm's layout)
+    overwrites no input; none for ``hf-hub:`` ids and no checkpoint."""
     if not checkpoint or checkpoint.startswith('hf-hub:'):
-        return None
-    return Path(checkpoint[len('local-dir:'):] if checkpoint.startswith('local-dir:') else checkpoint)
+        return []
+    if checkpoint.startswith('local-dir:'):
+        folder = Path(checkpoint[len('local-dir:'):])
+        return sorted(path for path in folder.iterdir() if not path.is_dir()) if folder.is_dir() else [folder]
+    file = Path(checkpoint)
+    return [file] + [path for path in [file.parent / RUN_ARGS] if path.is_file()]
 
 
 def load_variant(checkpoint: str, model_name: Optional[str] = None, model_kwargs: Optional[Dict] = None) -> nn.Module:
@@ -113,6 +160,7 @@ def load_variant(checkpoint: str, model_name: Optional[str] = None, model_kwargs
             raise CheckpointError(f'{checkpoint} holds a {model.pretrained_cfg.get("architecture")}, '
                                   f'not a {model_name}')
         return model
+    check_checkpoint_file(checkpoint)  # the file's own problem first, whatever else is missing
     if not model_name:
         raise ConfigError('--model is needed with a checkpoint file')
     if model_name not in timm.list_models():

@@ -1,4 +1,7 @@
-"""Deploy: strip the dropout layers, recalibrate and finetune BatchNorm, ship a plain timm model.
+"""The conversion's model work, in memory: strip the dropout layers, check, recalibrate and finetune BN.
+
+Models and loaders in, a plain timm model and a report out (:func:`convert`); no file is read or written
+here: :mod:`timm_infodrop.deploy` reads the checkpoint and the data and writes the model folder.
 
 The papers' recipe: train with InfoDrop, then remove it and finetune on the training data (Shi et
 al.); re-estimate BN statistics with the noise off before testing (Achille & Soatto). Dropping ~30%

@@ -1,7 +1,13 @@
-"""Deploy a trained variant as a plain timm model folder that vanilla timm loads: :func:`convert_folder`.
+"""The conversion's file work (``timm-infodrop convert``): checkpoint and data in, a timm model folder out.
 
-:mod:`timm_infodrop.convert` does the model work (strip, check, recalibrate and finetune BN); this module
-reads what the checkpoint's run says, builds the ImageFolder loaders and writes the folder.
+:func:`convert_folder` reads the checkpoint and what its run says, builds the ImageFolder loaders, hands the
+model work (strip, check, recalibrate and finetune BN) to :mod:`timm_infodrop.convert` and writes a plain timm
+model folder that vanilla timm loads.
+
+Checkpoints: everything our trainer and timm's ``train.py`` write (:func:`timm_infodrop.checkpoint.read_state_dict`):
+``RUN/model.safetensors``, the trainer's resume state ``RUN/last.safetensors`` (its model weights),
+``local-dir:RUN``, timm's ``RUN/last.pth.tar`` and ``RUN/model_best.pth.tar``, and ``hf-hub:`` ids. ``--out
+RUN/deploy`` is accepted: it overwrites no input (the inputs are the run's files, not its folder).
 
 The architecture and the evaluation preprocessing come from the checkpoint's run when it has one:
 
@@ -21,37 +27,38 @@ documentation uses.
 import argparse
 import contextlib
 import json
-import math
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from .checkpoint import (BAD_CHECKPOINT_ERRORS, MODEL_FOLDER_PREFIXES, PICKLE_SUFFIXES, RUN_ARGS,
+                         check_checkpoint_file, checkpoint_inputs, load_variant, unreadable_checkpoint)
 from .convert import KEEP_CHOICES
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, check_ranges
 from .io import atomic_directory, check_output_path
 
 __all__ = ['convert_folder', 'convert_summary', 'read_run_args', 'resolve_model_name', 'data_config', 'deploy_cfg',
-           'folder_loaders', 'write_deploy_folder', 'check_preprocessing', 'check_data_dir', 'peek_checkpoint',
-           'safe_globals', 'KEEP_CHOICES', 'INTERPOLATIONS', 'SPLITS', 'RUN_ARGS', 'DATA_KEYS']
+           'folder_loaders', 'write_deploy_folder', 'check_preprocessing', 'check_numbers', 'check_data_dir',
+           'peek_checkpoint', 'safe_globals', 'KEEP_CHOICES', 'INTERPOLATIONS', 'SPLITS', 'RUN_ARGS', 'DATA_KEYS']
 
 SPLITS = ('train', 'val')
-RUN_ARGS = 'args.yaml'  # timm train.py and timm-infodrop train write it into the run folder
 # the run arguments that decide the evaluation preprocessing (timm's resolve_data_config reads them)
 DATA_KEYS = ('input_size', 'img_size', 'in_chans', 'crop_pct', 'crop_mode', 'mean', 'std', 'interpolation')
 INTERPOLATIONS = ('nearest', 'bilinear', 'bicubic', 'box', 'hamming', 'lanczos')
-_PICKLE_SUFFIXES = ('.pth.tar', '.pth', '.pt', '.bin')
 _OVERRIDES = ('img_size', 'crop_pct', 'mean', 'std', 'interpolation')
 
 
-def check_data_dir(data_dir) -> Path:
-    """``data_dir`` as a Path: an ImageFolder root with ``train/`` and ``val/`` whose classes agree."""
-    from .data.folders import check_image_folders
+def check_data_dir(data_dir) -> Tuple[Path, List[Path]]:
+    """``data_dir`` as a Path, an ImageFolder root with ``train/`` and ``val/`` whose classes agree, and its
+    unreadable images: up to 1% of each split (:func:`timm_infodrop.data.folders.verify_images`), skipped and
+    named as ``train`` does; more is a DataError."""
+    from .data.folders import check_image_folders, verify_images
 
     root = Path(data_dir)
     missing = [split for split in SPLITS if not (root / split).is_dir()]
     if missing:
         raise FileNotFoundError(f'--data-dir {str(root)!r} has no {" or ".join(f"{m}/" for m in missing)} folder')
     check_image_folders(root, SPLITS)
-    return root
+    return root, [path for split in SPLITS for path in verify_images(root / split)]
 
 
 # --- what the checkpoint's run says ---------------------------------------------------------------
@@ -67,13 +74,21 @@ def safe_globals():
 
 
 def peek_checkpoint(checkpoint: str) -> Optional[Dict[str, Any]]:
-    """The dict of a timm train.py checkpoint (weights-only, memory-mapped); None for anything else, and for a
-    file that does not load: the loader names its problem."""
+    """The dict of a timm train.py checkpoint (weights-only, memory-mapped); None for a model folder, a
+    safetensors file and a pickle that holds no dict.
+
+    Raises:
+        FileNotFoundError, CheckpointError: a missing file, an unknown suffix, or a file that does not decode
+            (:func:`timm_infodrop.checkpoint.check_checkpoint_file`): the real cause, before anything asks the
+            file which architecture it holds.
+    """
     import torch
 
+    if checkpoint.startswith(MODEL_FOLDER_PREFIXES):
+        return None
+    check_checkpoint_file(checkpoint)
     path = Path(checkpoint)
-    if checkpoint.startswith(('hf-hub:', 'local-dir:')) or not path.name.endswith(_PICKLE_SUFFIXES) \
-            or not path.is_file():
+    if not path.name.endswith(PICKLE_SUFFIXES):
         return None
     try:
         with safe_globals():
@@ -81,8 +96,8 @@ def peek_checkpoint(checkpoint: str) -> Optional[Dict[str, Any]]:
                 loaded = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
             except RuntimeError:  # not a zip archive: mmap needs one
                 loaded = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception:  # unreadable or unsafe: load_variant refuses it with its own message
-        return None
+    except BAD_CHECKPOINT_ERRORS as error:  # unreadable or unsafe (weights_only refuses it)
+        raise unreadable_checkpoint(checkpoint, error) from None
     return loaded if isinstance(loaded, dict) else None
 
 
@@ -130,7 +145,7 @@ def resolve_model_name(checkpoint: str, model: Optional[str], peeked: Optional[D
         ((peeked or {}).get('arch'), f'the checkpoint\'s arch ({checkpoint})'),
         (run_args.get('model'), f'model in {run_source}'),
     ) if isinstance(name, str) and name]
-    if checkpoint.startswith(('hf-hub:', 'local-dir:')):
+    if checkpoint.startswith(MODEL_FOLDER_PREFIXES):
         return model  # the folder's config.json names the architecture; load_variant checks model
     if model:
         for name, source in named[:1]:
@@ -150,13 +165,17 @@ def check_preprocessing(img_size: Optional[int] = None, crop_pct: Optional[float
                         mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None) -> None:
     """ConfigError for an override out of range: ``img_size`` >= 1, ``crop_pct`` in (0, 1], finite ``mean``,
     finite ``std`` > 0."""
-    if img_size is not None and img_size < 1:
-        raise ConfigError(f'--img-size must be >= 1, got {img_size}')
-    if crop_pct is not None and not (0 < crop_pct <= 1):
-        raise ConfigError(f'--crop-pct must be in (0, 1], got {crop_pct}')
-    for name, values in (('mean', mean), ('std', std)):
-        if values is not None and not all(math.isfinite(v) and (v > 0 or name == 'mean') for v in values):
-            raise ConfigError(f'--{name} must be finite{" and > 0" if name == "std" else ""}, got {values}')
+    check_ranges([('--img-size', img_size, 1), ('--crop-pct', crop_pct, 0, 1, True)]
+                 + [('--mean', v) for v in mean or []] + [('--std', v, 0, None, True) for v in std or []])
+
+
+def check_numbers(recalibrate_batches: Optional[int] = None, finetune_epochs: int = 0, finetune_lr: float = 1e-3,
+                  batch_size: int = 32, workers: int = 0) -> None:
+    """ConfigError for a conversion number out of range: ``recalibrate_batches`` and ``finetune_epochs``
+    >= 0, ``finetune_lr`` > 0, ``batch_size`` >= 1, ``workers`` >= 0 (all finite)."""
+    check_ranges([('--recalibrate-batches', recalibrate_batches, 0), ('--finetune-epochs', finetune_epochs, 0),
+                  ('--finetune-lr', finetune_lr, 0, None, True), ('--batch-size', batch_size, 1),
+                  ('--workers', workers, 0)])
 
 
 def data_config(model, checkpoint: str, run_args: Dict[str, Any], run_source: Optional[str],
@@ -180,7 +199,7 @@ def data_config(model, checkpoint: str, run_args: Dict[str, Any], run_source: Op
                           f'({type(error).__name__}: {error}): {({**given, **flags})}') from None
     if run_source is not None:
         source = run_source
-    elif checkpoint.startswith(('hf-hub:', 'local-dir:')):
+    elif checkpoint.startswith(MODEL_FOLDER_PREFIXES):
         source = f'the config.json of {checkpoint}'
     else:
         source = f'the default config of {model.pretrained_cfg.get("architecture")}'
@@ -201,13 +220,16 @@ def deploy_cfg(config: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def folder_loaders(root, model, config: Optional[Dict[str, Any]] = None, img_size: Optional[int] = None,
-                   batch_size: int = 32, workers: int = 0, seed: int = 0, no_aug: bool = False):
+                   batch_size: int = 32, workers: int = 0, seed: int = 0, no_aug: bool = False,
+                   skip: Sequence[Path] = ()):
     """The converter's loaders over the ImageFolder ``root``: ``recalibrate`` (train/, eval transform,
     shuffled), ``finetune`` (train/, training transform, shuffled) and ``val`` (val/, in order); returns
-    ``(loaders, val classes, data config)``. ``config`` defaults to the model's, at ``img_size`` if given."""
+    ``(loaders, val classes, data config)``. ``config`` defaults to the model's, at ``img_size`` if given;
+    ``skip``: the unreadable images, left out (:func:`check_data_dir`)."""
     import torch
     from timm.data import create_transform, resolve_data_config
-    from torchvision.datasets import ImageFolder
+
+    from .data.folders import image_folder_dataset
 
     root = Path(root)
     if config is None:
@@ -216,9 +238,9 @@ def folder_loaders(root, model, config: Optional[Dict[str, Any]] = None, img_siz
     eval_transform = create_transform(**config, is_training=False)
     train_transform = create_transform(**config, is_training=True, no_aug=no_aug)
     datasets = {
-        'recalibrate': ImageFolder(root / 'train', transform=eval_transform),
-        'finetune': ImageFolder(root / 'train', transform=train_transform),
-        'val': ImageFolder(root / 'val', transform=eval_transform),
+        'recalibrate': image_folder_dataset(root / 'train', eval_transform, skip),
+        'finetune': image_folder_dataset(root / 'train', train_transform, skip),
+        'val': image_folder_dataset(root / 'val', eval_transform, skip),
     }
     generator = torch.Generator().manual_seed(seed)
     # recalibration batches are shuffled too: ImageFolder lists images class by class, and BN's
@@ -243,15 +265,17 @@ def convert_summary(report: Dict[str, Any], out) -> str:
 
 
 def write_deploy_folder(plain, out, classes: List[str], report: Dict[str, Any], preprocessing: Dict[str, Any],
-                        onnx_input=None) -> None:
+                        onnx_input=None, unreadable: Sequence[Path] = ()) -> None:
     """Write ``out`` whole or not at all: ``model.safetensors`` and ``config.json`` (timm's ``save_for_hf``,
-    label names ``classes``, ``pretrained_cfg`` carrying ``preprocessing``), ``convert_report.json`` and, given
-    ``onnx_input``, ``model.onnx`` checked against torch on it (``report['onnx_max_abs_difference']``)."""
+    label names ``classes``, ``pretrained_cfg`` carrying ``preprocessing``), ``convert_report.json``, given
+    ``onnx_input``, ``model.onnx`` checked against torch on it (``report['onnx_max_abs_difference']``), and given
+    ``unreadable`` images (skipped), ``unreadable_images.txt``."""
     import inspect
 
     from timm.models import save_for_hf
 
     from .convert import export_onnx
+    from .data.folders import write_unreadable
 
     with atomic_directory(Path(out)) as tmp:
         # pretrained_cfg carries the preprocessing; timm versions whose export resolves it again take it explicitly
@@ -264,6 +288,7 @@ def write_deploy_folder(plain, out, classes: List[str], report: Dict[str, Any], 
             raise RuntimeError(f'config.json does not carry the preprocessing the report used: {differs}')
         if onnx_input is not None:
             report['onnx_max_abs_difference'] = export_onnx(plain, tmp / 'model.onnx', onnx_input)
+        write_unreadable(tmp, unreadable)
         (tmp / 'convert_report.json').write_text(json.dumps(report, indent=2) + '\n')
 
 
@@ -307,15 +332,18 @@ def convert_folder(
     """
     import torch
 
-    from .checkpoint import checkpoint_input, load_variant
     from .convert import convert
+    from .data.folders import UNREADABLE_FILE, unreadable_note
     from .models._builder import trained_cfg
 
     if export not in (None, 'onnx'):
         raise ConfigError(f"export must be None or 'onnx', got {export!r}")
+    if keep not in KEEP_CHOICES:
+        raise ConfigError(f'--keep must be one of {", ".join(KEEP_CHOICES)}, got {keep!r}')
     check_preprocessing(img_size, crop_pct, mean, std)
-    out = check_output_path(out, overwrite, directory=True, inputs=[checkpoint_input(checkpoint), data_dir])
-    root = check_data_dir(data_dir)
+    check_numbers(recalibrate_batches, finetune_epochs, finetune_lr, batch_size, workers)
+    out = check_output_path(out, overwrite, directory=True, inputs=[*checkpoint_inputs(checkpoint), data_dir])
+    root, unreadable = check_data_dir(data_dir)
     torch.manual_seed(seed)
     peeked = peek_checkpoint(checkpoint)
     run_args, run_source = read_run_args(checkpoint, peeked)
@@ -329,8 +357,10 @@ def convert_folder(
                                mean=mean, std=std, interpolation=interpolation)
     if log is not None:
         log(line)
+        if unreadable:
+            log(unreadable_note(unreadable, Path(out) / UNREADABLE_FILE))
     loaders, classes, config = folder_loaders(root, source, config, batch_size=batch_size, workers=workers,
-                                              seed=seed, no_aug=no_aug)
+                                              seed=seed, no_aug=no_aug, skip=unreadable)
     if len(classes) != source.num_classes:
         raise CheckpointError(f'the checkpoint has {source.num_classes} classes but {str(root)!r} has {len(classes)}: {classes}')
     size = config['input_size']
@@ -345,6 +375,7 @@ def convert_folder(
                   preprocessing={k: list(v) if isinstance(v, tuple) else v for k, v in preprocessing.items()},
                   preprocessing_source=line.split(':', 1)[0], keep=keep, recalibrate_batches=recalibrate_batches,
                   finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, finetune_params=finetune_params,
-                  no_aug=no_aug, seed=seed)
-    write_deploy_folder(plain, out, classes, report, preprocessing, check_input if export == 'onnx' else None)
+                  no_aug=no_aug, seed=seed, unreadable_images=[str(path) for path in unreadable])
+    write_deploy_folder(plain, out, classes, report, preprocessing, check_input if export == 'onnx' else None,
+                        unreadable)
     return report

@@ -4,6 +4,10 @@ Every command that writes a file goes through :func:`check_output_path` at the b
 work; it refuses an output that is, holds or lies inside one of the command's inputs) and
 :func:`atomic_output` for the write itself, so an interrupted run leaves either the old
 file or the complete new one, never a torn file.
+
+The temporary files and folders are created private (``tempfile``'s 0600 and 0700); the atomic helpers give
+them, before they are renamed into place, the mode a plain ``open()`` or ``mkdir`` would have given under
+the process's umask (0644 and 0755 under umask 022), so others can read a shipped model or a report.
 """
 import contextlib
 import os
@@ -15,7 +19,7 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 from .errors import OutputError
 
 __all__ = ['OutputError', 'check_output_path', 'check_inputs_untouched', 'atomic_output', 'atomic_directory',
-           'cache_root']
+           'atomic_files', 'cache_root', 'default_mode']
 
 PathLike = Union[str, os.PathLike]
 
@@ -26,6 +30,42 @@ def cache_root() -> Path:
     if os.environ.get('TIMM_INFODROP_CACHE'):
         return Path(os.environ['TIMM_INFODROP_CACHE']).expanduser()
     return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'timm_infodrop'
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the OS says it (Linux), else set and restored."""
+    try:
+        with open('/proc/self/status') as status:
+            for line in status:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode ``open(path, 'w')`` (0o666) or ``mkdir`` (0o777) gives a new file or folder under the umask."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
+def _publish(tmp: Path, directory: bool) -> None:
+    """Give a temporary file, or a folder and everything in it, the modes a plain open()/mkdir would have given
+    them: writers that go through a temporary file of their own (safetensors, timm's save_for_hf) leave 0600
+    too. Executable files keep their execute bits (as far as the umask allows)."""
+    if not tmp.exists() or tmp.is_symlink():
+        return
+    paths = [tmp] + (sorted(tmp.rglob('*')) if directory else [])
+    for path in paths:
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            os.chmod(path, default_mode(directory=True))
+        else:
+            executable = path.stat().st_mode & 0o100
+            os.chmod(path, default_mode(directory=bool(executable)))
 
 
 def _real(path: PathLike, what: str) -> Path:
@@ -103,7 +143,7 @@ def atomic_output(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it onto ``path`` atomically.
 
     The parent directory is created if needed. On error the temporary file is removed and
-    ``path`` is untouched.
+    ``path`` is untouched. The file gets the umask's mode (:func:`default_mode`), not the temporary 0600.
     """
     out = Path(path)
     try:
@@ -116,6 +156,7 @@ def atomic_output(path: PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        _publish(tmp, directory=False)
         os.replace(tmp, out)
     finally:
         if tmp.exists():
@@ -128,13 +169,15 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
 
     An existing ``path`` (allowed by :func:`check_output_path` with ``overwrite``) is moved aside
     first and removed only once the new one is in place; on error the temporary directory is
-    removed and ``path`` is untouched.
+    removed and ``path`` is untouched. The folder gets the umask's mode (:func:`default_mode`), not the
+    temporary 0700.
     """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent))
     try:
         yield tmp
+        _publish(tmp, directory=True)
         old = None
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.old', dir=out.parent))
@@ -145,3 +188,23 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+@contextlib.contextmanager
+def atomic_files(folder: PathLike) -> Iterator[Path]:
+    """Yield a temporary folder inside ``folder`` (created if needed); on success move every file written into
+    it onto ``folder/<name>``, each atomically (:func:`os.replace`) with the umask's mode, then remove it.
+
+    For writers that make several files of an existing folder at once (timm's ``save_for_hf`` into a run
+    folder): each file is either the old one or the complete new one.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix='.files.', suffix='.tmp', dir=folder))
+    try:
+        yield tmp
+        _publish(tmp, directory=True)
+        for item in sorted(tmp.iterdir()):
+            os.replace(item, folder / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -15,8 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--model', help='the trained variant, e.g. resnet18_infodrop (default: the checkpoint\'s '
                                         'arch, its run\'s args.yaml model, or a folder\'s config.json architecture)')
     parser.add_argument('--checkpoint', required=True,
-                        help='file.safetensors, a timm train.py .pth.tar (state_dict / state_dict_ema), '
-                             'local-dir:RUN (a timm-infodrop train run) or hf-hub:org/name')
+                        help='a timm-infodrop train run: RUN/model.safetensors, RUN/last.safetensors (the resume '
+                             'state) or local-dir:RUN; a timm train.py RUN/last.pth.tar or RUN/model_best.pth.tar '
+                             '(state_dict_ema preferred); another .safetensors; or hf-hub:org/name')
     parser.add_argument('--data-dir', required=True, help='ImageFolder root with train/ and val/')
     parser.add_argument('--out', required=True,
                         help='output folder (model.safetensors, config.json, convert_report.json); may be inside '

@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--baseline', help='a baseline results.json: adds CE and mCE (with --data)')
     parser.add_argument('--corruption-images', type=int, default=200, help='val images under corruption (--data)')
     parser.add_argument('--pgd-images', type=int, default=200, help='val images attacked with PGD (--data)')
-    parser.add_argument('--batch-size', type=int, default=64, help='evaluation batch size (--domain-dir)')
+    parser.add_argument('--batch-size', type=int, default=64, help='evaluation batch size')
+    parser.add_argument('--name', help='what the pictures call the model (--data; default: --model, else the '
+                                       'checkpoint\'s folder or file name)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--overwrite', action='store_true', help='replace OUT if it exists')
 
@@ -31,19 +33,29 @@ def run(args: argparse.Namespace) -> int:
     if args.domain_dir is not None:
         from ..eval.domain_folder import evaluate_domain_folder
 
-        if args.baseline:
-            raise ConfigError('--baseline compares benchmark results (--data); it does not apply with --domain-dir')
+        if args.baseline or args.name:
+            flag = '--baseline compares benchmark results' if args.baseline else '--name titles the --data pictures'
+            raise ConfigError(f'{flag} (--data); it does not apply with --domain-dir')
         results = evaluate_domain_folder(args.model, args.domain_dir, args.out, checkpoint=args.checkpoint,
                                          batch_size=args.batch_size, seed=args.seed, overwrite=args.overwrite)
         print(f"top-1 {results['top1']:.4f}, mean class top-1 {results['mean_class_top1']:.4f} on {results['images']} "
               f"images of {len(results['classes'])} classes ({', '.join(results['classes'])})")
+        _note_unreadable(results, args.out)
         print(f'wrote {Path(args.out)}')
         return 0
     from ..eval.suite import evaluate_to_folder, results_markdown
 
     results = evaluate_to_folder(args.model, args.data, args.out, checkpoint=args.checkpoint, baseline=args.baseline,
                                  corruption_images=args.corruption_images, pgd_images=args.pgd_images, seed=args.seed,
-                                 overwrite=args.overwrite)
+                                 overwrite=args.overwrite, batch_size=args.batch_size, name=args.name)
     print(results_markdown(results))
+    _note_unreadable(results, args.out)
     print(f'wrote {Path(args.out)}')
     return 0
+
+
+def _note_unreadable(results, out) -> None:
+    from ..data.folders import UNREADABLE_FILE, unreadable_note
+
+    if results.get('unreadable_images'):
+        print(unreadable_note(results['unreadable_images'], Path(out) / UNREADABLE_FILE))

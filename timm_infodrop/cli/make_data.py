@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from ..data.benchmark import DEFAULT_SPLIT_SIZES, make_benchmark
+from ..data.benchmark import DEFAULT_SPLIT_SIZES, EVALUATION_SPLITS, make_benchmark, split_sizes
 from ..data.shapes import SPLITS, ShapesConfig
 from ..errors import ConfigError
 
@@ -13,9 +13,10 @@ HELP = 'write the synthetic shape-vs-texture benchmark (train/val/cue_conflict/s
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('out', help='output folder')
     parser.add_argument('--size', type=int, default=64, help='image side (px)')
-    for split, count in DEFAULT_SPLIT_SIZES.items():
-        parser.add_argument(f'--{split.replace("_", "-")}', type=int, default=count, dest=f'n_{split}',
-                            help=f'images in {split} (default: %(default)s)')
+    for split in SPLITS:
+        default = f"--val's count" if split in EVALUATION_SPLITS else DEFAULT_SPLIT_SIZES[split]
+        parser.add_argument(f'--{split.replace("_", "-")}', type=int, default=None, dest=f'n_{split}',
+                            help=f'images in {split} (default: {default})')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--set', nargs='*', default=[], metavar='KNOB=JSON',
                         help='other ShapesConfig knobs, e.g. p_agree=0.8 texture_amplitude=0.1')
@@ -37,8 +38,8 @@ def parse_knobs(items) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    sizes = split_sizes({split: getattr(args, f'n_{split}') for split in SPLITS})
     config = ShapesConfig(size=args.size, seed=args.seed, **parse_knobs(args.set))
-    out = make_benchmark(args.out, config, {split: getattr(args, f'n_{split}') for split in SPLITS},
-                         overwrite=args.overwrite)
-    print(f'wrote {out}')
+    out = make_benchmark(args.out, config, sizes, overwrite=args.overwrite)
+    print(f'wrote {out}: ' + ', '.join(f'{split} {count}' for split, count in sizes.items()) + ' images')
     return 0

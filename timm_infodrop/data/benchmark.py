@@ -7,12 +7,33 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import ConfigError, check_ranges
 from .shapes import SPLITS, ShapesConfig, sample
 
-__all__ = ['ShapesDataset', 'DEFAULT_SPLIT_SIZES', 'write_split', 'write_benchmark', 'make_benchmark', 'contact_sheet',
-           'class_names']
+__all__ = ['ShapesDataset', 'DEFAULT_SPLIT_SIZES', 'EVALUATION_SPLITS', 'split_sizes', 'write_split', 'write_benchmark',
+           'make_benchmark', 'contact_sheet', 'class_names']
 
-DEFAULT_SPLIT_SIZES = {'train': 5000, 'val': 1000, 'cue_conflict': 1000, 'silhouette': 1000, 'texture_only': 1000}
+# the test splits besides val: each defaults to val's size, so a small --val makes a small benchmark throughout
+EVALUATION_SPLITS = ('cue_conflict', 'silhouette', 'texture_only')
+DEFAULT_SPLIT_SIZES = {'train': 5000, 'val': 1000, **{split: 1000 for split in EVALUATION_SPLITS}}
+
+
+def split_sizes(sizes: Optional[Dict[str, Optional[int]]] = None) -> Dict[str, int]:
+    """Images per split, every split named, in :data:`SPLITS` order: the given ``sizes`` (None entries count
+    as not given), ``train`` and ``val`` by default :data:`DEFAULT_SPLIT_SIZES`', and each of the
+    :data:`EVALUATION_SPLITS` by default val's size (``--train 200 --val 100`` writes 100 images into each).
+
+    Raises:
+        ConfigError: a split the benchmark does not have, or a size below 1 (naming the flag).
+    """
+    given = {split: size for split, size in (sizes or {}).items() if size is not None}
+    unknown = sorted(set(given) - set(SPLITS))
+    if unknown:
+        raise ConfigError(f'unknown splits {unknown}; the benchmark\'s splits are {list(SPLITS)}')
+    check_ranges((f'--{split.replace("_", "-")}', size, 1) for split, size in given.items())
+    val = given.get('val', DEFAULT_SPLIT_SIZES['val'])
+    defaults = {'train': DEFAULT_SPLIT_SIZES['train'], 'val': val, **{split: val for split in EVALUATION_SPLITS}}
+    return {split: given.get(split, defaults[split]) for split in SPLITS}
 
 
 def class_names(config: ShapesConfig, split: str):
@@ -74,8 +95,8 @@ def write_split(root: Path, split: str, length: int, config: ShapesConfig, progr
 
 def write_benchmark(root: Path, config: ShapesConfig, sizes: Optional[Dict[str, int]] = None,
                     progress: Optional[Callable] = None) -> Path:
-    """Every split (default sizes :data:`DEFAULT_SPLIT_SIZES`) under ``root``, plus ``benchmark.json``."""
-    sizes = dict(DEFAULT_SPLIT_SIZES, **(sizes or {}))
+    """Every split (sizes :func:`split_sizes`) under ``root``, plus ``benchmark.json``."""
+    sizes = split_sizes(sizes)
     root = Path(root)
     for split in SPLITS:
         write_split(root, split, sizes[split], config, progress)
@@ -88,8 +109,8 @@ def make_benchmark(out, config: Optional[ShapesConfig] = None, sizes: Optional[D
     """Write the benchmark (:func:`write_benchmark`) to the folder ``out``, whole or not at all; returns its path.
 
     ``config`` defaults to :class:`ShapesConfig`'s defaults, ``sizes`` (images per split) to
-    :data:`DEFAULT_SPLIT_SIZES` for the splits it leaves out. An existing ``out`` is replaced only with
-    ``overwrite``; ``progress`` shows a bar over the images.
+    :func:`split_sizes`' for the splits it leaves out (the evaluation splits: val's size). An existing ``out``
+    is replaced only with ``overwrite``; ``progress`` shows a bar over the images.
 
     Raises:
         OutputError: ``out`` exists (without ``overwrite``) or cannot be written.
@@ -97,19 +118,11 @@ def make_benchmark(out, config: Optional[ShapesConfig] = None, sizes: Optional[D
     """
     from tqdm import tqdm
 
-    from ..errors import ConfigError
     from ..io import atomic_directory, check_output_path
 
+    sizes = split_sizes(sizes)
     out = check_output_path(out, overwrite, directory=True)
     config = config if config is not None else ShapesConfig()
-    unknown = sorted(set(sizes or {}) - set(SPLITS))
-    if unknown:
-        raise ConfigError(f'unknown splits {unknown}; the benchmark\'s splits are {list(SPLITS)}')
-    sizes = dict(DEFAULT_SPLIT_SIZES, **(sizes or {}))
-    sizes = {split: sizes[split] for split in SPLITS}
-    bad = {k: v for k, v in sizes.items() if v < 1}
-    if bad:
-        raise ConfigError(f'split sizes must be >= 1, got {bad}')
     with tqdm(total=sum(sizes.values()), desc='writing images', unit='img', disable=not progress) as bar, \
             atomic_directory(out) as tmp:
         write_benchmark(tmp, config, sizes, progress=bar.update)
@@ -117,7 +130,11 @@ def make_benchmark(out, config: Optional[ShapesConfig] = None, sizes: Optional[D
 
 
 def contact_sheet(config: ShapesConfig, split: str, per_class: int = 6, scale: int = 1) -> Image.Image:
-    """A grid: one row per class, ``per_class`` samples each (the first indices of that class)."""
+    """A grid: one row per class, labelled on the left with the class name (a shape; a texture for
+    ``texture_only``), ``per_class`` samples each (the first indices of that class); ``scale`` enlarges the
+    images (nearest neighbour), not the labels."""
+    from PIL import ImageDraw, ImageFont
+
     k, size = config.num_classes, config.size
     sheet = np.ones((k * (size + 2), per_class * (size + 2), 3), np.float32)
     for cls in range(k):
@@ -125,5 +142,15 @@ def contact_sheet(config: ShapesConfig, split: str, per_class: int = 6, scale: i
             image = sample(config, split, cls + j * k).image
             top, left = cls * (size + 2), j * (size + 2)
             sheet[top:top + size, left:left + size] = image
-    picture = Image.fromarray((sheet * 255).round().astype(np.uint8))
-    return picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST) if scale > 1 else picture
+    grid = Image.fromarray((sheet * 255).round().astype(np.uint8))
+    if scale > 1:
+        grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
+    names, font = class_names(config, split), ImageFont.load_default()
+    draw = ImageDraw.Draw(grid)
+    margin = 6 + max(int(np.ceil(draw.textlength(name, font=font))) for name in names)
+    picture = Image.new('RGB', (margin + grid.width, grid.height), 'white')
+    picture.paste(grid, (margin, 0))
+    draw, row = ImageDraw.Draw(picture), grid.height / k
+    for cls, name in enumerate(names):
+        draw.text((3, round((cls + 0.5) * row)), name, fill='black', font=font, anchor='lm')
+    return picture

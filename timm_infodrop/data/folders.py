@@ -9,8 +9,12 @@ Hostile trees are refused with a :class:`~timm_infodrop.errors.DataError` naming
   follows links (timm's, torchvision's) walks again and again, multiplying the training set; links to
   folders elsewhere are followed;
 * more than :data:`MAX_BAD_FRACTION` of the image files unreadable. :func:`check_image_folders` reads the
-  headers only; :func:`verify_images` also checks the data (PNG checksums, a reduced-size decode of the
-  other formats) and returns the few bad files it tolerates, for the caller to name and count.
+  headers only; :func:`verify_images` (:func:`unreadable_among` for a list of files) also checks the data
+  (PNG checksums, a reduced-size decode of the other formats) and returns the few bad files it tolerates.
+
+Every command that reads images skips those few the same way and names them: :func:`image_folder_dataset`
+(an ImageFolder without them: ``convert``), :func:`write_unreadable` (``unreadable_images.txt`` in the output:
+``train``, ``convert``, ``eval``) and :func:`unreadable_note` (the line it prints).
 """
 import os
 import re
@@ -22,13 +26,16 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..checkpoint import _listing
 from ..errors import DataError
+from ..io import atomic_output
 
-__all__ = ['IMAGE_SUFFIXES', 'MAX_BAD_FRACTION', 'image_folder_classes', 'check_image_folders', 'list_images',
-           'image_size', 'open_image', 'verify_images']
+__all__ = ['IMAGE_SUFFIXES', 'MAX_BAD_FRACTION', 'UNREADABLE_FILE', 'image_folder_classes', 'check_image_folders',
+           'list_images', 'image_size', 'open_image', 'verify_images', 'unreadable_among', 'image_folder_dataset',
+           'write_unreadable', 'unreadable_note']
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
 # more unreadable image files than this fraction of a folder's images refuses the folder; fewer are skipped
 MAX_BAD_FRACTION = 0.01
+UNREADABLE_FILE = 'unreadable_images.txt'  # in a command's output: the images it skipped, one path a line
 _NAMED = 3  # bad files named in a message
 # what PIL raises for a file that is not an image, or a broken one (UnidentifiedImageError is an OSError)
 _DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, IndexError, struct.error, zlib.error)
@@ -214,21 +221,18 @@ def _verify(path: Path) -> None:
             image.load()  # a truncated file raises here
 
 
-def verify_images(folder: Path, max_bad_fraction: float = MAX_BAD_FRACTION) -> List[Path]:
-    """Check every image file below ``folder`` (:func:`list_images`) and return the unreadable ones.
-
-    Each file's header is read (:func:`image_size`), then its data: a PNG's chunk checksums, any other format
-    decoded at reduced size. A loader such as timm's skips such files with a log line; the caller names and
-    counts them instead.
+def unreadable_among(files: Sequence[Path], where, max_bad_fraction: float = MAX_BAD_FRACTION) -> List[Path]:
+    """The unreadable ones among the image ``files``: each file's header is read (:func:`image_size`), then its
+    data (a PNG's chunk checksums, any other format decoded at reduced size). ``where`` (a folder) names the
+    set in the error.
 
     Raises:
-        DataError: an image over PIL's pixel limit or a link loop (naming it), or more than
-            ``max_bad_fraction`` of the images unreadable (naming some of them).
+        DataError: an image over PIL's pixel limit (naming it), or more than ``max_bad_fraction`` of ``files``
+            unreadable (naming some of them).
     """
-    folder = Path(folder)
-    files = list_images(folder)
     bad: List[_Unreadable] = []
     for path in files:
+        path = Path(path)
         try:
             _header(path)  # a decompression bomb is always refused
             try:
@@ -237,5 +241,47 @@ def verify_images(folder: Path, max_bad_fraction: float = MAX_BAD_FRACTION) -> L
                 raise _Unreadable(path, error) from None
         except _Unreadable as error:
             bad.append(error)
-    _refuse_if_many(folder, [error.named() for error in bad], len(files), max_bad_fraction)
+    _refuse_if_many(Path(where), [error.named() for error in bad], len(files), max_bad_fraction)
     return [error.args[0] for error in bad]
+
+
+def verify_images(folder: Path, max_bad_fraction: float = MAX_BAD_FRACTION) -> List[Path]:
+    """Check every image file below ``folder`` (:func:`list_images`, :func:`unreadable_among`) and return the
+    unreadable ones. A loader such as timm's skips such files with a log line; the caller names and counts
+    them instead.
+
+    Raises:
+        DataError: an image over PIL's pixel limit or a link loop (naming it), or more than
+            ``max_bad_fraction`` of the images unreadable (naming some of them).
+    """
+    return unreadable_among(list_images(Path(folder)), folder, max_bad_fraction)
+
+
+def image_folder_dataset(folder: Path, transform=None, skip: Iterable[Path] = ()):
+    """torchvision's ImageFolder over ``folder`` with the image files of :data:`IMAGE_SUFFIXES` except ``skip``
+    (the unreadable ones :func:`verify_images` returned), so no loader ever meets a file it cannot decode."""
+    from torchvision.datasets import ImageFolder
+
+    skipped = {os.path.realpath(path) for path in skip}
+
+    def readable(path: str) -> bool:
+        return path.lower().endswith(IMAGE_SUFFIXES) and os.path.realpath(path) not in skipped
+
+    return ImageFolder(str(folder), transform=transform, is_valid_file=readable)
+
+
+def write_unreadable(folder: Path, paths: Sequence[Path]) -> Optional[Path]:
+    """``folder/unreadable_images.txt`` listing ``paths`` (one a line), written atomically; None (nothing
+    written) when there are none."""
+    if not paths:
+        return None
+    with atomic_output(Path(folder) / UNREADABLE_FILE) as tmp:
+        tmp.write_text(''.join(f'{path}\n' for path in paths))
+    return Path(folder) / UNREADABLE_FILE
+
+
+def unreadable_note(paths: Sequence[Path], listed_in) -> str:
+    """The line a command prints for the images it skipped: the count, where they are listed, the first few."""
+    more = ' ...' if len(paths) > _NAMED else ''
+    return (f'{len(paths)} unreadable image(s) skipped (listed in {listed_in}): '
+            + ', '.join(str(p) for p in paths[:_NAMED]) + more)

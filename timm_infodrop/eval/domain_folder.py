@@ -5,7 +5,8 @@ The folder's class names are the model's: its ``pretrained_cfg['label_names']`` 
 folder names (timm's ImageFolder order). A class folder that is not one of the model's classes is refused;
 a domain may lack some of them. ``results.json``: ``top1``, ``mean_class_top1`` (the mean of the per-class
 top-1 over the classes present), ``images``, ``classes`` (those present, in the model's order), and
-``model``, ``checkpoint``, ``domain_dir``, ``seed``.
+``model``, ``checkpoint``, ``domain_dir``, ``seed``; ``unreadable_images``: files that do not decode, skipped
+(up to 1% of the folder, as ``train`` and ``convert`` do; also listed in ``unreadable_images.txt``).
 """
 import json
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Dict, Optional, Union
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import CheckpointError, DataError, check_range
 
 __all__ = ['evaluate_domain_folder', 'domain_folder_samples']
 
@@ -57,15 +58,15 @@ def evaluate_domain_folder(model: Union[str, nn.Module, None], domain_dir, out, 
         OutputError, DataError, ConfigError, CheckpointError, FileNotFoundError: input a user can fix, before
             the evaluation's work.
     """
-    from ..checkpoint import checkpoint_input
+    from ..checkpoint import checkpoint_inputs
     from ..data.domains import _subfolders
+    from ..data.folders import unreadable_among, write_unreadable
     from ..io import atomic_directory, check_output_path
     from .domains import samples_scores
     from .suite import load_model
 
-    if batch_size < 1:
-        raise ConfigError(f'--batch-size must be >= 1, got {batch_size}')
-    out = check_output_path(out, overwrite, directory=True, inputs=[domain_dir, checkpoint_input(checkpoint)])
+    check_range('--batch-size', batch_size, 1)
+    out = check_output_path(out, overwrite, directory=True, inputs=[domain_dir, *checkpoint_inputs(checkpoint)])
     root = Path(domain_dir)
     if not root.is_dir():
         raise FileNotFoundError(f'--domain-dir {str(root)!r} is not a folder')
@@ -80,10 +81,14 @@ def evaluate_domain_folder(model: Union[str, nn.Module, None], domain_dir, out, 
                               + (f'{len(classes)} label names: {classes}' if label_names
                                  else f'{str(root)!r} has {len(classes)} class folders: {classes}'))
     samples, present = domain_folder_samples(root, classes)
+    unreadable = unreadable_among([path for path, _ in samples], root)
+    skipped = set(unreadable)
+    samples = [sample for sample in samples if sample[0] not in skipped]
     scores = samples_scores(model.eval(), samples, classes, batch_size, progress=progress)
     results = dict(top1=scores['top1'], mean_class_top1=scores['mean_class_top1'], images=scores['images'],
                    classes=present, model=name or model.pretrained_cfg.get('architecture'), checkpoint=checkpoint,
-                   domain_dir=str(root), seed=seed)
+                   domain_dir=str(root), seed=seed, unreadable_images=[str(path) for path in unreadable])
     with atomic_directory(out) as tmp:
+        write_unreadable(tmp, unreadable)
         (tmp / 'results.json').write_text(json.dumps(results, indent=2) + '\n')
     return results

@@ -118,11 +118,12 @@ def cue_conflict_to_file(out, stimuli, model: Optional[str] = None, checkpoint: 
     """
     import timm
 
-    from ..checkpoint import checkpoint_input, load_variant
-    from ..errors import ConfigError
+    from ..checkpoint import checkpoint_inputs, load_variant
+    from ..errors import ConfigError, check_range
     from ..io import atomic_output, check_output_path
 
-    out = check_output_path(out, overwrite, inputs=[checkpoint_input(checkpoint), stimuli], suffixes=('.json',))
+    check_range('--batch-size', batch_size, 1)
+    out = check_output_path(out, overwrite, inputs=[*checkpoint_inputs(checkpoint), stimuli], suffixes=('.json',))
     find_stimuli(stimuli)
     if checkpoint:
         network = load_variant(checkpoint, model)

@@ -10,7 +10,9 @@
   baseline ``ce`` {name: CE} and ``mce``;
 * ``pgd_top1``: top-1 under PGD-Linf (eps 8/255, step 2/255, 20 steps, random start) on the first
   ``pgd_images`` val images;
-* ``model``, ``checkpoint``, ``data``, ``seed``, ``corruption_images``, ``pgd_images``: what was run.
+* ``model``, ``checkpoint``, ``data``, ``seed``, ``corruption_images``, ``pgd_images``, ``batch_size``: what
+  was run; ``unreadable_images``: the benchmark's image files that do not decode, skipped (up to 1% of a split,
+  as ``train`` and ``convert`` do; also listed in ``unreadable_images.txt``).
 
 :func:`evaluate_to_folder` writes them (``results.json``, ``results.md``, the pictures) into a folder.
 """
@@ -22,30 +24,53 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.folders import open_image
-from ..errors import CheckpointError, ConfigError, DataError
+from ..data.folders import open_image, unreadable_among
+from ..errors import CheckpointError, ConfigError, DataError, check_ranges
 from .benchmark import normalizer
 from .metrics import images_to_tensor, predict_images, shape_bias, top1
 from .robustness import corruption_errors, evaluate_corruptions, pgd_top1
 
 __all__ = ['load_split', 'evaluate_folder', 'evaluate_to_folder', 'load_model', 'read_json_object', 'model_label_map',
-           'results_markdown']
+           'results_markdown', 'picture_name']
 
 
 def load_split(root: Path, split: str, limit: Optional[int] = None):
-    """uint8 images (N, H, W, 3) and the metadata records of a make-data split, in file order."""
+    """uint8 images (N, H, W, 3) and the metadata records of a make-data split, in file order.
+
+    Unreadable image files are skipped with their records and listed in the returned metadata's
+    ``unreadable`` (paths): up to 1% of the split (:func:`timm_infodrop.data.folders.unreadable_among`), more
+    is a DataError naming some. With ``limit``: the first ``limit`` readable images (any before them skipped).
+    """
     folder = Path(root) / split
     meta_path = folder / 'metadata.json'
     if not meta_path.is_file():
         raise DataError(f'{str(folder)!r} has no metadata.json: write the data with timm-infodrop make-data')
     try:
         metadata = json.loads(meta_path.read_bytes())
-        records = metadata['samples'][:limit]
+        records = list(metadata['samples'])
         files = [folder / r['file'] for r in records]
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
         raise DataError(f'{str(meta_path)!r} is not a make-data metadata file ({type(error).__name__}: {error})') from None
-    images = np.stack([np.asarray(open_image(file)) for file in files])
-    return images, records, metadata
+    missing = [str(file) for file in files if not file.is_file()]
+    if missing:
+        raise DataError(f'{str(meta_path)!r} lists {len(missing)} file(s) that are not there: {", ".join(missing[:3])}')
+    if limit is None:
+        bad = set(unreadable_among(files, folder))
+        kept = [(file, record) for file, record in zip(files, records) if file not in bad]
+    else:
+        bad, kept = set(), []
+        for file, record in zip(files, records):
+            if len(kept) == limit:
+                break
+            if unreadable_among([file], folder, max_bad_fraction=1.0):
+                bad.add(file)
+            else:
+                kept.append((file, record))
+    if not kept:
+        raise DataError(f'{str(folder)!r} has no readable image')
+    images = np.stack([np.asarray(open_image(file)) for file, _ in kept])
+    metadata = dict(metadata, unreadable=[str(file) for file in files if file in bad])
+    return images, [record for _, record in kept], metadata
 
 
 def model_label_map(model: nn.Module, shapes: Sequence[str]) -> np.ndarray:
@@ -62,11 +87,15 @@ def model_label_map(model: nn.Module, shapes: Sequence[str]) -> np.ndarray:
 
 
 def evaluate_folder(model: nn.Module, data: Path, corruption_images: int = 200, pgd_images: int = 200,
-                    baseline: Optional[Dict] = None, seed: int = 0) -> Dict:
-    """Every score of the schema above for ``model`` on the benchmark folder ``data``."""
+                    baseline: Optional[Dict] = None, seed: int = 0, batch_size: int = 64) -> Dict:
+    """Every score of the schema above for ``model`` on the benchmark folder ``data``, ``batch_size`` images
+    at a time."""
+    check_ranges([('--corruption-images', corruption_images, 1), ('--pgd-images', pgd_images, 1),
+                  ('--batch-size', batch_size, 1)])
     normalize = normalizer(model)
     results: Dict = {}
     splits = {split: load_split(data, split) for split in ('val', 'silhouette', 'texture_only', 'cue_conflict')}
+    results['unreadable_images'] = [path for split in splits.values() for path in split[2]['unreadable']]
     to_model = model_label_map(model, splits['val'][2]['shapes'])
 
     def labels(records, key):
@@ -75,19 +104,20 @@ def evaluate_folder(model: nn.Module, data: Path, corruption_images: int = 200, 
     for split, key, label in (('val', 'top1', 'shape'), ('silhouette', 'silhouette_top1', 'shape'),
                               ('texture_only', 'texture_only_top1', 'texture')):
         images, records, _ = splits[split]
-        results[key] = top1(predict_images(model, images, normalize), labels(records, label))
+        results[key] = top1(predict_images(model, images, normalize, batch_size), labels(records, label))
     images, records, _ = splits['cue_conflict']
-    results['shape_bias'] = shape_bias(predict_images(model, images, normalize), labels(records, 'shape'),
-                                       labels(records, 'texture'))
+    results['shape_bias'] = shape_bias(predict_images(model, images, normalize, batch_size),
+                                       labels(records, 'shape'), labels(records, 'texture'))
     val_images, val_records, _ = splits['val']
     val_labels = labels(val_records, 'shape')
     corruption = evaluate_corruptions(model, val_images[:corruption_images], val_labels[:corruption_images],
-                                      normalize, seed=seed)
+                                      normalize, seed=seed, batch_size=batch_size)
     if baseline is not None:
         corruption.update(corruption_errors(corruption, baseline['corruption']))
     results['corruption'] = corruption
     results['pgd_top1'] = pgd_top1(model, images_to_tensor(val_images[:pgd_images]),
-                                   torch.from_numpy(val_labels[:pgd_images]), normalize, seed=seed)
+                                   torch.from_numpy(val_labels[:pgd_images]), normalize, seed=seed,
+                                   batch_size=batch_size)
     return results
 
 
@@ -125,13 +155,16 @@ def load_model(model: Optional[str], checkpoint: Optional[str], num_classes: int
     names or checks its architecture), else ``model`` at random init with ``num_classes``.
 
     Raises:
+        FileNotFoundError, CheckpointError: a checkpoint file that is missing or does not decode.
         ConfigError: neither a ``model`` nor a ``local-dir:``/``hf-hub:`` model folder names the architecture.
     """
     import timm
 
     import timm_infodrop  # noqa: F401  the variants must be registered
-    from ..checkpoint import MODEL_FOLDER_PREFIXES, load_variant
+    from ..checkpoint import MODEL_FOLDER_PREFIXES, check_checkpoint_file, load_variant
 
+    if checkpoint and not checkpoint.startswith(MODEL_FOLDER_PREFIXES):
+        check_checkpoint_file(checkpoint)  # a file that is no checkpoint is named as such, whatever else is missing
     if not model and not (checkpoint or '').startswith(MODEL_FOLDER_PREFIXES):
         raise ConfigError('--model is needed unless --checkpoint is a local-dir: or hf-hub: model folder')
     if checkpoint:
@@ -139,27 +172,49 @@ def load_model(model: Optional[str], checkpoint: Optional[str], num_classes: int
     return timm.create_model(model, num_classes=num_classes)
 
 
+def picture_name(model: Union[str, nn.Module, None], checkpoint: Optional[str] = None) -> Optional[str]:
+    """What the pictures call a model: its name when given, else the checkpoint's folder (``local-dir:``), run
+    folder and file stem (``RUN/last``) or Hub repo (a deployed model's architecture is the plain one, the same for every row of a zoo), else
+    None (the caller falls back to the architecture)."""
+    if isinstance(model, str) and model:
+        return model
+    if not checkpoint:
+        return None
+    if checkpoint.startswith('hf-hub:'):
+        return checkpoint[len('hf-hub:'):].rstrip('/').split('/')[-1] or None
+    if checkpoint.startswith('local-dir:'):
+        return Path(checkpoint[len('local-dir:'):]).resolve().name
+    path = Path(checkpoint).resolve()  # RUN/last.safetensors -> 'RUN/last': the run says which model
+    return '/'.join(part for part in (path.parent.name, path.name.split('.')[0]) if part)
+
+
 def evaluate_to_folder(model: Union[str, nn.Module, None], data, out, checkpoint: Optional[str] = None,
                        baseline=None, corruption_images: int = 200, pgd_images: int = 200, seed: int = 0,
-                       overwrite: bool = False) -> Dict:
+                       overwrite: bool = False, batch_size: int = 64, name: Optional[str] = None) -> Dict:
     """Evaluate a model on the make-data benchmark folder ``data`` and write ``out`` whole (or not at all):
     ``results.json`` (the schema above), ``results.md`` (:func:`results_markdown`), ``severity.png``,
-    ``saliency.png`` and ``shape_bias.png``. Returns the results.
+    ``saliency.png``, ``shape_bias.png`` and, when images were skipped, ``unreadable_images.txt``. Returns the
+    results.
 
     ``model``: a built ``nn.Module``, or a timm model name (a variant or a plain arch) built by
     :func:`load_model` with ``checkpoint`` (None: the name's random init; a ``local-dir:``/``hf-hub:`` folder
     needs no name). ``checkpoint`` is recorded either way. ``baseline``: a results.json path, for CE and mCE.
-    An existing ``out`` is replaced only with ``overwrite``; ``out`` is never one of the inputs.
+    ``name``: what the pictures call the model (default :func:`picture_name`: ``model``, else the checkpoint's
+    folder or file name). An existing ``out`` is replaced only with ``overwrite``; ``out`` is never one of the
+    inputs.
 
     Raises:
         OutputError, DataError, ConfigError, CheckpointError, FileNotFoundError: input a user can fix, before
             the evaluation's work.
     """
-    from ..checkpoint import checkpoint_input
+    from ..checkpoint import checkpoint_inputs
+    from ..data.folders import write_unreadable
     from ..io import atomic_directory, check_output_path
     from .saliency import plot_saliency_grid, plot_severity, plot_shape_bias
 
-    out = check_output_path(out, overwrite, directory=True, inputs=[data, checkpoint_input(checkpoint), baseline])
+    check_ranges([('--corruption-images', corruption_images, 1), ('--pgd-images', pgd_images, 1),
+                  ('--batch-size', batch_size, 1)])
+    out = check_output_path(out, overwrite, directory=True, inputs=[data, *checkpoint_inputs(checkpoint), baseline])
     data = Path(data)
     if not (data / 'benchmark.json').is_file():
         raise DataError(f'--data {str(data)!r} has no benchmark.json: write it with timm-infodrop make-data')
@@ -170,20 +225,23 @@ def evaluate_to_folder(model: Union[str, nn.Module, None], data, out, checkpoint
         if 'corruption' not in baseline_results:
             raise DataError(f'--baseline {str(baseline)!r} has no corruption results')
     torch.manual_seed(seed)
-    name = model if isinstance(model, str) and model else None
+    label = name or picture_name(model, checkpoint)
+    model_name = model if isinstance(model, str) and model else None
     if not isinstance(model, nn.Module):
-        model = load_model(name, checkpoint, len(classes))
+        model = load_model(model_name, checkpoint, len(classes))
     if model.num_classes != len(classes):
         raise CheckpointError(f'the model has {model.num_classes} classes, the benchmark {len(classes)}')
-    results = evaluate_folder(model.eval(), data, corruption_images, pgd_images, baseline_results, seed)
-    name = name or model.pretrained_cfg['architecture']
-    results.update(model=name, checkpoint=checkpoint, data=str(data), seed=seed,
-                   corruption_images=corruption_images, pgd_images=pgd_images)
+    results = evaluate_folder(model.eval(), data, corruption_images, pgd_images, baseline_results, seed, batch_size)
+    model_name = model_name or model.pretrained_cfg['architecture']
+    label = label or model_name
+    results.update(model=model_name, checkpoint=checkpoint, data=str(data), seed=seed,
+                   corruption_images=corruption_images, pgd_images=pgd_images, batch_size=batch_size)
     images, _, _ = load_split(data, 'cue_conflict', limit=6)
     with atomic_directory(out) as tmp:
         (tmp / 'results.json').write_text(json.dumps(results, indent=2) + '\n')
         (tmp / 'results.md').write_text(results_markdown(results))
-        plot_severity({name: [results]}, tmp / 'severity.png')
-        plot_saliency_grid(images, {name: model}, normalizer(model), tmp / 'saliency.png', seed=seed)
-        plot_shape_bias({name: results['shape_bias']}, tmp / 'shape_bias.png')
+        write_unreadable(tmp, results['unreadable_images'])
+        plot_severity({label: [results]}, tmp / 'severity.png')
+        plot_saliency_grid(images, {label: model}, normalizer(model), tmp / 'saliency.png', seed=seed)
+        plot_shape_bias({label: results['shape_bias']}, tmp / 'shape_bias.png')
     return results

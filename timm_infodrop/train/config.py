@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_ranges
 
 __all__ = ['TrainConfig', 'RecipeError', 'load_recipe', 'config_keys']
 
@@ -97,20 +97,35 @@ class TrainConfig:
     no_progress: bool = False
 
     def check(self) -> 'TrainConfig':
-        """Raise :class:`RecipeError` for out-of-range values; returns ``self``."""
-        for name in ('batch_size', 'epochs'):
-            if getattr(self, name) < 1:
-                raise RecipeError(f'--{name.replace("_", "-")} must be >= 1, got {getattr(self, name)}')
-        if self.train_batches_per_epoch is not None and self.train_batches_per_epoch < 1:
-            raise RecipeError(f'--train-batches-per-epoch must be >= 1, got {self.train_batches_per_epoch}')
-        if self.workers < 0:
-            raise RecipeError(f'--workers must be >= 0, got {self.workers}')
-        for name in ('texture_suppression_prob', 'grayscale_prob'):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise RecipeError(f'--{name.replace("_", "-")} must be in [0, 1], got {getattr(self, name)}')
+        """Raise :class:`RecipeError` (a ConfigError) naming the flag for an out-of-range, NaN or infinite
+        number (:func:`timm_infodrop.arguments.check_range`); returns ``self``. Called before any folder is made."""
+        try:
+            check_ranges(self._ranges())
+        except ConfigError as error:
+            raise RecipeError(str(error)) from None
         if self.target_domain and not 0.0 < self.val_fraction < 1.0:
             raise RecipeError(f'--val-fraction must be in (0, 1), got {self.val_fraction}')
         return self
+
+    def _ranges(self):
+        """``(flag, value, low, high[, low_open, high_open])`` for every number; lists entry by entry."""
+        one = [('batch_size', 1), ('epochs', 1), ('train_batches_per_epoch', 1), ('validation_batch_size', 1),
+               ('img_size', 1), ('num_classes', 1), ('lr_base_size', 1), ('workers', 0), ('warmup_epochs', 0),
+               ('cooldown_epochs', 0), ('momentum', 0), ('weight_decay', 0), ('warmup_lr', 0), ('min_lr', 0),
+               ('color_jitter', 0), ('mixup', 0), ('cutmix', 0), ('decay_rate', 0)]
+        ranges = [(name, getattr(self, name), low, None) for name, low in one]
+        ranges += [(name, getattr(self, name), 0, 1) for name in (
+            'texture_suppression_prob', 'grayscale_prob', 'hflip', 'vflip', 'reprob', 'mixup_prob',
+            'mixup_switch_prob', 'model_ema_decay')]
+        ranges += [(name, getattr(self, name), 0, 1, False, True) for name in ('drop', 'drop_path', 'smoothing')]
+        ranges += [(name, getattr(self, name), 0, None, True) for name in ('lr', 'lr_base', 'decay_epochs',
+                                                                            'clip_grad', 'opt_eps')]
+        ranges += [('crop_pct', self.crop_pct, 0, 1, True)]
+        ranges += [('scale', v, 0, 1, True) for v in self.scale or []]
+        ranges += [(name, v, 0, None, True) for name in ('ratio', 'std') for v in getattr(self, name) or []]
+        ranges += [(name, v, None, None) for name in ('mean', 'opt_betas') for v in getattr(self, name) or []]
+        ranges += [('decay_milestones', v, 0) for v in self.decay_milestones or []]
+        return [(f'--{name.replace("_", "-")}', *rest) for name, *rest in ranges]
 
     def replace(self, **changes) -> 'TrainConfig':
         unknown = sorted(set(changes) - config_keys())

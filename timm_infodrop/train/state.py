@@ -14,12 +14,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from ..checkpoint import STATE_FORMAT
 from ..errors import CheckpointError
 from ..io import atomic_output
 
 __all__ = ['TrainingState', 'save_training_state', 'load_training_state', 'STATE_FORMAT']
-
-STATE_FORMAT = 'timm-infodrop-training-state/1'
 
 
 @dataclass

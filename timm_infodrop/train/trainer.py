@@ -9,8 +9,6 @@ CUDA). The run folder ``OUTPUT/EXPERIMENT`` holds ``args.yaml``, ``summary.csv``
 """
 import csv
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +17,10 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from ..checkpoint import MODEL_FOLDER_PREFIXES, STATE_FILE
 from ..data.domains import DataError, DomainSplit, CachedImages, leave_one_domain_out, scan_domains
-from ..io import atomic_output, check_output_path
+from ..data.folders import UNREADABLE_FILE, unreadable_note, write_unreadable  # noqa: F401  (UNREADABLE_FILE: the name)
+from ..io import atomic_files, atomic_output, check_output_path
 from .config import RecipeError, TrainConfig
 from .distributed import cleanup_distributed, setup_distributed
 from .loop import grad_scaler, prepare_for_training, train_one_epoch, validate
@@ -28,8 +28,6 @@ from .state import TrainingState, load_training_state, save_training_state
 
 __all__ = ['train', 'TrainResult', 'STATE_FILE', 'LOG_COLUMNS', 'domain_split', 'save_model_folder']
 
-STATE_FILE = 'last.safetensors'
-UNREADABLE_FILE = 'unreadable_images.txt'  # images timm's dataset skipped, one path a line
 LOG_COLUMNS = ('epoch', 'train_loss', 'train_kl_loss', 'train_top1', 'eval_top1', 'lr', 'seconds')
 
 
@@ -184,13 +182,9 @@ def save_model_folder(model: nn.Module, folder: Path, data_config: Dict, classes
                                 crop_pct=data_config['crop_pct'], test_crop_pct=data_config['crop_pct'],
                                 mean=tuple(data_config['mean']), std=tuple(data_config['std']),
                                 interpolation=data_config['interpolation'])
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix='.model.', dir=folder) as tmp:
-        save_for_hf(model, tmp, model_config={'label_names': list(classes)} if classes else None,
+    with atomic_files(folder) as tmp:
+        save_for_hf(model, str(tmp), model_config={'label_names': list(classes)} if classes else None,
                     model_args=dict(model_args or {}) or None, safe_serialization=True)
-        for name in ('model.safetensors', 'config.json'):
-            os.replace(Path(tmp) / name, folder / name)
 
 
 def _build_model(config: TrainConfig, ctx, num_classes: int) -> nn.Module:
@@ -199,7 +193,7 @@ def _build_model(config: TrainConfig, ctx, num_classes: int) -> nn.Module:
 
     import timm_infodrop  # noqa: F401  registers the variants
 
-    if not config.model.startswith(('hf-hub:', 'local-dir:')) and not timm.is_model(config.model):
+    if not config.model.startswith(MODEL_FOLDER_PREFIXES) and not timm.is_model(config.model):
         raise RecipeError(f'--model {config.model!r} is not a registered timm model (timm.list_models() names them)')
     kwargs = dict(config.model_kwargs)
     if config.drop_path is not None:
@@ -322,11 +316,9 @@ def _train(config: TrainConfig) -> TrainResult:
         history: List[Dict] = []
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
-            if unreadable:
-                with atomic_output(out / UNREADABLE_FILE) as tmp:
-                    tmp.write_text(''.join(f'{path}\n' for path in unreadable))
-                print(f'{len(unreadable)} unreadable image(s) skipped (listed in {out / UNREADABLE_FILE}): '
-                      + ', '.join(str(p) for p in unreadable[:3]) + (' ...' if len(unreadable) > 3 else ''), flush=True)
+            listed = write_unreadable(out, unreadable)
+            if listed is not None:
+                print(unreadable_note(unreadable, listed), flush=True)
             with atomic_output(out / 'args.yaml') as tmp:
                 tmp.write_text(yaml.safe_dump(dict(config.as_dict(), input_size=list(data_config['input_size']))))
         for epoch in range(state.epoch, epochs):
