@@ -466,7 +466,7 @@ def test_a_benchmark_is_a_registry_entry_the_tags_repos_and_protocol_derive_from
                         True).name == 'tf_efficientnet_lite0.pacs128x_sketch_infodrop_7x7_deploy'
         bench.weights, bench.recipes = tmp_path / 'weights', ROOT / 'zoo' / 'recipes'  # as prepare() sets them
         train_config = bench.train_config(bench.rows['tf_efficientnet_lite0'], 'sketch', 0, tmp_path, tmp_path / 'run')
-        assert train_config.img_size == 128 and train_config.pretrained
-        assert train_config.model_kwargs['pretrained_cfg_overlay'] == {'file': str(tmp_path / 'weights' / 'model.safetensors')}
+        assert train_config.img_size == 128 and train_config.pretrained_path == str(tmp_path / 'weights')
+        assert 'pretrained_cfg_overlay' not in train_config.model_kwargs  # the run's config.json names no local path
     finally:
         del registry.BENCHMARKS[spec.name]

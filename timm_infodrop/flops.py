@@ -21,11 +21,11 @@ _ELEMENTWISE = (
     'add', 'add_', 'sub', 'sub_', 'rsub', 'mul', 'mul_', 'div', 'div_', 'abs', 'neg', 'neg_', 'square', 'square_',
     'clamp_min', 'clamp_min_', 'clamp', 'exp', 'exp_', 'log', 'log_', 'log1p', 'sigmoid', 'round', 'lt', 'where',
     'randint', 'random_', 'randn_like', 'bernoulli_', 'relu', 'relu_', 'silu', 'silu_', 'gelu', 'hardswish', 'hardswish_',
-    'hardsigmoid', 'hardsigmoid_', 'sqrt', 'rsqrt', 'pow',
+    'hardsigmoid', 'hardsigmoid_', 'sqrt', 'rsqrt', 'pow', 'maximum', 'le', '__or__', 'reciprocal',
 )
 _TWO_PER_ELEMENT = ('addcmul_', 'addcmul')
 _REDUCTIONS = ('amax', 'aminmax', 'mean', 'sum', 'logsumexp', 'softmax', 'var', 'var_mean')
-_FREE = ('pad', 'constant_pad_nd')  # data movement
+_FREE = ('pad', 'constant_pad_nd', 'ones_like')  # data movement and fills
 
 
 def _numel(value) -> int:

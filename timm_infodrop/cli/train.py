@@ -12,6 +12,17 @@ from ..train.trainer import STATE_FILE
 HELP = "train a model with timm's train.py arguments (-c recipe.yaml); multi-process with torchrun"
 
 
+def _key_value_action(parse_kwargs: type) -> type:
+    """timm's ``ParseKwargs`` refusing, as a usage error, a value without ``=`` (it raises a ValueError)."""
+    class KeyValues(parse_kwargs):
+        def __call__(self, parser, namespace, values, option_string=None):
+            bad = [value for value in values if value and '=' not in value]
+            if bad:
+                parser.error(f'{option_string} takes KEY=VALUE pairs, got {bad[0]!r}')
+            super().__call__(parser, namespace, values, option_string)
+    return KeyValues
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from timm.utils import ParseKwargs
 
@@ -42,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument('--interpolation', help="resize interpolation (default: the model's)")
     model.add_argument('-b', '--batch-size', type=int, help='per-process batch size')
     model.add_argument('-vb', '--validation-batch-size', type=int)
-    model.add_argument('--model-kwargs', nargs='*', action=ParseKwargs, metavar='KEY=VALUE',
+    model.add_argument('--model-kwargs', nargs='*', action=_key_value_action(ParseKwargs), metavar='KEY=VALUE',
                        help='extra timm.create_model arguments, e.g. infodrop_temperature=0.1')
     model.add_argument('--drop', type=float, help='classifier dropout rate')
     model.add_argument('--drop-path', type=float, help='stochastic depth rate')

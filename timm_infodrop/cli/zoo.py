@@ -31,8 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--work', default='out/zoo', help='data, checkpoints and deploy folders')
     parser.add_argument('--card', default='MODEL_CARD.md', help='card output (action card)')
     parser.add_argument('--data-root', '--pacs-root', default=None, dest='data_root',
-                        help='a domain benchmark\'s data root (<domain>/<class>/<image>; default $TIMM_INFODROP_PACS, '
-                             'else ../shared/data/pacs/PACS)')
+                        help='a domain benchmark\'s data root (<domain>/<class>/<image>; default $TIMM_INFODROP_PACS)')
     parser.add_argument('--finetune-epochs', type=int, default=None,
                         help='a domain benchmark\'s deploy finetuning epochs without the regulariser (default 1)')
 

@@ -23,7 +23,8 @@ from ..io import atomic_output, cache_root
 from .folders import IMAGE_SUFFIXES
 
 __all__ = ['DataError', 'PACS_DOMAINS', 'DomainTree', 'DomainSplit', 'scan_domains', 'leave_one_domain_out',
-           'decode_images', 'decode_image', 'cache_dir', 'CachedImages', 'Sample', 'pacs_root', 'sample_loader']
+           'decode_images', 'decode_image', 'cache_dir', 'CachedImages', 'Sample', 'pacs_root', 'require_pacs_root',
+           'sample_loader']
 
 PACS_DOMAINS = ('art_painting', 'cartoon', 'photo', 'sketch')
 CACHE_VERSION = 1
@@ -50,10 +51,19 @@ class DomainSplit:
     test: List[Sample]
 
 
-def pacs_root(path: Optional[str] = None) -> Path:
-    """The PACS root: ``path``, else ``$TIMM_INFODROP_PACS``, else ``../shared/data/pacs/PACS`` from the
-    working directory (the project's shared copy)."""
-    return Path(path or os.environ.get('TIMM_INFODROP_PACS') or Path('..') / 'shared' / 'data' / 'pacs' / 'PACS')
+def pacs_root(path: Optional[str] = None) -> Optional[Path]:
+    """The PACS root: ``path``, else ``$TIMM_INFODROP_PACS``; None when neither is given (PACS is not in the
+    package: :func:`require_pacs_root` says how to give it)."""
+    root = path or os.environ.get('TIMM_INFODROP_PACS')
+    return Path(root) if root else None
+
+
+def require_pacs_root(root: Optional[Path]) -> Path:
+    """``root``, or a one-line DataError saying how to give the PACS tree."""
+    if root is None:
+        raise DataError('no PACS data given: pass --data-root DIR (laid out DIR/<domain>/<class>/<image>) or set '
+                        'TIMM_INFODROP_PACS')
+    return Path(root)
 
 
 def _subfolders(folder: Path) -> List[str]:

@@ -22,7 +22,8 @@ import timm
 import torch
 from timm.data import resolve_data_config
 
-from ..data.domains import DataError, decode_image, leave_one_domain_out, pacs_root, sample_loader, scan_domains
+from ..data.domains import (DataError, decode_image, leave_one_domain_out, pacs_root, require_pacs_root,
+                            sample_loader, scan_domains)
 from ..errors import require
 from ..eval.domains import domain_scores
 from ..io import atomic_output
@@ -53,7 +54,7 @@ class PacsBenchmark(Benchmark):
         self.root, self.finetune_epochs, self.overrides = pacs_root(root), finetune_epochs, overrides
 
     def prepare(self, work: Path) -> Path:
-        self.tree = scan_domains(self.root)
+        self.tree = scan_domains(require_pacs_root(self.root))
         if self.spec.weights:  # the initial weights, imported once into the work folder
             from ..weights import import_weights
             folder = Path(work) / 'weights' / self.spec.weights
@@ -113,7 +114,7 @@ class PacsBenchmark(Benchmark):
         plot_pacs_top1(records, list(self.rows), results / 'target_top1.png')
         deploys = {r['row']: Path(r['deploy']) for r in records if r['cell'] == cell and r['seed'] == seed
                    and (Path(r['deploy']) / 'model.safetensors').is_file()}
-        if not deploys or not Path(self.root).is_dir():
+        if not deploys or self.root is None or not Path(self.root).is_dir():
             return ['target_top1.png']
         images, titles = picture_images(self.root, self.spec.image_size)
         plot_pacs_attributions(deploys, images, results / 'attributions.png', titles)
