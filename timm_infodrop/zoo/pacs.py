@@ -38,7 +38,7 @@ __all__ = ['PacsBenchmark', 'drop_site_statistics', 'measure_drop_sites', 'plot_
 
 class PacsBenchmark(Benchmark):
     """Leave-one-domain-out on the PACS tree at ``root`` (default :func:`~timm_infodrop.data.domains.pacs_root`)."""
-    labels = {'top1': 'top-1 on the unseen {cell} domain', 'mean_class_top1': 'mean per-class top-1 on {cell}',
+    labels = {'top1': 'top-1 on the unseen {cell} domain', 'mean_class_top1': 'mean per-class top-1 on the {cell} domain',
               'source_val_top1': 'source val top-1 (the 10% held out of the source domains)',
               'train_minutes': 'train minutes', 'total_minutes': 'minutes (train + deploy + evaluation)'}
     hub_metrics = {'top1': ('accuracy', '{cell}'), 'mean_class_top1': ('mean_class_accuracy', '{cell}'),

@@ -66,7 +66,8 @@ def section(bench: Benchmark, results: Path, recipes=None) -> Dict:
                                   for r in records}),
            'claim': claim(found, [n for n, r in rows.items() if r.model.endswith('_infodrop') and not r.texture])
            if len(bench.spec.cells) > 1 else None,
-           'calibration': calibration_findings(records, bench.baseline) if len(bench.spec.cells) > 1 else None,
+           'calibration': calibration_findings(records, bench.baseline, bench.spec.calibration,
+                                               bench.spec.calibration_minutes) if len(bench.spec.cells) > 1 else None,
            'k': k_choice(json.loads((results / 'drop_sites.json').read_text()))
            if (results / 'drop_sites.json').is_file() else None}
     out['deployments'] = [json.loads(d) for d in out['deployments']]
