@@ -21,6 +21,7 @@ import timm_infodrop  # noqa: F401
 from timm_infodrop.cli import main
 from timm_infodrop.convert import strip
 from timm_infodrop.hub import HUB_ORG_ENV, HubWeightsError, hub_errors, repo_for
+from timm_infodrop.hub.naming import plain_architecture
 from timm_infodrop.registry import BENCHMARKS, PACS, SHAPES
 from timm_infodrop.zoo.kinds import every_benchmark
 from timm_infodrop.zoo.render import hub_repos
@@ -306,7 +307,7 @@ def test_hub_configs_cover_the_zoo_build_and_validate(monkeypatch):
         card = ModelCard.load(folder / 'README.md', ignore_metadata_errors=False)
         assert card.data.library_name == 'timm' and card.data.eval_results, name
         assert all(0.0 <= r.metric_value <= 2.0 for r in card.data.eval_results)
-        assert ('timm_infodrop' in card.text) == (config['architecture'] != 'resnet18'), name
+        assert ('timm_infodrop' in card.text) == (plain_architecture(config['architecture']) != config['architecture']), name
 
 
 def test_repo_names_and_registered_tags_come_from_the_registry():
