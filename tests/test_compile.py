@@ -39,8 +39,6 @@ def test_the_kernels_are_one_opaque_op_each_to_export(cpu_path):
 
 @pytest.mark.parametrize('sampling', ['bernoulli', 'multinomial'])
 def test_compiled_layer_keeps_the_gradient_formula(cpu_path, sampling):
-    if cpu_path == 'torch-ops' and sampling == 'multinomial':
-        pytest.skip('the torch-ops multinomial sampler draws a data-dependent number of refinements')
     torch._dynamo.reset()
     layer = InfoDrop(3, 1, 1, sampling=sampling).train()
     compiled = torch.compile(layer, fullgraph=True, backend='aot_eager')
@@ -52,6 +50,14 @@ def test_compiled_layer_keeps_the_gradient_formula(cpu_path, sampling):
     kept = out.detach() != 0
     assert 0 < (~kept).sum() < kept.numel()
     torch.testing.assert_close(y.grad, grad * kept, rtol=0, atol=0)
+
+
+def test_the_exact_sampler_on_torch_ops_has_no_graph_break():
+    """The torch-ops multinomial sampler refines every draw under compile (no ``nonzero``): one graph."""
+    layer = InfoDrop(3, 1, 1, sampling='multinomial').train()
+    with _cpu_kernel.kernels_switched(False):
+        count, reasons = graph_breaks(layer, torch.randn(2, 3, 12, 12), torch.rand(2, 8, 12, 12) + 0.5)
+    assert count == 0, reasons
 
 
 @pytest.mark.parametrize('bad', [float('nan'), float('inf')])

@@ -57,9 +57,17 @@ def skewed_distribution(samples=2, size=8, seed=0):
     return torch.softmax(logits, 1).view(samples, 1, size, size)
 
 
+@pytest.fixture(params=[False, True], ids=['refine-unsettled', 'refine-every-draw'])
+def refine_every_draw(request, monkeypatch):
+    """The torch-ops exact sampler both ways: refining only the draws its table leaves unsettled (a CPU in
+    eager) and every draw (a GPU, torch.compile: no data-dependent shape)."""
+    monkeypatch.setattr(info_drop_module, '_refines_every_draw', lambda device: request.param)
+    return request.param
+
+
 @on_every_device
 @pytest.mark.parametrize('table_bits', [16, 4])  # 4: most draws take the binary-search path
-def test_exact_sampler_single_draws_follow_p(monkeypatch, device, table_bits):
+def test_exact_sampler_single_draws_follow_p(monkeypatch, device, table_bits, refine_every_draw):
     """With m = 1 every row drops exactly one position, drawn from P: a chi-square goodness-of-fit test per
     sample, and a position with P = 0 is never drawn."""
     monkeypatch.setattr(info_drop_module, '_TABLE_BITS', table_bits)
@@ -78,7 +86,7 @@ def test_exact_sampler_single_draws_follow_p(monkeypatch, device, table_bits):
 
 
 @on_every_device
-def test_exact_sampler_matches_torch_multinomial_with_replacement(device):
+def test_exact_sampler_matches_torch_multinomial_with_replacement(device, refine_every_draw):
     """m draws with replacement per row, against the released procedure (torch.multinomial with replacement):
     two-sample chi-square tests on the per-position drop counts and on the number of distinct positions a
     row drops (a property of the joint law, not only of the marginals)."""

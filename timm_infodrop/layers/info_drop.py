@@ -386,6 +386,13 @@ _TABLE_BITS = 16  # (<= 16) a draw's top bits index a table that settles it unle
 _DRAWS_PER_CHUNK = 1 << 20
 
 
+def _refines_every_draw(device: torch.device) -> bool:
+    """Whether the exact sampler refines every draw rather than the few its table leaves unsettled: on a GPU
+    and under a tracer or torch.compile, where selecting those few (``nonzero``) would read the device (a host
+    sync, a graph break). On a CPU in eager the selection costs nothing and saves most of the searches."""
+    return device.type != 'cpu' or torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
 def _drop_drawn(mask: torch.Tensor, distribution: torch.Tensor, num_channels: int, num_draws: int,
                 generator: Optional[torch.Generator]) -> None:
     """Zero in ``mask`` (B * C * N, flat) the positions of ``num_draws`` draws with replacement from
@@ -395,8 +402,9 @@ def _drop_drawn(mask: torch.Tensor, distribution: torch.Tensor, num_channels: in
     drawn with probability ``P_i`` to 2^-32): the position of ``u`` is the number of CDF steps ``<= u``.
     A table over the 2^16 buckets of ``u``'s top 16 bits answers every bucket that holds no CDF step
     (almost all draws: at most N - 1 of the 65,536 buckets hold one) from 16 random bits; a draw in a bucket
-    with a step gets its low 16 bits and a binary search. On a CPU the draws are made a chunk of samples
-    at a time, to bound the memory.
+    with a step gets its low 16 bits and a binary search (every draw does on a GPU and under compile, which
+    then see no data-dependent shape: :func:`_refines_every_draw`). On a CPU the draws are made a chunk of
+    samples at a time, to bound the memory.
     """
     batch, size = distribution.shape
     device = distribution.device
@@ -421,13 +429,20 @@ def _drop_drawn(mask: torch.Tensor, distribution: torch.Tensor, num_channels: in
         b1 = min(batch, b0 + chunk)
         high = _uniform_int16(((b1 - b0), draws), generator, device).long().add_(1 << 15)  # u's top 16 bits
         position = torch.gather(table[b0:b1], 1, high >> (16 - _TABLE_BITS) if _TABLE_BITS < 16 else high)
-        unsettled = (position < 0).view(-1).nonzero().squeeze(1)
-        if unsettled.numel():
-            sample = unsettled // draws + b0
-            low = _uniform_int16((unsettled.numel(),), generator, device).long().add_(1 << 15)
-            u = (high.view(-1)[unsettled] << 16) + low + (sample << _CDF_BITS)
-            found = torch.searchsorted(all_steps, u, right=True) - sample * (size - 1)
-            position.view(-1)[unsettled] = found.to(position.dtype)
+        if _refines_every_draw(device):  # no data-dependent shape: every draw gets its low bits and a search
+            sample = torch.arange(b0, b1, device=device).unsqueeze(1)
+            low = _uniform_int16(high.shape, generator, device).long().add_(1 << 15)
+            found = torch.searchsorted(all_steps, ((high << 16) + low + (sample << _CDF_BITS)).view(-1), right=True)
+            found = found.view_as(high) - sample * (size - 1)
+            position = torch.where(position < 0, found.to(position.dtype), position)
+        else:
+            unsettled = (position < 0).view(-1).nonzero().squeeze(1)
+            if unsettled.numel():
+                sample = unsettled // draws + b0
+                low = _uniform_int16((unsettled.numel(),), generator, device).long().add_(1 << 15)
+                u = (high.view(-1)[unsettled] << 16) + low + (sample << _CDF_BITS)
+                found = torch.searchsorted(all_steps, u, right=True) - sample * (size - 1)
+                position.view(-1)[unsettled] = found.to(position.dtype)
         flat = position.long().add_(channel_start).add_(
             (torch.arange(b0, b1, device=device) * (num_channels * size)).unsqueeze(1))
         mask.scatter_(0, flat.view(-1), False)
