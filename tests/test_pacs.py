@@ -221,6 +221,7 @@ def test_tiny_pacs_zoo_runs_adds_rows_and_deploys_plain_timm(tree, tmp_path, rec
     assert (results / 'resnet18' / 'sketch' / 'seed0' / 'run.json').stat().st_mtime_ns == stamp
     summary = json.loads((results / 'summary.json').read_text())
     assert list(summary) == ['resnet18', 'resnet18_infodrop_early', 'resnet18_infodropout']
+    assert (results / 'attributions.png').stat().st_size > 0  # every deployed row, and the InfoDrop row's drop map
     beta = json.loads((results / 'resnet18_infodropout' / 'sketch' / 'seed0' / 'run.json').read_text())
     assert beta['model_kwargs']['infodropout_beta'] == pytest.approx(3.0 / beta['train_images'])
     # the deployed model is plain timm, evaluated on a domain folder

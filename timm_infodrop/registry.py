@@ -170,6 +170,7 @@ PACS_IN1K = BenchmarkSpec(
         Row('tf_efficientnet_lite0_infodropout', 'tf_efficientnet_lite0_infodropout', paper_beta=3.0),
         Row('tf_efficientnet_lite0_anisotropic', 'tf_efficientnet_lite0', texture='anisotropic'),
     ),
+    registered=('tf_efficientnet_lite0_infodrop', 'tf_efficientnet_lite0_infodropout'), registered_cells=('sketch',),
     description='{model} finetuned from ImageNet weights on PACS {sources} for the unseen {cell} domain '
                 '(timm-infodrop pretrained PACS zoo)',
     # the pretrained PACS issue's targets: converged from ImageNet weights within the CPU budget

@@ -12,10 +12,11 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from .errors import ConfigError, require
+from .layers.conv import InfoDropConv2d
 from .layers.info_drop import drop_distribution, keep_probability, sample_info_drop_mask, self_information
 
-__all__ = ['InfoMap', 'load_image', 'builtin_image', 'synthetic_image', 'compute_infomap', 'plot_infomap',
-           'write_infomap', 'plot_texture_suppression', 'FIGURE_FORMATS']
+__all__ = ['InfoMap', 'load_image', 'builtin_image', 'synthetic_image', 'compute_infomap', 'model_drop_probability',
+           'plot_infomap', 'write_infomap', 'plot_texture_suppression', 'FIGURE_FORMATS']
 
 FIGURE_FORMATS = ('.png', '.pdf', '.svg', '.jpg', '.jpeg')  # what write_infomap writes
 
@@ -126,6 +127,36 @@ def compute_infomap(
     return InfoMap(
         image=image, information=information[0, 0].numpy(), drop_probability=drop_probability[0, 0].numpy(),
         mask=mask[0, 0].numpy(), temperature=temperature, drop_rate=drop_rate)
+
+
+def model_drop_probability(model: torch.nn.Module, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """InfoDrop's marginal drop probability ``1 - (1 - P)^m`` at ``model``'s first InfoDrop conv: (B, h, w) on
+    the grid its mask acts on, for images ``x`` (B, 3, H, W) normalised as the model takes them.
+
+    The picture of what this model's own InfoDrop does (its conv's windows and "same" padding, its patch size,
+    T, drop rate and any max-pool after it), where :func:`compute_infomap` draws the released ResNet stem's.
+    ``seed`` fixes the offsets drawn; the model runs once in eval, with no gradient and its mode restored.
+
+    Raises:
+        ConfigError: the model has no InfoDrop conv.
+    """
+    conv = next((m for m in model.modules() if isinstance(m, InfoDropConv2d)), None)
+    if conv is None:
+        raise ConfigError(f'{type(model).__name__} has no InfoDrop conv to draw the drop probability of')
+    inputs = []
+    handle = conv.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    layer = conv.info_drop
+    information = layer.information(conv.padded_input(inputs[0]), torch.Generator().manual_seed(seed))
+    distribution = drop_distribution(information, layer.temperature, layer.pool_kernel_size, layer.pool_stride,
+                                     layer.pool_padding)
+    return 1.0 - keep_probability(distribution, layer.drop_rate)[:, 0]
 
 
 def plot_infomap(infomap: InfoMap, title: Optional[str] = None):

@@ -101,9 +101,12 @@ class _RegularizedConv2d(nn.Conv2d):
     def _pending(self, value: Optional[torch.Tensor]) -> None:
         self._pending_state.value = value
 
+    def padded_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as the conv and its regulariser see it: padded as ``Conv2dSame`` pads it with ``same_pad``."""
+        return pad_same(x, self.weight.shape[-2:], self.stride, self.dilation) if self.same_pad else x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.same_pad:
-            x = pad_same(x, self.weight.shape[-2:], self.stride, self.dilation)
+        x = self.padded_input(x)
         y = self._conv_forward(x, self.weight, self.bias)
         if torch.jit.is_scripting():
             return y

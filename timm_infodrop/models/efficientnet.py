@@ -7,7 +7,8 @@ same preprocessing, and plain ``<arch>`` weights load into it.
 from timm.models import generate_default_cfgs, register_model
 from timm.models.efficientnet import EfficientNet
 
-from ._builder import build_regularized, derived_cfg
+from ..hub.naming import tagged_cfgs
+from ._builder import build_regularized, derived_cfg, untagged_default
 
 __all__ = []  # filled by register_model
 
@@ -16,14 +17,17 @@ def _create(arch: str, method: str, pretrained: bool, **kwargs) -> EfficientNet:
     return build_regularized(arch, method, pretrained, **kwargs)
 
 
-default_cfgs = generate_default_cfgs({
+default_cfgs = untagged_default(generate_default_cfgs({
     'efficientnet_b0_infodrop': derived_cfg('efficientnet_b0', 'infodrop'),
     'efficientnet_b0_infodropout': derived_cfg('efficientnet_b0', 'infodropout'),
     'efficientnet_lite0_infodrop': derived_cfg('efficientnet_lite0', 'infodrop'),
     'efficientnet_lite0_infodropout': derived_cfg('efficientnet_lite0', 'infodropout'),
     'tf_efficientnet_lite0_infodrop': derived_cfg('tf_efficientnet_lite0', 'infodrop'),
     'tf_efficientnet_lite0_infodropout': derived_cfg('tf_efficientnet_lite0', 'infodropout'),
-})
+    # the zoo's weights: a tag per benchmark that registers the variant (timm_infodrop.registry)
+    **{f'tf_efficientnet_lite0_{method}.{tag}': derived_cfg('tf_efficientnet_lite0', method, **cfg)
+       for method in ('infodrop', 'infodropout') for tag, cfg in tagged_cfgs(f'tf_efficientnet_lite0_{method}').items()},
+}))
 
 
 @register_model

@@ -27,7 +27,7 @@ from ..data.domains import (DataError, decode_image, leave_one_domain_out, pacs_
 from ..errors import require
 from ..eval.domains import domain_scores
 from ..io import atomic_output
-from ..layers import beta_from_paper
+from ..layers import InfoDropConv2d, beta_from_paper
 from ..layers.info_drop import drop_distribution, keep_probability, self_information
 from ..registry import PACS, BenchmarkSpec, Row
 from ..train import TrainConfig
@@ -107,6 +107,19 @@ class PacsBenchmark(Benchmark):
                 'recipe': sorted({r['recipe'] for r in records})[0],
                 'finetune_epochs': sorted({r['finetune_epochs'] for r in records})[0]}
 
+    def drop_models(self) -> Dict[str, torch.nn.Module]:
+        """The training variant of each InfoDrop row whose first InfoDrop conv differs from the rows' before it
+        (windows, padding, patch size, T, drop rate), untrained: at the stem the drop map is a function of the
+        image alone."""
+        models, seen = {}, set()
+        for row in self.rows.values():
+            model = timm.create_model(row.model, num_classes=len(self.spec.classes), **row.model_kwargs)
+            conv = next((m for m in model.modules() if isinstance(m, InfoDropConv2d)), None)
+            if conv is not None and (repr(conv), repr(conv.info_drop)) not in seen:
+                seen.add((repr(conv), repr(conv.info_drop)))
+                models[row.name] = model
+        return models
+
     def pictures(self, results: Path, summary: Dict, records: List[Dict], work: Path, cell: str = 'sketch',
                  seed: int = 0) -> List[str]:
         """target_top1.png, and attributions.png from the deployed models of ``seed`` on ``cell`` when they
@@ -117,7 +130,8 @@ class PacsBenchmark(Benchmark):
         if not deploys or self.root is None or not Path(self.root).is_dir():
             return ['target_top1.png']
         images, titles = picture_images(self.root, self.spec.image_size)
-        plot_pacs_attributions(deploys, images, results / 'attributions.png', titles)
+        plot_pacs_attributions(deploys, images, results / 'attributions.png', titles, self.drop_models(),
+                               self.spec.architecture)
         return ['target_top1.png', 'attributions.png']
 
 
@@ -152,10 +166,12 @@ def plot_pacs_top1(records: List[Dict], order: List[str], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_pacs_attributions(deploys: Dict[str, Path], images: np.ndarray, path: Path, titles: List[str]) -> None:
-    """Rows: images (uint8 (N, H, W, 3)); columns: the image, InfoDrop's drop probability at the released stem
-    (T 0.03, drop rate 1.5: a function of the image alone), and the occlusion map of every row's deployed model
-    (:func:`timm_infodrop.eval.saliency.attribution`)."""
+def plot_pacs_attributions(deploys: Dict[str, Path], images: np.ndarray, path: Path, titles: List[str],
+                           drop_models: Dict[str, torch.nn.Module], architecture: str) -> None:
+    """Rows: images (uint8 (N, H, W, 3)); columns: the image, the drop probability of each of ``drop_models``'
+    InfoDrop (:func:`timm_infodrop.viz.model_drop_probability`, on the image as that model takes it), and the
+    occlusion map of every row's deployed model (:func:`timm_infodrop.eval.saliency.attribution`); the rows are
+    named by what they add to ``architecture``."""
     require('matplotlib', 'eval')  # else a one-line error naming the extra
     import matplotlib
     matplotlib.use('Agg', force=False)
@@ -164,18 +180,23 @@ def plot_pacs_attributions(deploys: Dict[str, Path], images: np.ndarray, path: P
     from ..eval.benchmark import normalizer
     from ..eval.metrics import images_to_tensor
     from ..eval.saliency import attribution
-    from ..viz import compute_infomap
+    from ..viz import model_drop_probability
 
     x = images_to_tensor(images)
     models = {row: timm.create_model(f'local-dir:{d}', pretrained=True).eval() for row, d in deploys.items()}
     maps = {row: attribution(m, x, normalizer(m), 'occlusion') for row, m in models.items()}
-    columns = 2 + len(maps)
+    drops = {row: model_drop_probability(m, normalizer(m)(x)).numpy() for row, m in drop_models.items()}
+    columns = 1 + len(drops) + len(maps)
+
+    def short(row: str) -> str:  # the columns say what differs from the architecture, the figure's title the rest
+        return (row[len(architecture):].lstrip('_') or 'baseline') if row.startswith(architecture) else row
+
     fig, axes = plt.subplots(len(images), columns, figsize=(1.9 * columns, 1.9 * len(images)), squeeze=False,
                              layout='constrained')
     for i, image in enumerate(images):
-        drop = compute_infomap(image.astype(np.float32) / 255.0).drop_probability
-        panels = [(titles[i], image, None, None), ('InfoDrop drop prob.', drop, 'magma', (0, 1))]
-        panels += [(f'occlusion: {row}', m[i].numpy(), 'inferno', (0, 1)) for row, m in maps.items()]
+        panels = [(titles[i], image, None, None)]
+        panels += [(f'drop prob.:\n{short(row)}', d[i], 'magma', (0, 1)) for row, d in drops.items()]
+        panels += [(f'occlusion:\n{short(row)}', m[i].numpy(), 'inferno', (0, 1)) for row, m in maps.items()]
         for j, (title, data, cmap, limits) in enumerate(panels):
             ax = axes[i, j]
             ax.imshow(data, cmap=cmap, vmin=None if limits is None else limits[0],
@@ -183,6 +204,8 @@ def plot_pacs_attributions(deploys: Dict[str, Path], images: np.ndarray, path: P
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(title, fontsize=7)
+    fig.suptitle(f'{architecture}: where InfoDrop drops (training) and what each deployed model uses (occlusion)',
+                 fontsize=8)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
