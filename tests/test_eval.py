@@ -130,20 +130,30 @@ class OneQuadrant(nn.Module):
         return torch.stack([seen, torch.full_like(seen, -1.0)], 1)
 
 
-@pytest.mark.parametrize('method', ['occlusion', 'integrated_gradients', 'smoothgrad_sq'])
-def test_attribution_lands_in_the_quadrant_the_model_sees(method):
+@pytest.mark.parametrize('method,size', [('occlusion', 64), ('occlusion', 128), ('integrated_gradients', 64),
+                                         ('smoothgrad_sq', 64)])
+def test_attribution_lands_in_the_quadrant_the_model_sees(method, size):
     """A model that reads only the top-left quadrant: (almost) all attribution there, none outside it but for
     the occluding window's reach (an occluder overlapping the quadrant's edge covers part of it)."""
-    from timm_infodrop.eval.saliency import OCCLUSION_WINDOW, attribution
+    from timm_infodrop.eval.saliency import attribution, occlusion_geometry
 
-    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(0))
     normalize = lambda t: (t - 0.45) / 0.25  # noqa: E731
     maps = attribution(OneQuadrant(), x, normalize, method, samples=8)
-    assert maps.shape == (3, 64, 64) and maps.min() >= 0 and maps.max() <= 1
-    reach = 32 + (OCCLUSION_WINDOW - 1 if method == 'occlusion' else 0)
+    assert maps.shape == (3, size, size) and maps.min() >= 0 and maps.max() <= 1
+    half = size // 2
+    reach = half + (occlusion_geometry(size, size)[0] - 1 if method == 'occlusion' else 0)
     total = maps.sum((1, 2))
     assert torch.all(maps[:, :reach, :reach].sum((1, 2)) / total > 0.999)
-    assert torch.all(maps[:, :32, :32].sum((1, 2)) / total > 0.75), maps[:, :32, :32].sum((1, 2)) / total
+    assert torch.all(maps[:, :half, :half].sum((1, 2)) / total > 0.75), maps[:, :half, :half].sum((1, 2)) / total
+
+
+def test_the_occluder_grows_with_images_over_64_px():
+    from timm_infodrop.eval.saliency import OCCLUSION_STRIDE, OCCLUSION_WINDOW, occlusion_geometry
+
+    assert occlusion_geometry(64, 64) == occlusion_geometry(32, 48) == (OCCLUSION_WINDOW, OCCLUSION_STRIDE)
+    assert occlusion_geometry(128, 160) == (2 * OCCLUSION_WINDOW, 2 * OCCLUSION_STRIDE)
+    assert occlusion_geometry(8, 8) == (8, OCCLUSION_STRIDE)  # never wider than the image
 
 
 class FolderOracle(nn.Module):

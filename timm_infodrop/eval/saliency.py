@@ -14,7 +14,7 @@ class logit) does not (0.52-0.69, -0.01) and follows the object. So the pictures
 Integrated Gradients and SmoothGrad-squared remain as options. Every map is clipped at its 99th
 percentile.
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -52,13 +52,22 @@ def _clip(maps: torch.Tensor, percentile: float = CLIP_PERCENTILE) -> torch.Tens
     return (maps / top[:, None, None]).clamp(0.0, 1.0)
 
 
+def occlusion_geometry(height: int, width: int) -> Tuple[int, int]:
+    """(window, stride) in pixels of the occluding square: :data:`OCCLUSION_WINDOW` and :data:`OCCLUSION_STRIDE`
+    up to 64 px, in proportion above (a 128 px image gets a 24 px square in 8 px steps: the same picture at
+    a quarter of the forwards), never wider than the image."""
+    scale = max(1.0, min(height, width) / 64)
+    return min(round(OCCLUSION_WINDOW * scale), height, width), round(OCCLUSION_STRIDE * scale)
+
+
 def attribution(model: nn.Module, x: torch.Tensor, normalize, method: str = 'occlusion',
                 target: Optional[torch.Tensor] = None, samples: int = 16, noise: float = 0.1,
                 seed: int = 0) -> torch.Tensor:
     """Where ``model`` looks: (B, H, W) maps in [0, 1] for images ``x`` (B, 3, H, W) in [0, 1].
 
     ``method``: ``'occlusion'`` (Captum: the drop of the class logit when a mean-colour square of
-    :data:`OCCLUSION_WINDOW` pixels covers each place, in :data:`OCCLUSION_STRIDE` pixel steps; the
+    :data:`OCCLUSION_WINDOW` pixels covers each place, in :data:`OCCLUSION_STRIDE` pixel steps, both scaled
+    with images over 64 px (:func:`occlusion_geometry`); the
     mean colour is the 0 of ``normalize``), ``'integrated_gradients'`` (Captum, ``samples`` steps from
     the mean-colour image; |attribution| summed over channels) or ``'smoothgrad_sq'`` (Captum's
     NoiseTunnel over Saliency, ``samples`` copies with noise std ``noise``). ``target``: the class per
@@ -75,9 +84,9 @@ def attribution(model: nn.Module, x: torch.Tensor, normalize, method: str = 'occ
     torch.manual_seed(seed)  # NoiseTunnel draws from torch's global generator
     baseline = (x * 0 + _mean_colour(normalize, torch.zeros(1, *x.shape[1:]))).detach()
     if method == 'occlusion':
-        window = min(OCCLUSION_WINDOW, *x.shape[-2:])
+        window, stride = occlusion_geometry(*x.shape[-2:])
         maps = Occlusion(wrapped).attribute(x, sliding_window_shapes=(x.shape[1], window, window),
-                                            strides=(x.shape[1], OCCLUSION_STRIDE, OCCLUSION_STRIDE),
+                                            strides=(x.shape[1], stride, stride),
                                             baselines=baseline, target=target, perturbations_per_eval=64)
         maps = maps.sum(1).clamp_min(0)  # where covering the image lowers the class logit
     elif method == 'integrated_gradients':
