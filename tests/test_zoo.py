@@ -532,7 +532,9 @@ def test_the_quick_summary_ends_with_a_reading_of_each_row_against_the_baseline(
         verdict = 'an effect this budget shows' if abs(gain) > spread else 'noise at this budget'
         assert (f'- {row}: shape bias {gain:+.2f} over resnet18 (1 seed), val top-1 {100 * top1:+.1f} points: '
                 in text), row
-        assert f'({spread:.2f}): {verdict}.' in text.split(f'- {row}:')[1].splitlines()[0], row
+        gap = 'larger than' if abs(gain) > spread else 'within'
+        assert (f': {gap} the gap between two single runs of one model ({spread:.2f}): {verdict}.'
+                in text.split(f'- {row}:')[1].splitlines()[0]), row
     what = text[text.index('What this budget can show'):]
     budget = bench.budget
     assert f'one seed, {budget.epochs} epochs, {budget.sizes["train"]:,} training images' in what

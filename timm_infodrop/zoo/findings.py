@@ -38,8 +38,8 @@ def readings(cell: Mapping, baseline: str, spread: Optional[float], metric: str 
     With several common seeds a row's ``outcome`` is the interval's finding ('higher', 'lower', 'no measurable
     change'); with one seed it is 'large' when ``|gain|`` exceeds ``spread`` (the gap two single runs of one model
     show on ``metric``), 'within noise' when it does not, and 'one seed' when there is no ``spread`` to judge by.
-    Returns ``{rows: [{row, gain, top1, outcome}], seeds, spread, large}`` (``seeds``: the fewest common seeds of
-    any row; ``large``: the rows whose outcome is 'large', 'higher' or 'lower')."""
+    Returns ``{rows: [{row, gain, top1, outcome}], seeds, spread, large}`` (``seeds``: the rows' numbers of common
+    seeds, each once, ascending; ``large``: the rows whose outcome is 'large', 'higher' or 'lower')."""
     out = []
     for row, stats in cell.items():
         if row == baseline or metric not in stats:
@@ -52,7 +52,7 @@ def readings(cell: Mapping, baseline: str, spread: Optional[float], metric: str 
         if outcome == 'one seed' and spread is not None:
             outcome = 'large' if abs(gain['mean']) > spread else 'within noise'
         out.append({'row': row, 'gain': gain, 'top1': top1, 'outcome': outcome})
-    return {'rows': out, 'seeds': min((r['gain']['n'] for r in out), default=0), 'spread': spread,
+    return {'rows': out, 'seeds': sorted({r['gain']['n'] for r in out}), 'spread': spread,
             'large': [r['row'] for r in out if r['outcome'] in ('large', 'higher', 'lower')]}
 
 
