@@ -455,6 +455,6 @@ def test_the_stand_ins_refuse_what_timms_scripts_refuse(tmp_path):
     """A flag timm's scripts do not have is an error, so a recipe with a wrong flag fails the test above."""
     for script in SCRIPTS:
         (tmp_path / script).write_text(VALIDATE_PY if script == 'validate.py' else INFERENCE_PY)
-        result = subprocess.run([sys.executable, str(tmp_path / script), '--model', 'resnet18', '--crop', '0.9'],
+        result = subprocess.run([sys.executable, str(tmp_path / script), '--model', 'resnet18', '--center-crop', '0.9'],
                                 capture_output=True, text=True, cwd=tmp_path)
-        assert result.returncode == 2 and 'unrecognized arguments: --crop' in result.stderr, script
+        assert result.returncode == 2 and 'unrecognized arguments: --center-crop' in result.stderr, script
