@@ -42,7 +42,7 @@ bench: venv
 	$(BIN)/python bench/bench_layers.py
 	$(BIN)/python bench/bench_data.py
 
-# the main job: the quick zoo (3 models trained, converted and evaluated on the synthetic benchmark)
+# the main job: the quick zoo (4 rows trained, converted and evaluated on the synthetic benchmark, then read)
 demo: venv
 	$(BIN)/timm-infodrop zoo run --quick
 

@@ -470,3 +470,141 @@ def test_a_benchmark_is_a_registry_entry_the_tags_repos_and_protocol_derive_from
         assert 'pretrained_cfg_overlay' not in train_config.model_kwargs  # the run's config.json names no local path
     finally:
         del registry.BENCHMARKS[spec.name]
+
+
+# ---------------------------------------------------------------------------------------------- the demo
+def test_the_quick_zoo_has_the_baseline_both_regularisers_and_the_texture_suppressed_row():
+    from timm_infodrop.zoo.kinds import open_benchmark
+
+    bench = open_benchmark('shapes', quick=True)
+    rows = bench.default_rows
+    assert rows[0] == bench.baseline and {'resnet18_infodrop', 'resnet18_infodropout'} <= set(rows)
+    assert [r for r in rows if bench.rows[r].texture] == ['resnet18_anisotropic']  # the effect one seed can show
+    assert bench.rows['resnet18_anisotropic'].model == bench.rows[bench.baseline].model
+
+
+def _with_shape_bias(results: Path, values: dict) -> Path:
+    """Set the records' shape bias: ``values`` is ``{row: [per seed]}``."""
+    for row, per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            path = results / row / 'all' / f'seed{seed}' / 'run.json'
+            record = json.loads(path.read_text())
+            record['metrics']['shape_bias'] = value
+            path.write_text(json.dumps(record))
+    return results
+
+
+def test_the_quick_summary_ends_with_a_reading_of_each_row_against_the_baseline(tmp_path, no_costs, monkeypatch):
+    """The printout and the quick REPORT.md read every row against the baseline from the numbers: one seed is
+    judged against the gap two single runs of one model show in the reference results' seeds."""
+    import math
+
+    from timm_infodrop.zoo.kinds import open_benchmark
+    from timm_infodrop.zoo.pipeline import write_summary
+    from timm_infodrop.zoo.render import summary_text, write_report
+
+    monkeypatch.chdir(ROOT)
+    bench = open_benchmark('shapes', quick=True)
+    monkeypatch.setattr(type(bench), 'pictures', lambda self, *args: [])
+    reference = _with_shape_bias(fake_results(tmp_path / 'full', SHAPES, {
+        'resnet18': {'all': [0.90, 0.88, 0.92]}, 'resnet18_infodrop': {'all': [0.80, 0.79, 0.83]}}),
+        {'resnet18': [0.20, 0.16, 0.12], 'resnet18_infodrop': [0.15, 0.16, 0.17]})
+    write_summary(open_benchmark('shapes'), reference)
+    monkeypatch.setattr(type(bench), 'reference_results', reference)
+    spread = math.sqrt(2) * np.std([0.20, 0.16, 0.12], ddof=1)
+    bias = {'resnet18': [0.06], 'resnet18_infodrop': [0.05], 'resnet18_infodropout': [0.09],
+            'resnet18_anisotropic': [0.47]}
+    quick = _with_shape_bias(fake_results(tmp_path / 'quick', SHAPES, {
+        'resnet18': {'all': [0.80]}, 'resnet18_infodrop': {'all': [0.74]}, 'resnet18_infodropout': {'all': [0.79]},
+        'resnet18_anisotropic': {'all': [0.83]}}), bias)
+    (quick / 'setup.json').write_text(json.dumps({'minutes': 1.25, 'steps': {'data': 0.5, 'training_data': 0.7,
+                                                                            'warm_up': 0.05}, 'rows': list(bias)}))
+    _, run, report = write_report(bench, quick, tmp_path / 'work')
+    text = summary_text(bench, quick, report)
+    lines = text.splitlines()
+    assert lines[0].split()[:2] == ['row', 'cell'] and [line.split()[0] for line in lines[1:5]] == list(bias)
+    assert 'set-up: 1.2 min, timed apart from every run' in text and run['setup']['minutes'] == 1.25
+    for row, (value,) in bias.items():
+        if row == 'resnet18':
+            continue
+        gain = value - bias['resnet18'][0]
+        top1 = {'resnet18_infodrop': 0.74, 'resnet18_infodropout': 0.79, 'resnet18_anisotropic': 0.83}[row] - 0.80
+        verdict = 'an effect this budget shows' if abs(gain) > spread else 'noise at this budget'
+        assert (f'- {row}: shape bias {gain:+.2f} over resnet18 (1 seed), val top-1 {100 * top1:+.1f} points: '
+                in text), row
+        gap = 'larger than' if abs(gain) > spread else 'within'
+        assert (f': {gap} the gap between two single runs of one model ({spread:.2f}): {verdict}.'
+                in text.split(f'- {row}:')[1].splitlines()[0]), row
+    what = text[text.index('What this budget can show'):]
+    budget = bench.budget
+    assert f'one seed, {budget.epochs} epochs, {budget.sizes["train"]:,} training images' in what
+    assert f'differ by about {spread:.2f} in shape bias (the seeds of {reference})' in what
+    assert 'only a large effect stands out (resnet18_anisotropic (texture suppression))' in what
+    assert text.rstrip().endswith('`--seeds 3` gives every gain an interval.')
+    assert text[text.index('Reading:'):].strip() in report.read_text()  # the quick REPORT.md ends the same way
+    # other numbers, another reading: the texture row within the noise
+    _with_shape_bias(quick, {'resnet18_anisotropic': [0.07]})
+    write_report(bench, quick, tmp_path / 'work')
+    other = summary_text(bench, quick, report)
+    assert '- resnet18_anisotropic: shape bias +0.01 over resnet18 (1 seed)' in other
+    assert 'no row differs from resnet18 by more' in other
+
+
+def test_the_shape_bias_and_severity_axes_are_scaled_to_the_data(tmp_path):
+    """Bars of ~0.05 are drawn on an axis that shows their differences, not on 0-1; the severity curves too."""
+    from timm_infodrop.eval.saliency import plot_severity, plot_shape_bias
+
+    scores = {'resnet18': 0.059, 'resnet18_infodrop': 0.047, 'resnet18_infodropout': 0.050}
+    low, high = plot_shape_bias(scores, tmp_path / 'a.png', errors=[0.004, 0.002, 0.003], baseline='resnet18')
+    assert low == 0 and 0.063 < high < 0.1 and (tmp_path / 'a.png').stat().st_size > 0
+    low, high = plot_shape_bias(dict(scores, resnet18_anisotropic=0.47), tmp_path / 'b.png', baseline='resnet18')
+    assert 0.47 < high < 0.6
+    scores = {'corruption': {'clean_top1': 0.81, 'per_corruption': {'noise': {'1': 0.75, '2': 0.62},
+                                                                    'blur': {'1': 0.77, '2': 0.70}}}}
+    low, high = plot_severity({'resnet18': [scores]}, tmp_path / 'c.png')
+    assert 0.5 < low < 0.66 and 0.81 < high < 0.9
+
+
+def test_the_set_up_is_timed_apart_before_any_training(tmp_path, monkeypatch):
+    """Data, each row's training data and the warm-up (the kernel build) come before the first run and are
+    timed into setup.json, so no run's train minutes hold them; nothing is set up when nothing is left to run."""
+    import timm_infodrop.zoo.pipeline as pipeline
+    from timm_infodrop.layers import _cpu_kernel
+    from timm_infodrop.zoo.kinds import open_benchmark
+
+    monkeypatch.chdir(ROOT)
+    bench = open_benchmark('shapes', quick=True)
+    calls = []
+    kind = type(bench)
+    monkeypatch.setattr(kind, 'prepare', lambda self, work: calls.append('prepare') or Path(work))
+    monkeypatch.setattr(kind, 'check_cells', lambda self, data, cells: None)
+    monkeypatch.setattr(kind, 'training_data', lambda self, row, data: calls.append(('data', row.name)) or data)
+    monkeypatch.setattr(kind, 'warm_up', lambda self, rows: calls.append(('warm up', [r.name for r in rows]))
+                        or time.sleep(0.6))
+
+    def run_one(bench, row, cell, seed, data, work, results, progress=True):
+        calls.append(('run', row.name))
+        path = pipeline.record_path(results, row.name, cell, seed)
+        path.parent.mkdir(parents=True)
+        path.write_text('{}')
+    monkeypatch.setattr(pipeline, 'run_one', run_one)
+    rows = bench.default_rows
+    pipeline.run_benchmark(bench, rows, ['all'], [0], tmp_path / 'work', tmp_path / 'results')
+    assert calls == ['prepare', *[('data', r) for r in rows], ('warm up', rows), *[('run', r) for r in rows]]
+    setup = json.loads((tmp_path / 'results' / 'setup.json').read_text())
+    assert setup['rows'] == rows and setup['steps']['warm_up'] >= 0.01 and setup['minutes'] >= 0.01
+    calls.clear()
+    pipeline.run_benchmark(bench, rows, ['all'], [0], tmp_path / 'work', tmp_path / 'results')
+    assert calls == ['prepare']  # every run has its record: no set-up, setup.json kept
+    assert json.loads((tmp_path / 'results' / 'setup.json').read_text()) == setup
+
+    # the real warm-up builds (or loads) the InfoDrop kernel: the first training epoch does not
+    monkeypatch.undo()
+    recipes = tmp_path / 'recipes'
+    recipes.mkdir()
+    (recipes / 'resnet18_infodrop.yaml').write_text('model: resnet18_infodrop\nbatch_size: 2\n')
+    monkeypatch.setattr(_cpu_kernel, '_tried', False)
+    monkeypatch.setattr(_cpu_kernel, '_loaded', None)
+    state = __import__('torch').random.get_rng_state()
+    ShapesBenchmark(SHAPES, recipes).warm_up([SHAPES.row('resnet18_infodrop')])
+    assert _cpu_kernel._tried and (__import__('torch').random.get_rng_state() == state).all()

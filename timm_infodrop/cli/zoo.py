@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--benchmark', choices=tuple(BENCHMARKS), default='shapes',
                         help='shapes: the synthetic shape-vs-texture benchmark; pacs: PACS domain generalisation')
     parser.add_argument('--quick', action='store_true',
-                        help='the synthetic benchmark\'s demo budget: 2,000 training images, 3 epochs')
+                        help='the synthetic benchmark\'s demo budget (make demo): the quick rows, one seed, fewer images '
+                             'and epochs (timm_infodrop.zoo.shapes.SHAPES_BUDGETS)')
     parser.add_argument('--seeds', type=int, default=None, help='seeds 0..N-1 (default: 1 with --quick, else 3)')
     parser.add_argument('--rows', '--models', nargs='+', default=None, dest='rows',
                         help='rows of the benchmark (default: all, or the quick budget\'s); results of rows not '
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..zoo.kinds import every_benchmark, open_benchmark, results_folder
     from ..zoo.pacs import measure_drop_sites
     from ..zoo.pipeline import run_benchmark
-    from ..zoo.render import write_card, write_report
+    from ..zoo.render import summary_text, write_card, write_report
 
     if args.action == 'card':
         if args.results and not (Path(args.results) / 'summary.json').is_file():
@@ -66,11 +67,6 @@ def run(args: argparse.Namespace) -> int:
         if not 1 <= count <= MAX_SEEDS:
             raise ConfigError(f'--seeds must be in [1, {MAX_SEEDS}], got {args.seeds}')
         run_benchmark(bench, args.rows or bench.default_rows, args.cells or list(bench.spec.default_cells), list(range(count)), work, results)
-    summary, run_info, report = write_report(bench, results, work)
-    for row, cells in summary.items():
-        for cell, stats in cells.items():
-            metric = bench.headline[0]
-            print(f"{row:30s} {cell:14s} {metric} {stats[metric]['mean']:.3f} +- {stats[metric]['std']:.3f} "
-                  f"(n={stats[metric]['n']})")
-    print(f"\nreport: {report} ({run_info['minutes']:.1f} min of training, conversion and evaluation)")
+    _, _, report = write_report(bench, results, work)
+    print(summary_text(bench, results, report), end='')
     return 0

@@ -133,26 +133,47 @@ def plot_saliency_grid(images: np.ndarray, models: Dict[str, nn.Module], normali
     plt.close(fig)
 
 
-def plot_shape_bias(scores: Dict[str, float], path, errors: Sequence[float] = ()) -> None:
-    """Bar chart of shape bias per model (0: all texture decisions, 1: all shape decisions)."""
+def _padded(low: float, high: float, floor: float = 0.0, ceiling: float = 1.0) -> tuple:
+    """Axis limits around the data ``[low, high]`` with 10% of its range (at least 0.01) on each side, inside
+    ``[floor, ceiling]``: small differences fill the picture instead of a fixed 0-1 axis."""
+    pad = max(0.1 * (high - low), 0.01)
+    return max(floor, low - pad), min(ceiling, high + pad)
+
+
+def plot_shape_bias(scores: Dict[str, float], path, errors: Sequence[float] = (),
+                    baseline: Optional[str] = None) -> tuple:
+    """Bar chart of shape bias per model (0: all texture decisions, 1: all shape decisions), each bar labelled
+    with its value, on an axis scaled to the bars (from 0; the 0.5 tie line only where it falls inside) with
+    ``baseline``'s value drawn across. Returns the y-limits drawn."""
     require('matplotlib', 'eval')  # else a one-line error naming the extra
     import matplotlib
     matplotlib.use('Agg', force=False)
     from matplotlib import pyplot as plt
 
     names = list(scores)
+    values = np.array([scores[n] for n in names], dtype=float)
+    spread = np.array(list(errors) or [0.0] * len(names), dtype=float)
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(names), 3.5), layout='constrained')
-    ax.bar(names, [scores[n] for n in names], yerr=list(errors) or None, color='tab:blue', capsize=4)
-    ax.set_ylim(0, 1)
+    bars = ax.bar(names, values, yerr=list(errors) or None, color='tab:blue', capsize=4)
+    ax.bar_label(bars, labels=[f'{v:.3f}' for v in values], padding=2, fontsize=8)
+    limits = (0.0, _padded(0.0, float(np.nanmax(values + spread)) * 1.1)[1])
+    ax.set_ylim(*limits)
     ax.set_ylabel('shape bias')
-    ax.axhline(0.5, color='grey', lw=0.8, ls='--')
+    if limits[1] > 0.5:
+        ax.axhline(0.5, color='grey', lw=0.8, ls=':', label='0.5: shape and texture alike')
+    if baseline is not None and baseline in scores:
+        ax.axhline(scores[baseline], color='tab:red', lw=1, ls='--', label=f'{baseline} (baseline)')
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc='best')
     ax.tick_params(axis='x', labelrotation=20)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return limits
 
 
-def plot_severity(runs: Dict[str, List[Dict]], path) -> None:
-    """Top-1 (mean over corruptions) against severity, one curve per model; 0 is the clean top-1.
+def plot_severity(runs: Dict[str, List[Dict]], path) -> tuple:
+    """Top-1 (mean over corruptions) against severity, one curve per model; 0 is the clean top-1, on a y-axis
+    scaled to the curves. Returns the y-limits drawn.
 
     ``runs``: {model: [results.json dicts, one per seed]}; several seeds give mean and std error bars.
     """
@@ -162,18 +183,22 @@ def plot_severity(runs: Dict[str, List[Dict]], path) -> None:
     from matplotlib import pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), layout='constrained')
+    drawn = []
     for model, results in runs.items():
         per = [r['corruption']['per_corruption'] for r in results]
         severities = sorted(next(iter(per[0].values())), key=int)
         curves = [[r['corruption']['clean_top1']] + [np.mean([row[s] for row in p.values()]) for s in severities]
                   for r, p in zip(results, per)]
         xs = [0] + [int(s) for s in severities]
-        ax.errorbar(xs, np.mean(curves, axis=0), yerr=np.std(curves, axis=0) if len(curves) > 1 else None,
-                    marker='o', capsize=3, label=model)
+        mean, std = np.mean(curves, axis=0), np.std(curves, axis=0)
+        ax.errorbar(xs, mean, yerr=std if len(curves) > 1 else None, marker='o', capsize=3, label=model)
+        drawn += [mean - std, mean + std]
     ax.set_xlabel('corruption severity (0: clean)')
     ax.set_ylabel('top-1, mean over 15 corruptions')
-    ax.set_ylim(0, 1)
+    limits = _padded(float(np.min(drawn)), float(np.max(drawn)))
+    ax.set_ylim(*limits)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return limits

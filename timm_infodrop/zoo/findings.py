@@ -12,7 +12,7 @@ from .facts import SHAPE_TARGET, TARGETS, single_run_spread
 from .stats import paired_gain
 from .studies import CalibrationRecord, DropSitesRecord, same_benchmark
 
-__all__ = ['gains', 'target_checks', 'cues', 'texture_findings', 'infodrop_meets_target', 'drop_findings',
+__all__ = ['gains', 'readings', 'target_checks', 'cues', 'texture_findings', 'infodrop_meets_target', 'drop_findings',
            'experiment_findings', 'claim', 'calibration_findings', 'k_choice']
 
 
@@ -29,6 +29,31 @@ def gains(summary: Mapping, baseline: str, metric: str = 'top1', scale: float = 
             if gain is not None:
                 out.append({'row': row, 'cell': cell, 'gain': gain})
     return out
+
+
+def readings(cell: Mapping, baseline: str, spread: Optional[float], metric: str = 'shape_bias') -> Dict:
+    """Every row of one cell (``cell``: ``{row: stats}``) against ``baseline`` on ``metric``, seed by seed
+    (:func:`~.stats.paired_gain`), with its val top-1 change beside it, and what these seeds can tell apart.
+
+    With several common seeds a row's ``outcome`` is the interval's finding ('higher', 'lower', 'no measurable
+    change'); with one seed it is 'large' when ``|gain|`` exceeds ``spread`` (the gap two single runs of one model
+    show on ``metric``), 'within noise' when it does not, and 'one seed' when there is no ``spread`` to judge by.
+    Returns ``{rows: [{row, gain, top1, outcome}], seeds, spread, large}`` (``seeds``: the rows' numbers of common
+    seeds, each once, ascending; ``large``: the rows whose outcome is 'large', 'higher' or 'lower')."""
+    out = []
+    for row, stats in cell.items():
+        if row == baseline or metric not in stats:
+            continue
+        gain = paired_gain(stats[metric], cell[baseline][metric])
+        if gain is None:
+            continue
+        top1 = paired_gain(stats['top1'], cell[baseline]['top1']) if 'top1' in stats else None
+        outcome = gain['finding']
+        if outcome == 'one seed' and spread is not None:
+            outcome = 'large' if abs(gain['mean']) > spread else 'within noise'
+        out.append({'row': row, 'gain': gain, 'top1': top1, 'outcome': outcome})
+    return {'rows': out, 'seeds': sorted({r['gain']['n'] for r in out}), 'spread': spread,
+            'large': [r['row'] for r in out if r['outcome'] in ('large', 'higher', 'lower')]}
 
 
 def target_checks(stats: Mapping, base: Mapping) -> List[Dict]:

@@ -10,8 +10,10 @@ same for every benchmark:
   weights, kept only if val top-1 does not drop), saves the plain timm folder, evaluates the folder as
   deployed, and writes ``results/<row>/<cell>/seed<k>/run.json`` atomically (with the training log
   ``summary.csv``); an interrupted training resumes from its ``last.safetensors``;
-* :func:`run_benchmark` runs every (seed, cell, row) that has no record yet, seed-major and the baseline
-  first, so new rows, cells and seeds add to the results and a finished run is never run again;
+* :func:`run_benchmark` sets up first (the data, each row's training data, one warm-up training step of each
+  row's model: the InfoDrop kernel build and first-call costs), timed apart in ``setup.json`` so that no run's
+  train minutes hold a cold start; then it runs every (seed, cell, row) that has no record yet, seed-major and
+  the baseline first, so new rows, cells and seeds add to the results and a finished run is never run again;
 * :func:`summarize` reads the records into the one summary schema, ``{row: {cell: {metric: {mean, std, n,
   values, seeds}}}}`` (:func:`~.stats.describe`), rows in the registry's order.
 """
@@ -25,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import timm
 import torch
+import yaml
 from timm.data import resolve_data_config
 
 from ..convert import convert
@@ -34,10 +37,11 @@ from ..registry import BenchmarkSpec, Row
 from ..train import STATE_FILE, TrainConfig, save_model_folder, train
 from .stats import describe
 
-__all__ = ['Benchmark', 'run_one', 'run_benchmark', 'collect', 'summarize', 'write_summary', 'record_path',
-           'repository_commit', 'RUN_FILE', 'CONVERT_FIELDS']
+__all__ = ['Benchmark', 'run_one', 'run_benchmark', 'set_up', 'collect', 'summarize', 'write_summary', 'record_path',
+           'repository_commit', 'RUN_FILE', 'SETUP_FILE', 'CONVERT_FIELDS']
 
 RUN_FILE = 'run.json'
+SETUP_FILE = 'setup.json'  # the last set-up's minutes, step by step (not part of any run's minutes)
 # the convert report's fields a record keeps: the val top-1 after each step, what was kept, and how
 CONVERT_FIELDS = ('top1_source', 'top1_stripped', 'top1_recalibrated', 'top1_finetuned', 'top1', 'kept',
                   'strip_max_abs_difference', 'recalibrate_batches', 'finetune_epochs', 'finetune_lr',
@@ -66,6 +70,9 @@ class Benchmark:
     finetune_lr: float = 1e-3
     finetune_aug: bool = True  # finetune with the training augmentation (False: without)
 
+    # a results folder of the same benchmark with several seeds, whose seed spread reads results of one seed
+    reference_results: Optional[Path] = None
+
     def __init__(self, spec: BenchmarkSpec, recipes: Optional[Path] = None):
         self.spec = spec
         self.recipes = Path(recipes) if recipes is not None else None
@@ -88,6 +95,24 @@ class Benchmark:
     def prepare(self, work: Path) -> Path:
         """The benchmark's data (made or found once); returns its root."""
         raise NotImplementedError
+
+    def training_data(self, row: Row, data: Path) -> Path:
+        """The folder ``row`` trains on, made once (the benchmark's own data unless its protocol changes them)."""
+        return data
+
+    def warm_up(self, rows: Sequence[Row]) -> None:
+        """One training step of each row's model on random images of the recipe's batch size and the benchmark's
+        size, outside every timed training: builds the InfoDrop kernel and pays the first-call costs (allocator,
+        kernel selection) once. The random state is left as it was."""
+        size = (3, self.spec.image_size, self.spec.image_size)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            for row in rows:
+                batch = int(yaml.safe_load(self.recipe(row).read_text()).get('batch_size') or 8)
+                model = timm.create_model(row.model, num_classes=len(self.spec.classes), **row.model_kwargs).train()
+                loss = torch.nn.functional.cross_entropy(
+                    model(torch.rand(batch, *size)), torch.randint(len(self.spec.classes), (batch,)))
+                loss.backward()
 
     def check_cells(self, data: Path, cells: Sequence[str]) -> None:
         unknown = [c for c in cells if c not in self.spec.cells]
@@ -191,16 +216,37 @@ def run_benchmark(bench: Benchmark, rows: Sequence[str], cells: Sequence[str], s
     missing = sorted({str(bench.recipe(bench.rows[r])) for r in rows if not bench.recipe(bench.rows[r]).is_file()})
     if missing:
         raise FileNotFoundError(f'no recipe {missing} (run from the repository root or pass --recipes)')
+    start = time.perf_counter()
     data = bench.prepare(Path(work))
     bench.check_cells(data, cells)
     order = sorted(rows, key=lambda r: r != bench.baseline)
     todo = [(seed, cell, row) for seed in seeds for cell in cells for row in order
             if not record_path(results, row, cell, seed).is_file()]
+    if todo:
+        set_up(bench, data, [bench.rows[r] for r in order if any(t[2] == r for t in todo)], results,
+               data_minutes=(time.perf_counter() - start) / 60)
     records = []
     for i, (seed, cell, row) in enumerate(todo):
         print(f'== {bench.spec.name} zoo {i + 1}/{len(todo)}: {row}, {cell}, seed {seed}', flush=True)
         records.append(run_one(bench, bench.rows[row], cell, seed, data, work, results, progress))
     return records
+
+
+def set_up(bench: Benchmark, data: Path, rows: Sequence[Row], results: Path, data_minutes: float = 0.0) -> Dict:
+    """Everything a first run pays once, before any training: each row's training data
+    (:meth:`Benchmark.training_data`: e.g. the texture-suppressed copies) and :meth:`Benchmark.warm_up`; timed,
+    with ``data_minutes`` (making or finding the benchmark's data), into ``results/setup.json`` (atomically).
+    Returns what it wrote: ``{minutes, steps: {data, training_data, warm_up}, rows}`` (minutes)."""
+    start = time.perf_counter()
+    for row in rows:
+        bench.training_data(row, data)
+    made = time.perf_counter()
+    bench.warm_up(rows)
+    steps = {'data': data_minutes, 'training_data': (made - start) / 60, 'warm_up': (time.perf_counter() - made) / 60}
+    info = {'minutes': sum(steps.values()), 'steps': steps, 'rows': [row.name for row in rows]}
+    with atomic_output(Path(results) / SETUP_FILE) as tmp:
+        tmp.write_text(json.dumps(info, indent=2) + '\n')
+    return info
 
 
 def collect(results: Path) -> List[Dict]:
@@ -244,6 +290,11 @@ def write_summary(bench: Benchmark, results: Path) -> Tuple[Dict, Dict]:
            'cells': sorted({r['cell'] for r in records}), 'runs': len(records),
            'minutes': round(sum(r['total_minutes'] for r in records), 1), 'commits': by_commit,
            **bench.run_info(records)}
+    setup = Path(results) / SETUP_FILE
+    if setup.is_file():  # the last set-up, apart from every run's minutes
+        info = json.loads(setup.read_text())
+        run['setup'] = {'minutes': round(info['minutes'], 2),
+                        'steps': {k: round(v, 2) for k, v in info['steps'].items()}, 'rows': info['rows']}
     for name, value in (('summary.json', summary), (RUN_FILE, run)):
         with atomic_output(Path(results) / name) as tmp:
             tmp.write_text(json.dumps(value, indent=2) + '\n')

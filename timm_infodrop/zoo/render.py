@@ -20,13 +20,13 @@ from ..io import atomic_directory, atomic_output
 from ..models._builder import trained_cfg
 from .facts import TARGETS, method_facts, method_of, recipe_text, recipes_folder, single_run_spread
 from .findings import (calibration_findings, claim, cues, drop_findings, experiment_findings, gains,
-                       infodrop_meets_target, k_choice, target_checks, texture_findings)
+                       infodrop_meets_target, k_choice, readings, target_checks, texture_findings)
 from .formatting import architecture_name, render
 from .pipeline import Benchmark, collect, write_summary
 from .stats import CONFIDENCE
 from .studies import DROP_SITES_FILE, CalibrationRecord, DropSitesRecord, load_records, same_benchmark
 
-__all__ = ['section', 'write_report', 'render_card', 'write_card', 'hub_repos', 'render_hub_configs']
+__all__ = ['section', 'summary_text', 'write_report', 'render_card', 'write_card', 'hub_repos', 'render_hub_configs']
 
 
 def _load(results: Path) -> Tuple[Dict, Dict, List[Dict]]:
@@ -92,7 +92,33 @@ def section(bench: Benchmark, results: Path, recipes=None) -> Dict:
                                'eps': round(pgd['eps'] * 255), 'steps': pgd['steps']},
                    gpu_recipes=[f.name for f in sorted(recipes_folder(recipes).glob('*.yaml'))
                                 if yaml.safe_load(f.read_text()).get('device', 'cpu') != 'cpu'])
+    if len(bench.spec.cells) == 1 and metric == 'shape_bias':
+        out['reading'] = _reading(bench, summary, run)
     return out
+
+
+def _reading(bench: Benchmark, summary: Dict, run: Dict) -> Dict:
+    """:func:`~.findings.readings` of the one cell, the noise level from these results' seeds, else from the
+    benchmark's reference results (the full zoo's seeds), with where it came from."""
+    cell = {row: cells[bench.spec.cells[0]] for row, cells in summary.items() if bench.spec.cells[0] in cells}
+    spread, source = single_run_spread(cell), None
+    reference = bench.reference_results
+    if spread is None and reference is not None:
+        beside = Path(__file__).resolve().parents[2] / reference  # a checkout's, else the working directory's
+        folder = beside if (beside / 'summary.json').is_file() else reference
+        if (folder / 'summary.json').is_file():
+            other = json.loads((folder / 'summary.json').read_text())
+            spread = single_run_spread({row: cells[bench.spec.cells[0]] for row, cells in other.items()
+                                        if bench.spec.cells[0] in cells})
+            source = str(reference) if spread is not None else None
+    return dict(readings(cell, bench.baseline, spread, bench.headline[0]), source=source, run=run,
+                texture=[r.name for r in bench.spec.rows if r.texture])
+
+
+def summary_text(bench: Benchmark, results: Path, report: Path) -> str:
+    """What ``zoo run``/``zoo report`` print: each row's scores, the set-up and run minutes, the report's path and
+    the reading of every row against the baseline (``summary.txt.j2``)."""
+    return render('summary.txt.j2', b=section(bench, results), report=str(report))
 
 
 def write_report(bench: Benchmark, results: Path, work: Path) -> Tuple[Dict, Dict, Path]:
