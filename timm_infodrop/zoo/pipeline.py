@@ -222,31 +222,31 @@ def run_benchmark(bench: Benchmark, rows: Sequence[str], cells: Sequence[str], s
     order = sorted(rows, key=lambda r: r != bench.baseline)
     todo = [(seed, cell, row) for seed in seeds for cell in cells for row in order
             if not record_path(results, row, cell, seed).is_file()]
-    if todo:
-        set_up(bench, data, [bench.rows[r] for r in order if any(t[2] == r for t in todo)], results,
-               data_minutes=(time.perf_counter() - start) / 60)
+    setup = set_up(bench, data, [bench.rows[r] for r in order if any(t[2] == r for t in todo)],
+                   data_minutes=(time.perf_counter() - start) / 60) if todo else None
     records = []
     for i, (seed, cell, row) in enumerate(todo):
         print(f'== {bench.spec.name} zoo {i + 1}/{len(todo)}: {row}, {cell}, seed {seed}', flush=True)
         records.append(run_one(bench, bench.rows[row], cell, seed, data, work, results, progress))
+        if i == 0:  # with the first record: a run that fails writes nothing into the results
+            with atomic_output(Path(results) / SETUP_FILE) as tmp:
+                tmp.write_text(json.dumps(setup, indent=2) + '\n')
     return records
 
 
-def set_up(bench: Benchmark, data: Path, rows: Sequence[Row], results: Path, data_minutes: float = 0.0) -> Dict:
+def set_up(bench: Benchmark, data: Path, rows: Sequence[Row], data_minutes: float = 0.0) -> Dict:
     """Everything a first run pays once, before any training: each row's training data
     (:meth:`Benchmark.training_data`: e.g. the texture-suppressed copies) and :meth:`Benchmark.warm_up`; timed,
-    with ``data_minutes`` (making or finding the benchmark's data), into ``results/setup.json`` (atomically).
-    Returns what it wrote: ``{minutes, steps: {data, training_data, warm_up}, rows}`` (minutes)."""
+    with ``data_minutes`` (making or finding the benchmark's data). Returns ``{minutes, steps: {data,
+    training_data, warm_up}, rows}`` (minutes), which :func:`run_benchmark` writes to ``results/setup.json``
+    with the first record."""
     start = time.perf_counter()
     for row in rows:
         bench.training_data(row, data)
     made = time.perf_counter()
     bench.warm_up(rows)
     steps = {'data': data_minutes, 'training_data': (made - start) / 60, 'warm_up': (time.perf_counter() - made) / 60}
-    info = {'minutes': sum(steps.values()), 'steps': steps, 'rows': [row.name for row in rows]}
-    with atomic_output(Path(results) / SETUP_FILE) as tmp:
-        tmp.write_text(json.dumps(info, indent=2) + '\n')
-    return info
+    return {'minutes': sum(steps.values()), 'steps': steps, 'rows': [row.name for row in rows]}
 
 
 def collect(results: Path) -> List[Dict]:
