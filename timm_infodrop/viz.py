@@ -15,8 +15,8 @@ from .errors import ConfigError, require
 from .layers.conv import InfoDropConv2d
 from .layers.info_drop import drop_distribution, keep_probability, sample_info_drop_mask, self_information
 
-__all__ = ['InfoMap', 'load_image', 'builtin_image', 'synthetic_image', 'compute_infomap', 'model_drop_probability',
-           'plot_infomap', 'write_infomap', 'plot_texture_suppression', 'FIGURE_FORMATS']
+__all__ = ['InfoMap', 'load_image', 'builtin_image', 'synthetic_image', 'compute_infomap', 'first_info_drop_conv',
+           'model_drop_probability', 'plot_infomap', 'write_infomap', 'plot_texture_suppression', 'FIGURE_FORMATS']
 
 FIGURE_FORMATS = ('.png', '.pdf', '.svg', '.jpg', '.jpeg')  # what write_infomap writes
 
@@ -129,6 +129,11 @@ def compute_infomap(
         mask=mask[0, 0].numpy(), temperature=temperature, drop_rate=drop_rate)
 
 
+def first_info_drop_conv(model: torch.nn.Module) -> Optional[InfoDropConv2d]:
+    """The first :class:`InfoDropConv2d` of ``model`` in module order (its stem's, where it has one), or None."""
+    return next((m for m in model.modules() if isinstance(m, InfoDropConv2d)), None)
+
+
 def model_drop_probability(model: torch.nn.Module, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """InfoDrop's marginal drop probability ``1 - (1 - P)^m`` at ``model``'s first InfoDrop conv: (B, h, w) on
     the grid its mask acts on, for images ``x`` (B, 3, H, W) normalised as the model takes them.
@@ -140,7 +145,7 @@ def model_drop_probability(model: torch.nn.Module, x: torch.Tensor, seed: int = 
     Raises:
         ConfigError: the model has no InfoDrop conv.
     """
-    conv = next((m for m in model.modules() if isinstance(m, InfoDropConv2d)), None)
+    conv = first_info_drop_conv(model)
     if conv is None:
         raise ConfigError(f'{type(model).__name__} has no InfoDrop conv to draw the drop probability of')
     inputs = []

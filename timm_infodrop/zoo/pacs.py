@@ -27,10 +27,11 @@ from ..data.domains import (DataError, decode_image, leave_one_domain_out, pacs_
 from ..errors import require
 from ..eval.domains import domain_scores
 from ..io import atomic_output
-from ..layers import InfoDropConv2d, beta_from_paper
+from ..layers import beta_from_paper
 from ..layers.info_drop import drop_distribution, keep_probability, self_information
 from ..registry import PACS, BenchmarkSpec, Row
 from ..train import TrainConfig
+from ..viz import first_info_drop_conv
 from .pipeline import Benchmark, collect
 
 __all__ = ['PacsBenchmark', 'drop_site_statistics', 'measure_drop_sites', 'plot_pacs_top1', 'plot_pacs_attributions']
@@ -114,9 +115,10 @@ class PacsBenchmark(Benchmark):
         models, seen = {}, set()
         for row in self.rows.values():
             model = timm.create_model(row.model, num_classes=len(self.spec.classes), **row.model_kwargs)
-            conv = next((m for m in model.modules() if isinstance(m, InfoDropConv2d)), None)
-            if conv is not None and (repr(conv), repr(conv.info_drop)) not in seen:
-                seen.add((repr(conv), repr(conv.info_drop)))
+            conv = first_info_drop_conv(model)
+            geometry = None if conv is None else (repr(conv), repr(conv.info_drop))
+            if geometry is not None and geometry not in seen:
+                seen.add(geometry)
                 models[row.name] = model
         return models
 
