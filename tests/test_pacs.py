@@ -233,6 +233,50 @@ def test_tiny_pacs_zoo_runs_adds_rows_and_deploys_plain_timm(tree, tmp_path, rec
     assert again['top1'] == record['metrics']['top1']
 
 
+def test_the_attributions_picture_draws_the_seed_deployed_here_for_most_rows(tree, tmp_path, recipe, monkeypatch):
+    """Deploys live in a run's work folder: on a machine holding only some of them, the picture is drawn from the
+    seed with the most rows deployed here, and a picture already drawn is kept rather than redrawn with fewer rows."""
+    from timm_infodrop.registry import PACS
+    from timm_infodrop.zoo import pacs as zoo_pacs
+
+    drawn = []
+
+    def plot(deploys, images, path, titles, drop_models, architecture, seed):
+        drawn.append((dict(deploys), seed))
+        path.write_bytes(b'picture')
+
+    monkeypatch.setattr(zoo_pacs, 'plot_pacs_attributions', plot)
+    monkeypatch.setattr(zoo_pacs, 'plot_pacs_top1', lambda *args: None)
+    monkeypatch.setattr(zoo_pacs, 'picture_images', lambda root, size: (None, []))
+    monkeypatch.setattr(zoo_pacs.PacsBenchmark, 'drop_models', lambda self: {})
+    bench = zoo_pacs.PacsBenchmark(PACS, recipe, tree)
+    rows = list(bench.rows)[:2]
+
+    def record(row, seed, deployed):
+        folder = tmp_path / 'deploy' / f'{row}-seed{seed}'
+        if deployed:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / 'model.safetensors').write_bytes(b'')
+        return {'row': row, 'cell': 'sketch', 'seed': seed, 'deploy': str(folder)}
+
+    results = tmp_path / 'results'
+    results.mkdir()
+    both = ['target_top1.png', 'attributions.png']
+    # seed 0's deploys are gone from this machine; seed 1's are here for both rows, seed 2's for one
+    records = [record(r, 0, False) for r in rows] + [record(r, 1, True) for r in rows] + [record(rows[0], 2, True)]
+    assert bench.pictures(results, {}, records, tmp_path) == both
+    assert drawn == [({r: tmp_path / 'deploy' / f'{r}-seed1' for r in rows}, 1)]
+    # no seed has every row here: the picture already drawn stays
+    records = [record(r, 0, False) for r in rows] + [record(rows[0], 2, True)]
+    assert bench.pictures(results, {}, records, tmp_path) == both and len(drawn) == 1
+    # with no picture yet, the fullest seed is drawn; with no deploy at all, only the bars
+    (results / 'attributions.png').unlink()
+    assert bench.pictures(results, {}, records, tmp_path) == both
+    assert drawn[-1] == ({rows[0]: tmp_path / 'deploy' / f'{rows[0]}-seed2'}, 2)
+    (results / 'attributions.png').unlink()
+    assert bench.pictures(results, {}, [record(r, 0, False) for r in rows], tmp_path) == ['target_top1.png']
+
+
 def test_a_killed_pacs_zoo_run_restarts_skipping_the_finished_run(tree, tmp_path, recipe):
     from test_zoo import kill_after_first_run_then_restart
 

@@ -122,18 +122,27 @@ class PacsBenchmark(Benchmark):
                 models[row.name] = model
         return models
 
-    def pictures(self, results: Path, summary: Dict, records: List[Dict], work: Path, cell: str = 'sketch',
-                 seed: int = 0) -> List[str]:
-        """target_top1.png, and attributions.png from the deployed models of ``seed`` on ``cell`` when they
-        are on this machine."""
+    def pictures(self, results: Path, summary: Dict, records: List[Dict], work: Path,
+                 cell: str = 'sketch') -> List[str]:
+        """target_top1.png, and attributions.png from the deployed models on ``cell`` of the seed whose deploys are
+        on this machine for the most rows (the lowest such seed). The deploys live in a run's work folder, not in the
+        results: where no seed has every recorded row deployed here, an attributions.png already drawn (from a
+        machine that had them) is kept rather than redrawn with fewer rows."""
         plot_pacs_top1(records, list(self.rows), results / 'target_top1.png')
-        deploys = {r['row']: Path(r['deploy']) for r in records if r['cell'] == cell and r['seed'] == seed
-                   and (Path(r['deploy']) / 'model.safetensors').is_file()}
-        if not deploys or self.root is None or not Path(self.root).is_dir():
-            return ['target_top1.png']
+        rows = {r['row'] for r in records if r['cell'] == cell}
+        deployed: Dict[int, Dict[str, Path]] = {}
+        for r in records:
+            if r['cell'] == cell and (Path(r['deploy']) / 'model.safetensors').is_file():
+                deployed.setdefault(r['seed'], {})[r['row']] = Path(r['deploy'])
+        seed = min(deployed, key=lambda s: (-len(deployed[s]), s), default=None)
+        drawn = (results / 'attributions.png').is_file()
+        if seed is None or self.root is None or not Path(self.root).is_dir() or \
+                (drawn and set(deployed[seed]) != rows):
+            return ['target_top1.png', 'attributions.png'] if drawn else ['target_top1.png']
+        deploys = {row: deployed[seed][row] for row in self.rows if row in deployed[seed]}
         images, titles = picture_images(self.root, self.spec.image_size)
         plot_pacs_attributions(deploys, images, results / 'attributions.png', titles, self.drop_models(),
-                               self.spec.architecture)
+                               self.spec.architecture, seed)
         return ['target_top1.png', 'attributions.png']
 
 
@@ -169,11 +178,11 @@ def plot_pacs_top1(records: List[Dict], order: List[str], path: Path) -> None:
 
 
 def plot_pacs_attributions(deploys: Dict[str, Path], images: np.ndarray, path: Path, titles: List[str],
-                           drop_models: Dict[str, torch.nn.Module], architecture: str) -> None:
+                           drop_models: Dict[str, torch.nn.Module], architecture: str, seed: int = 0) -> None:
     """Rows: images (uint8 (N, H, W, 3)); columns: the image, the drop probability of each of ``drop_models``'
     InfoDrop (:func:`timm_infodrop.viz.model_drop_probability`, on the image as that model takes it), and the
     occlusion map of every row's deployed model (:func:`timm_infodrop.eval.saliency.attribution`); the rows are
-    named by what they add to ``architecture``."""
+    named by what they add to ``architecture``; the title names the training ``seed`` of the deploys."""
     require('matplotlib', 'eval')  # else a one-line error naming the extra
     import matplotlib
     matplotlib.use('Agg', force=False)
@@ -206,7 +215,8 @@ def plot_pacs_attributions(deploys: Dict[str, Path], images: np.ndarray, path: P
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(title, fontsize=7)
-    fig.suptitle(f'{architecture}: where InfoDrop drops (training) and what each deployed model uses (occlusion)',
+    fig.suptitle(f'{architecture}: where InfoDrop drops (training) and what each deployed model uses (occlusion, '
+                 f'seed {seed})',
                  fontsize=8)
     fig.savefig(path, dpi=100)
     plt.close(fig)
