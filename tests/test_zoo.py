@@ -444,6 +444,22 @@ def test_hub_configs_of_every_benchmark_state_their_rows_and_build_as_trained(tm
     assert deployed['architecture'] == 'resnet18' and 'infodrop_temperature' not in deployed.get('model_args', {})
 
 
+def test_the_documents_name_timms_tf_ports_and_a_rows_own_patch_size():
+    """The pretrained PACS rows read right: lite0 is named in words (not 'timm timm tf_efficientnet_lite0'), and
+    the 7x7-patch row says what sets it apart from the stem row with the released defaults."""
+    from timm_infodrop.registry import PACS_IN1K
+    from timm_infodrop.zoo.facts import method_facts
+    from timm_infodrop.zoo.formatting import architecture_name
+
+    assert architecture_name('tf_efficientnet_lite0') == 'TF-ported EfficientNet-Lite0'
+    assert architecture_name('efficientnet_lite0') == 'EfficientNet-Lite0'
+    assert architecture_name('resnet18') == 'ResNet-18' and architecture_name('vit_tiny') == 'timm vit_tiny'
+    rows = {row.name: row for row in PACS_IN1K.rows}
+    patch7 = method_facts('infodrop', rows['tf_efficientnet_lite0_infodrop_patch7'].model_kwargs)
+    assert '7x7-pixel patches' in patch7['shown'] and patch7['own']
+    assert not any('patch' in s for s in method_facts('infodrop')['shown'])  # the conv's own window: not shown
+
+
 def test_a_benchmark_is_a_registry_entry_the_tags_repos_and_protocol_derive_from(tmp_path):
     """A new benchmark of an existing kind needs nothing but its registry entry: its protocol opens, its tags'
     default_cfgs fields and its repo names follow (here PACS from other weights, at another size, on another

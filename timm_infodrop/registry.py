@@ -24,7 +24,7 @@ class Method:
     citation: str
     mechanism: str  # what it does while training
     defaults: str  # whose defaults its settings are
-    shown: Mapping[str, str]  # surgery keyword -> how a setting is written ('{}' takes the value)
+    shown: Mapping[str, str]  # surgery keyword -> how a setting is written ('{}' takes the value; None: not shown)
     surgery: str
     keywords: Mapping[str, str]
 
@@ -35,7 +35,7 @@ METHODS: Dict[str, Method] = {
         'activations computed from low self-information (texture-like) patches are dropped during training',
         'the released defaults',
         {'temperature': 'T {}', 'drop_rate': 'drop rate {}', 'radius': 'neighbourhood radius R {}',
-         'num_offsets': '{} sampled offsets'},
+         'num_offsets': '{} sampled offsets', 'patch_size': '{0}x{0}-pixel patches'},
         'add_info_drop', {
             'infodrop_stages': 'stages', 'infodrop_temperature': 'temperature', 'infodrop_rate': 'drop_rate',
             'infodrop_radius': 'radius', 'infodrop_num_offsets': 'num_offsets', 'infodrop_bandwidth': 'bandwidth',

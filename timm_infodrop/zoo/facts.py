@@ -112,10 +112,10 @@ def method_settings(method: str, model_kwargs: Optional[Mapping[str, Any]] = Non
 
 def method_facts(method: str, model_kwargs: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """The regulariser as the documents describe it: the registry's words, where it acts (``stages``), its
-    shown settings (``shown``: formatted ``T 0.03``) and whether the row sets its own (``own``)."""
+    shown settings (``shown``: formatted ``T 0.03``; one left at None, the layer's own geometry such as a
+    ``patch_size`` of the conv's window, is not shown) and whether the row sets its own (``own``)."""
     described, values = METHODS[method], method_settings(method, model_kwargs)
-    shown = [text.format(short(values[name])) if values[name] is not None else f'{name} none'
-             for name, text in described.shown.items()]
+    shown = [text.format(short(values[name])) for name, text in described.shown.items() if values[name] is not None]
     return {'name': described.name, 'citation': described.citation, 'mechanism': described.mechanism,
             'defaults': described.defaults, 'stages': list(values['stages']), 'shown': shown,
             'own': bool(model_kwargs)}

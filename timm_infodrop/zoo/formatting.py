@@ -102,6 +102,7 @@ _ARCHITECTURES = (
     (r'resnext(\d+)_(\d+x\d+d)', lambda m: f'ResNeXt-{m[1]} {m[2]}'),
     (r'convnext_(\w+)', lambda m: f'ConvNeXt-{m[1].capitalize()}'),
     (r'efficientnet_(b\d)', lambda m: f'EfficientNet-{m[1].upper()}'),
+    (r'efficientnet_lite(\d)', lambda m: f'EfficientNet-Lite{m[1]}'),
     (r'mobilenetv3_(large|small)_(\d+)', lambda m: f'MobileNetV3-{m[1].capitalize()} {int(m[2]) / 100:g}'),
     (r'regnet([xy])_(\d+)', lambda m: f'RegNet{m[1].upper()}-{int(m[2]) / 10:g}GF'),
 )
@@ -109,11 +110,13 @@ _ARCHITECTURES = (
 
 def architecture_name(architecture: str) -> str:
     """The plain timm architecture in words: ``resnet18`` -> ``ResNet-18``, ``efficientnet_b0`` ->
-    ``EfficientNet-B0``; a name without a pattern here stays as it is (``timm <name>``)."""
+    ``EfficientNet-B0``, timm's TensorFlow ports ``tf_efficientnet_lite0`` -> ``TF-ported EfficientNet-Lite0``;
+    a name without a pattern here stays as it is (``timm <name>``)."""
+    ported = architecture.startswith('tf_')
     for pattern, words in _ARCHITECTURES:
-        match = re.fullmatch(pattern, architecture)
+        match = re.fullmatch(pattern, architecture[3:] if ported else architecture)
         if match:
-            return words(match)
+            return f'TF-ported {words(match)}' if ported else words(match)
     return f'timm {architecture}'
 
 
