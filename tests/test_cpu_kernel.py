@@ -93,15 +93,23 @@ def test_kernel_masks_drop_at_the_marginal_rate(sampling, channels_last):
         assert stats.chi2.sf(z, counts.numel()) > 1e-4 and stats.chi2.cdf(z, counts.numel()) > 1e-4
 
 
+GRADIENT_LAYOUTS = {  # the gradient the next layer hands back: as y, in the other memory order, or expanded
+    'same': lambda g: g,
+    'channels_last': lambda g: g.contiguous(memory_format=torch.channels_last),
+    'expanded': lambda g: g[:, :1].expand_as(g),
+}
+
+
 @pytest.mark.usefixtures('kernel_on')
+@pytest.mark.parametrize('layout', list(GRADIENT_LAYOUTS))
 @pytest.mark.parametrize('sampling', ['bernoulli', 'multinomial'])
-def test_kernel_mask_gradient_is_the_mask_and_draws_are_seeded(sampling):
+def test_kernel_mask_gradient_is_the_mask_and_draws_are_seeded(sampling, layout):
     layer = InfoDrop(3, 1, 1, sampling=sampling).train()
     x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(8))
     y = (torch.rand(2, 8, 12, 12, generator=torch.Generator().manual_seed(9)) + 0.5).requires_grad_()
     torch.manual_seed(3)
     out = layer(x, y)
-    grad = torch.randn_like(out)
+    grad = GRADIENT_LAYOUTS[layout](torch.randn_like(out))
     out.backward(grad)
     kept = out.detach() != 0
     assert 0 < (~kept).sum() < kept.numel()

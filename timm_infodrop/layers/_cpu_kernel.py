@@ -164,9 +164,9 @@ def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
         ptr, ptr, ptr, ctypes.c_int]
     library.infodrop_self_information.restype = None
     u64, c_int = ctypes.c_uint64, ctypes.c_int
-    library.infodrop_bernoulli_keep.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, c_int, u64, c_int]
+    library.infodrop_bernoulli_keep.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, c_int, u64, ctypes.c_float, c_int]
     library.infodrop_bernoulli_keep.restype = None
-    library.infodrop_multiply_keep.argtypes = [ptr, ptr, ptr, i64, c_int]
+    library.infodrop_multiply_keep.argtypes = [ptr, ptr, ptr, i64, ctypes.c_float, c_int]
     library.infodrop_multiply_keep.restype = None
     library.infodrop_multinomial_workspace.argtypes = [i64, i64, c_int]
     library.infodrop_multinomial_workspace.restype = i64
@@ -287,7 +287,8 @@ def maskable(y: torch.Tensor) -> bool:
 
 
 @torch.library.custom_op('timm_infodrop::bernoulli_keep', mutates_args=())
-def _bernoulli_keep_op(y: torch.Tensor, threshold: torch.Tensor, key: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def _bernoulli_keep_op(y: torch.Tensor, threshold: torch.Tensor, key: torch.Tensor, offset: torch.Tensor
+                       ) -> Tuple[torch.Tensor, torch.Tensor]:
     library = load_kernel()
     batch, channels, height, width = y.shape
     threshold = threshold.to(torch.int32).contiguous()
@@ -295,30 +296,39 @@ def _bernoulli_keep_op(y: torch.Tensor, threshold: torch.Tensor, key: torch.Tens
     keep = torch.empty_like(y, dtype=torch.bool)
     library.infodrop_bernoulli_keep(
         y.data_ptr(), out.data_ptr(), keep.data_ptr(), threshold.data_ptr(), batch, channels, height * width,
-        int(_channels_last(y)), _key(key), _threads())
+        int(_channels_last(y)), _key(key), float(offset), _threads())
     return out, keep
 
 
 @_bernoulli_keep_op.register_fake
-def _(y, threshold, key):
+def _(y, threshold, key, offset):
     return torch.empty_like(y), torch.empty_like(y, dtype=torch.bool)
 
 
 def _save_drawn_keep(ctx, inputs, output):
     ctx.save_for_backward(output[1])
+    ctx.set_materialize_grads(False)  # the keep output takes no gradient: no zeros of y's size made for it
+
+
+def _masked_gradient(grad: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``grad * keep`` in one pass over ``grad`` where the kernel takes it (no float copy of the bool mask)."""
+    if maskable(grad):
+        return _multiply_keep_op(grad, keep, grad.new_zeros(()))
+    return grad * keep
 
 
 def _drawn_keep_backward(ctx, grad, grad_keep):
     keep, = ctx.saved_tensors
-    return grad * keep, None, None
+    return None if grad is None else _masked_gradient(grad, keep), None, None, None
 
 
-def bernoulli_keep_cpu(y: torch.Tensor, threshold: torch.Tensor, generator: Optional[torch.Generator]
-                       ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(y * keep, keep)``: each element of ``y`` (B, C, H, W; see :func:`maskable`) kept iff 16 random bits
-    fall below ``threshold`` (B, H, W) int32 in [0, 65536]; ``keep`` is bool, laid out as ``y``. The gradient
-    with respect to ``y`` is ``grad * keep``."""
-    return _bernoulli_keep_op(y, threshold, draw_key(generator))
+def bernoulli_keep_cpu(y: torch.Tensor, threshold: torch.Tensor, generator: Optional[torch.Generator],
+                       offset: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(y * keep + offset, keep)``: each element of ``y`` (B, C, H, W; see :func:`maskable`) kept iff 16 random
+    bits fall below ``threshold`` (B, H, W) int32 in [0, 65536]; ``keep`` is bool, laid out as ``y``. ``offset``
+    (a 0-dim tensor, default 0) is 0, or NaN to poison the output, added in the same pass. The gradient with
+    respect to ``y`` is ``grad * keep``."""
+    return _bernoulli_keep_op(y, threshold, draw_key(generator), y.new_zeros(()) if offset is None else offset)
 
 
 @torch.library.custom_op('timm_infodrop::multinomial_keep', mutates_args=())
@@ -354,16 +364,17 @@ def multinomial_keep_cpu(distribution: torch.Tensor, num_channels: int, num_draw
 
 
 @torch.library.custom_op('timm_infodrop::multiply_keep', mutates_args=())
-def _multiply_keep_op(y: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+def _multiply_keep_op(y: torch.Tensor, keep: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     library = load_kernel()
     keep = keep.contiguous(memory_format=torch.channels_last if _channels_last(y) else torch.contiguous_format)
     out = torch.empty_like(y)
-    library.infodrop_multiply_keep(y.data_ptr(), keep.data_ptr(), out.data_ptr(), y.numel(), _threads())
+    library.infodrop_multiply_keep(y.data_ptr(), keep.data_ptr(), out.data_ptr(), y.numel(), float(offset),
+                                   _threads())
     return out
 
 
 @_multiply_keep_op.register_fake
-def _(y, keep):
+def _(y, keep, offset):
     return torch.empty_like(y)
 
 
@@ -373,14 +384,15 @@ def _save_given_keep(ctx, inputs, output):
 
 def _given_keep_backward(ctx, grad):
     keep, = ctx.saved_tensors
-    return grad * keep, None
+    return _masked_gradient(grad, keep), None, None
 
 
 _bernoulli_keep_op.register_autograd(_drawn_keep_backward, setup_context=_save_drawn_keep)
 _multiply_keep_op.register_autograd(_given_keep_backward, setup_context=_save_given_keep)
 
 
-def multiply_keep_cpu(y: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """``y * keep`` for ``y`` that :func:`maskable` accepts and a bool ``keep`` of the same shape and layout;
-    the gradient with respect to ``y`` is ``grad * keep``."""
-    return _multiply_keep_op(y, keep)
+def multiply_keep_cpu(y: torch.Tensor, keep: torch.Tensor, offset: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``y * keep + offset`` for ``y`` that :func:`maskable` accepts and a bool ``keep`` of the same shape
+    (any layout); ``offset`` as in :func:`bernoulli_keep_cpu`. The gradient with respect to ``y`` is
+    ``grad * keep``."""
+    return _multiply_keep_op(y, keep, y.new_zeros(()) if offset is None else offset)

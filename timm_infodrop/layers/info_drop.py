@@ -532,9 +532,9 @@ def apply_information(
                 distribution, y.shape[1], drop_rate, sampling, generator, _is_channels_last(y))
     if not on_kernel:
         return (y * keep_mask).add_(poison)  # faster than torch.where on CPU; a dropped finite value becomes (+-)0
-    if sampling == 'bernoulli':
-        return bernoulli_keep_cpu(y, threshold, generator)[0].add_(poison)
-    return multiply_keep_cpu(y, keep_mask).add_(poison)
+    if sampling == 'bernoulli':  # the poison added in the kernel's pass
+        return bernoulli_keep_cpu(y, threshold, generator, poison)[0]
+    return multiply_keep_cpu(y, keep_mask, poison)
 
 
 def _is_channels_last(y: torch.Tensor) -> bool:

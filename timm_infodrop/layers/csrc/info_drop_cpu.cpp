@@ -235,13 +235,14 @@ inline uint64_t draw64(uint64_t key, uint64_t counter) {
 
 }  // namespace
 
-// out = y * keep and keep (uint8, 1 = kept) for the `batch x channels x positions` elements of a
+// out = y * keep + offset and keep (uint8, 1 = kept) for the `batch x channels x positions` elements of a
 // contiguous y (memory order b, c, p; or b, p, c when channels_last): element e (in memory order) is kept
 // iff its 16-bit uniform, lane e % 4 (in memory) of draw64(key, e / 4), is below threshold[b * positions + p],
-// an integer in [0, 65536] (keep probability * 2^16, rounded).
+// an integer in [0, 65536] (keep probability * 2^16, rounded). `offset` is 0, or NaN to poison the output
+// (a non-finite input upstream), added in the same pass.
 extern "C" void infodrop_bernoulli_keep(
     const float* y, float* out, uint8_t* keep, const int32_t* threshold, int64_t batch, int64_t channels,
-    int64_t positions, int channels_last, uint64_t key, int num_threads) {
+    int64_t positions, int channels_last, uint64_t key, float offset, int num_threads) {
   const int64_t rows = channels_last ? batch * positions : batch * channels;
   const int64_t row_len = channels_last ? channels : positions;
   constexpr int64_t kBlock = 1024;  // elements whose uniforms are drawn together
@@ -265,22 +266,22 @@ extern "C" void infodrop_bernoulli_keep(
         for (int64_t k = 0; k < n; ++k) {
           const uint8_t kept = static_cast<int32_t>(u[k]) < bound;
           flag[k] = kept;
-          dst[k] = src[k] * static_cast<float>(kept);
+          dst[k] = src[k] * static_cast<float>(kept) + offset;
         }
       } else {
         const int32_t* __restrict__ bound = limit + (e0 - row * row_len);
         for (int64_t k = 0; k < n; ++k) {
           const uint8_t kept = static_cast<int32_t>(u[k]) < bound[k];
           flag[k] = kept;
-          dst[k] = src[k] * static_cast<float>(kept);
+          dst[k] = src[k] * static_cast<float>(kept) + offset;
         }
       }
     }
   }
 }
 
-// out = y * keep, elementwise over n elements (keep uint8, 0 or 1).
-extern "C" void infodrop_multiply_keep(const float* y, const uint8_t* keep, float* out, int64_t n,
+// out = y * keep + offset, elementwise over n elements (keep uint8, 0 or 1; offset as in infodrop_bernoulli_keep).
+extern "C" void infodrop_multiply_keep(const float* y, const uint8_t* keep, float* out, int64_t n, float offset,
                                        int num_threads) {
   constexpr int64_t kBlock = 1 << 16;
 #pragma omp parallel for num_threads(num_threads) schedule(dynamic, 1)
@@ -289,7 +290,7 @@ extern "C" void infodrop_multiply_keep(const float* y, const uint8_t* keep, floa
     const float* __restrict__ src = y;
     const uint8_t* __restrict__ flag = keep;
     float* __restrict__ dst = out;
-    for (int64_t e = b0; e < b1; ++e) dst[e] = src[e] * static_cast<float>(flag[e]);
+    for (int64_t e = b0; e < b1; ++e) dst[e] = src[e] * static_cast<float>(flag[e]) + offset;
   }
 }
 
