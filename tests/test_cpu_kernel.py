@@ -93,6 +93,34 @@ def test_kernel_masks_drop_at_the_marginal_rate(sampling, channels_last):
         assert stats.chi2.sf(z, counts.numel()) > 1e-4 and stats.chi2.cdf(z, counts.numel()) > 1e-4
 
 
+@pytest.mark.usefixtures('kernel_on')
+@pytest.mark.parametrize('shape, pool, temperature, drop_rate', [
+    ((64, 1, 64, 64), (3, 2, 1), 0.03, 1.5),  # a ResNet stem's map, min-pooled as the max-pool after it
+    ((4, 1, 64, 64), None, 0.03, 1.5),  # lite0's stem: no pool
+    ((3, 1, 17, 23), ((3, 2), (2, 1), (1, 0)), 0.1, 0.7),  # odd sizes, anisotropic pool
+    ((2, 1, 9, 9), None, 0.001, 1.5),  # a cold softmax: P near 1 at the least informative position
+    ((2, 1, 8, 8), (2, 2, 0), 0.03, 0.0),  # no draws: everything kept
+])
+def test_the_threshold_kernel_matches_the_torch_ops(shape, pool, temperature, drop_rate):
+    """The fused thresholds (softmax of the min-pooled -I / T, then round(2^16 (1 - P)^m)) against the torch
+    ops' drop_distribution and keep_probability: within one step of 2^-16 everywhere, and mostly equal."""
+    information = torch.rand(shape, generator=torch.Generator().manual_seed(5)) * 3.0
+    geometry = info_drop_module._pool_geometry(*(pool or (None, None, 0)))
+    size = info_drop_module._pooled_size(information, geometry)
+    distribution = info_drop_module.drop_distribution(information, temperature, *(pool or (None, None, 0)))
+    expected = info_drop_module._bernoulli_threshold(distribution, drop_rate).squeeze(1)
+    threshold, poison = _cpu_kernel.bernoulli_threshold_cpu(information, temperature, geometry, size,
+                                                            info_drop_module._num_draws(drop_rate, *size))
+    assert threshold.shape == expected.shape and threshold.dtype == torch.int32 and poison.item() == 0.0
+    difference = (threshold - expected).abs()
+    assert difference.max() <= 1 and (difference == 0).float().mean() > 0.99
+    assert expected.min() < 65536 if drop_rate else (threshold == 65536).all()
+    information[1, 0, 2, 3] = float('nan')  # one NaN anywhere poisons the batch; the other samples keep theirs
+    threshold, poison = _cpu_kernel.bernoulli_threshold_cpu(information, temperature, geometry, size,
+                                                            info_drop_module._num_draws(drop_rate, *size))
+    assert poison.isnan() and (threshold[0] - expected[0]).abs().max() <= 1
+
+
 GRADIENT_LAYOUTS = {  # the gradient the next layer hands back: as y, in the other memory order, or expanded
     'same': lambda g: g,
     'channels_last': lambda g: g.contiguous(memory_format=torch.channels_last),

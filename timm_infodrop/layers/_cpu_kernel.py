@@ -40,7 +40,7 @@ from torch.profiler import record_function
 from ..io import cache_root
 
 __all__ = [
-    'kernel_enabled', 'kernels_switched', 'kernels_ready', 'load_kernel', 'rescale_factor', 'self_information_cpu', 'bernoulli_keep_cpu', 'multinomial_keep_cpu',
+    'kernel_enabled', 'kernels_switched', 'kernels_ready', 'load_kernel', 'rescale_factor', 'self_information_cpu', 'bernoulli_threshold_cpu', 'bernoulli_keep_cpu', 'multinomial_keep_cpu',
     'multiply_keep_cpu', 'draw_key', 'maskable',
 ]
 
@@ -167,6 +167,8 @@ def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
     library.infodrop_bernoulli_keep.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, c_int, u64, ctypes.c_float, c_int]
     library.infodrop_bernoulli_keep.restype = None
     library.infodrop_multiply_keep.argtypes = [ptr, ptr, ptr, i64, ctypes.c_float, c_int]
+    library.infodrop_bernoulli_threshold.argtypes = [ptr, *([i64] * 11), ctypes.c_float, i64, ptr, ptr, c_int]
+    library.infodrop_bernoulli_threshold.restype = c_int
     library.infodrop_multiply_keep.restype = None
     library.infodrop_multinomial_workspace.argtypes = [i64, i64, c_int]
     library.infodrop_multinomial_workspace.restype = i64
@@ -284,6 +286,36 @@ def _channels_last(y: torch.Tensor) -> Optional[bool]:
 def maskable(y: torch.Tensor) -> bool:
     """Whether the mask kernels, once built, take ``y``: float32 on a CPU, contiguous or channels_last."""
     return y.device.type == 'cpu' and y.dtype == torch.float32 and y.dim() == 4 and _channels_last(y) is not None
+
+
+@torch.library.custom_op('timm_infodrop::bernoulli_threshold', mutates_args=())
+def _bernoulli_threshold_op(information: torch.Tensor, temperature: float, pool: List[int], out_h: int, out_w: int,
+                            num_draws: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    library = load_kernel()
+    information = information.to(torch.float32).contiguous()
+    batch, height, width = information.shape[0], information.shape[-2], information.shape[-1]
+    threshold = torch.empty(batch, out_h, out_w, dtype=torch.int32)
+    work = torch.empty(batch, out_h, out_w, dtype=torch.float32)
+    with record_function('timm_infodrop::bernoulli_threshold_cpu'):
+        poisoned = library.infodrop_bernoulli_threshold(
+            information.data_ptr(), batch, height, width, *pool, out_h, out_w, temperature, num_draws,
+            work.data_ptr(), threshold.data_ptr(), _threads())
+    return threshold, torch.tensor(math.nan if poisoned else 0.0, dtype=torch.float32)
+
+
+@_bernoulli_threshold_op.register_fake
+def _(information, temperature, pool, out_h, out_w, num_draws):
+    return information.new_empty(information.shape[0], out_h, out_w, dtype=torch.int32), information.new_empty(())
+
+
+def bernoulli_threshold_cpu(information: torch.Tensor, temperature: float, pool: Tuple[int, ...],
+                            out_size: Tuple[int, int], num_draws: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(threshold, poison)`` from a self-information map (B, 1, H, W): the int32 (B, Ho, Wo) thresholds of
+    :func:`bernoulli_keep_cpu` (``round(2^16 (1 - P)^m)``, P the softmax of ``-I / T`` min-pooled with ``pool``
+    = (kh, kw, sh, sw, ph, pw) onto ``out_size``), and a 0-dim float32 that is NaN when the map holds NaN (NaN
+    in, NaN out), else 0. One op for what the torch ops do in a dozen (``info_drop.drop_distribution`` and
+    ``info_drop.keep_probability``), the same numbers to a few ulp of P."""
+    return _bernoulli_threshold_op(information, float(temperature), list(pool), out_size[0], out_size[1], num_draws)
 
 
 @torch.library.custom_op('timm_infodrop::bernoulli_keep', mutates_args=())

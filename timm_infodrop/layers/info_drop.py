@@ -20,8 +20,9 @@ decide by shape. The steps (numbers refer to the paper's released recipe):
 Everything that builds the mask runs under ``torch.no_grad()`` in float32 with autocast off, so
 bf16/fp16 inputs and T = 0.03 neither underflow nor produce NaN.
 
-On a CPU, steps 2-4 and the drawing and applying of the mask run as C++ kernels (``layers/_cpu_kernel.py``,
-built on first use, registered as torch.library ops that eager, ``torch.compile`` and export all take);
+On a CPU, steps 2-5 (2-4 with ``sampling='multinomial'``) and the drawing and applying of the mask run as C++
+kernels (``layers/_cpu_kernel.py``, built on first use, registered as torch.library ops that eager,
+``torch.compile`` and export all take);
 GPUs, TorchScript tracing and machines without a compiler use the torch ops below, which compute the same
 numbers to float rounding and draw masks of the same law (from a different random stream).
 
@@ -40,8 +41,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ._cpu_kernel import (
-    bernoulli_keep_cpu, kernels_ready, maskable, multinomial_keep_cpu, multiply_keep_cpu, rescale_factor,
-    self_information_cpu,
+    bernoulli_keep_cpu, bernoulli_threshold_cpu, kernels_ready, maskable, multinomial_keep_cpu, multiply_keep_cpu,
+    rescale_factor, self_information_cpu,
 )
 
 __all__ = [
@@ -514,27 +515,60 @@ def apply_information(
     _check_feature_map(y, 'y')
     if not training and eval_mode == 'identity':
         return y
+    pool = _pool_geometry(pool_kernel_size, pool_stride, pool_padding)
+    if (training or eval_mode == 'sample') and sampling == 'bernoulli' and _use_cpu_kernel(y) and maskable(y) \
+            and _kernel_pool(pool):
+        # the kernels: thresholds in one op, the mask drawn and applied (and the poison added) in another
+        _check_drop_hyperparameters(temperature, drop_rate)
+        with torch.no_grad():
+            size = _pooled_size(information, pool)
+            _check_drop_grid(information.shape[0], size, y)
+            threshold, poison = bernoulli_threshold_cpu(information, temperature, pool, size,
+                                                        _num_draws(drop_rate, *size))
+        return bernoulli_keep_cpu(y, threshold, generator, poison.to(y.dtype))[0]
     with torch.no_grad(), torch.autocast(y.device.type, enabled=False):
         distribution = drop_distribution(information, temperature, pool_kernel_size, pool_stride, pool_padding)
-        if distribution.shape[0] != y.shape[0] or distribution.shape[-2:] != y.shape[-2:]:
-            raise ValueError(
-                f'the drop distribution has shape {tuple(distribution.shape)} (batch, 1, H, W) but y has '
-                f'shape {tuple(y.shape)}: check the conv and pool geometry given to InfoDrop')
+        _check_drop_grid(distribution.shape[0], distribution.shape[-2:], y)
         if not training and eval_mode != 'sample':
             return y * keep_probability(distribution, drop_rate).to(dtype=y.dtype)
         # 0, or NaN where the map is NaN (a non-finite input): NaN in, NaN out, decided on the device
         poison = distribution.sum().mul(0.0).to(y.dtype)
         on_kernel = _use_cpu_kernel(y) and maskable(y)
-        if on_kernel and sampling == 'bernoulli':  # drawn while the kernel multiplies
-            threshold = _bernoulli_threshold(distribution, drop_rate).squeeze(1)
-        else:
-            keep_mask = sample_info_drop_mask(
-                distribution, y.shape[1], drop_rate, sampling, generator, _is_channels_last(y))
+        keep_mask = sample_info_drop_mask(distribution, y.shape[1], drop_rate, sampling, generator,
+                                          _is_channels_last(y))
     if not on_kernel:
         return (y * keep_mask).add_(poison)  # faster than torch.where on CPU; a dropped finite value becomes (+-)0
-    if sampling == 'bernoulli':  # the poison added in the kernel's pass
-        return bernoulli_keep_cpu(y, threshold, generator, poison)[0]
-    return multiply_keep_cpu(y, keep_mask, poison)
+    return multiply_keep_cpu(y, keep_mask, poison)  # the poison added in the kernel's pass
+
+
+def _pool_geometry(kernel_size, stride, padding) -> Tuple[int, int, int, int, int, int]:
+    """(kh, kw, sh, sw, ph, pw) of the max-pool after the conv; (1, 1, 1, 1, 0, 0) for none."""
+    if kernel_size is None:
+        return 1, 1, 1, 1, 0, 0
+    pk = _pair(kernel_size, 'pool_kernel_size')
+    ps = _pair(stride, 'pool_stride') if stride is not None else pk
+    pp = _pair(padding, 'pool_padding')
+    return (*pk, *ps, *pp)
+
+
+def _kernel_pool(pool: Tuple[int, ...]) -> bool:
+    """Whether the threshold kernel takes the pool; any other goes to max_pool2d, which names what is wrong."""
+    kh, kw, sh, sw, ph, pw = pool
+    return min(kh, kw, sh, sw) >= 1 and 0 <= ph <= kh // 2 and 0 <= pw <= kw // 2
+
+
+def _pooled_size(information: torch.Tensor, pool: Tuple[int, ...]) -> Tuple[int, int]:
+    """The drop distribution's grid: the self-information map's after the pool (as max_pool2d sizes it)."""
+    kh, kw, sh, sw, ph, pw = pool
+    height, width = information.shape[-2:]
+    return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
+
+
+def _check_drop_grid(batch: int, size, y: torch.Tensor) -> None:
+    if batch != y.shape[0] or tuple(size) != tuple(y.shape[-2:]):
+        raise ValueError(
+            f'the drop distribution has shape {(batch, 1, *size)} (batch, 1, H, W) but y has '
+            f'shape {tuple(y.shape)}: check the conv and pool geometry given to InfoDrop')
 
 
 def _is_channels_last(y: torch.Tensor) -> bool:

@@ -235,6 +235,64 @@ inline uint64_t draw64(uint64_t key, uint64_t counter) {
 
 }  // namespace
 
+// The Bernoulli keep thresholds from a self-information map, in one pass per sample (one parallel region
+// instead of a dozen small torch ops, each a barrier that waits for a descheduled thread on a loaded machine):
+// logits -I / T, min-pooled with the pool's geometry (padding ignored, as max_pool2d pads with -inf); the
+// softmax P over each sample's out_h x out_w positions; threshold = round(2^16 (1 - P)^m) as int32
+// (m = num_draws; 65536 when m = 0). `information` (batch, height, width) and `threshold` (batch, out_h,
+// out_w) contiguous; `work` holds batch * out_h * out_w floats. Returns 1 when a map holds NaN (the caller
+// poisons the output: NaN in, NaN out), else 0.
+extern "C" int infodrop_bernoulli_threshold(
+    const float* information, int64_t batch, int64_t height, int64_t width, int64_t pool_kh, int64_t pool_kw,
+    int64_t pool_sh, int64_t pool_sw, int64_t pool_ph, int64_t pool_pw, int64_t out_h, int64_t out_w,
+    float temperature, int64_t num_draws, float* work, int32_t* threshold, int num_threads) {
+  const int64_t positions = out_h * out_w;
+  int poisoned = 0;
+#pragma omp parallel for num_threads(num_threads) schedule(dynamic, 1) reduction(|| : poisoned)
+  for (int64_t b = 0; b < batch; ++b) {
+    const float* info = information + b * height * width;
+    float* logit = work + b * positions;
+    int32_t* bound = threshold + b * positions;
+    bool nan = false;
+    float top = -INFINITY;
+    for (int64_t oh = 0; oh < out_h; ++oh) {
+      const int64_t h0 = std::max<int64_t>(oh * pool_sh - pool_ph, 0);
+      const int64_t h1 = std::min<int64_t>(oh * pool_sh - pool_ph + pool_kh, height);
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        const int64_t w0 = std::max<int64_t>(ow * pool_sw - pool_pw, 0);
+        const int64_t w1 = std::min<int64_t>(ow * pool_sw - pool_pw + pool_kw, width);
+        float most = -INFINITY;  // the window's largest I: its smallest logit
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) {
+            const float v = info[h * width + w];
+            nan |= std::isnan(v);
+            most = std::max(most, v);
+          }
+        const float value = -most / temperature;
+        logit[oh * out_w + ow] = value;
+        top = std::max(top, value);
+      }
+    }
+    if (nan || !std::isfinite(top)) {
+      poisoned = 1;
+      std::fill(bound, bound + positions, 0);
+      continue;
+    }
+    for (int64_t j = 0; j < positions; ++j) logit[j] = exp_nonpositive(logit[j] - top);
+    const float inverse = static_cast<float>(1.0 / row_sum(logit, positions));
+    const float draws = static_cast<float>(num_draws);
+    for (int64_t j = 0; j < positions; ++j) {
+      const float p = std::min(logit[j] * inverse, 1.0f);
+      // log(1 - p): a short series where p is small (almost everywhere: P sums to 1), libm elsewhere
+      const float log_keep = p < 0.01f ? -p * (1.0f + p * (0.5f + p * (1.0f / 3.0f + p * 0.25f)))
+                                       : static_cast<float>(std::log1p(-static_cast<double>(p)));
+      const float keep = num_draws == 0 ? 1.0f : exp_nonpositive(draws * log_keep);
+      bound[j] = static_cast<int32_t>(std::nearbyint(keep * 65536.0f));
+    }
+  }
+  return poisoned;
+}
+
 // out = y * keep + offset and keep (uint8, 1 = kept) for the `batch x channels x positions` elements of a
 // contiguous y (memory order b, c, p; or b, p, c when channels_last): element e (in memory order) is kept
 // iff its 16-bit uniform, lane e % 4 (in memory) of draw64(key, e / 4), is below threshold[b * positions + p],
