@@ -324,6 +324,7 @@ def test_the_investigation_is_read_from_its_records():
     ({'resnet18_infodrop': (2, -3, 1), 'resnet18_infodrop_early': (-1, 2, -2)}, 'does not hold'),
     ({'resnet18_infodrop': (-5, -6, -4), 'resnet18_infodrop_early': (5, 6, 4)}, 'in part'),
     ({'resnet18_infodrop': (5,), 'resnet18_infodrop_early': (5,)}, 'one seed'),
+    ({'resnet18_infodrop': (2, -3, 1), 'resnet18_infodrop_early': (5,)}, 'does not hold'),  # one seed: not counted
 ])
 def test_the_claim_is_read_from_the_paired_gains(gains, state):
     from timm_infodrop.zoo.findings import claim, gains as paired
@@ -335,6 +336,8 @@ def test_the_claim_is_read_from_the_paired_gains(gains, state):
     found = paired(summary, 'resnet18')
     reading = claim(found, ['resnet18_infodrop', 'resnet18_infodrop_early'])
     assert reading['state'] == state and len(reading['readings']) == 2
+    several = [row for row, per in gains.items() if len(per) > 1]
+    assert reading['unmeasured'] == ([row for row in gains if row not in several] if several else [])
     first = next(g['gain'] for g in found if g['row'] == 'resnet18_infodrop')
     assert first['mean'] == pytest.approx(np.mean(gains['resnet18_infodrop']))
     assert claim(found, ['resnet18_infodrop'], cell='photo')['state'] == 'untested'

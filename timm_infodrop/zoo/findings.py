@@ -154,17 +154,21 @@ def experiment_findings(runs: Sequence[CalibrationRecord], spread: Optional[floa
 
 
 def claim(found: Sequence[Dict], rows: Sequence[str], cell: str = 'sketch') -> Dict:
-    """InfoDrop's claim on ``cell``: the paired gains of ``rows`` there and the outcome: 'untested' (no run),
-    'one seed', 'holds' (every row higher), 'in part' (some), 'does not hold' (none)."""
+    """InfoDrop's claim on ``cell``: the paired gains of ``rows`` there and the outcome, read from the rows with
+    several seeds (a row of one seed has no interval: it is listed in ``unmeasured``, not counted): 'untested'
+    (no run), 'one seed' (no row has several), 'holds' (every counted row higher), 'in part' (some), 'does not
+    hold' (none)."""
     readings = [g for g in found if g['row'] in rows and g['cell'] == cell]
+    measured = [g for g in readings if g['gain']['finding'] != 'one seed']
     if not readings:
         state = 'untested'
-    elif any(g['gain']['finding'] == 'one seed' for g in readings):
+    elif not measured:
         state = 'one seed'
     else:
-        higher = [g['gain']['finding'] == 'higher' for g in readings]
+        higher = [g['gain']['finding'] == 'higher' for g in measured]
         state = 'holds' if all(higher) else 'in part' if any(higher) else 'does not hold'
-    return {'cell': cell, 'readings': readings, 'state': state}
+    return {'cell': cell, 'readings': readings, 'state': state,
+            'unmeasured': [g['row'] for g in readings if g not in measured] if measured else []}
 
 
 def calibration_findings(records: Sequence[Dict], baseline: str, targets: Mapping[str, float],
