@@ -24,7 +24,8 @@ class Method:
     citation: str
     mechanism: str  # what it does while training
     defaults: str  # whose defaults its settings are
-    shown: Mapping[str, str]  # surgery keyword -> how a setting is written ('{}' takes the value; None: not shown)
+    # surgery keyword -> how a setting is written ('{}' takes the value; a setting at None is not shown)
+    shown: Mapping[str, str]
     surgery: str
     keywords: Mapping[str, str]
 

@@ -167,9 +167,9 @@ def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
     library.infodrop_bernoulli_keep.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, c_int, u64, ctypes.c_float, c_int]
     library.infodrop_bernoulli_keep.restype = None
     library.infodrop_multiply_keep.argtypes = [ptr, ptr, ptr, i64, ctypes.c_float, c_int]
+    library.infodrop_multiply_keep.restype = None
     library.infodrop_bernoulli_threshold.argtypes = [ptr, *([i64] * 11), ctypes.c_float, i64, ptr, ptr, c_int]
     library.infodrop_bernoulli_threshold.restype = c_int
-    library.infodrop_multiply_keep.restype = None
     library.infodrop_multinomial_workspace.argtypes = [i64, i64, c_int]
     library.infodrop_multinomial_workspace.restype = i64
     library.infodrop_multinomial_keep.argtypes = [ptr, ptr, i64, i64, i64, i64, c_int, u64, ptr, c_int]

@@ -299,10 +299,8 @@ def drop_distribution(
     _check_drop_hyperparameters(temperature, 0.0)
     logits = -information.float() / temperature
     if pool_kernel_size is not None:
-        pk = _pair(pool_kernel_size, 'pool_kernel_size')
-        ps = _pair(pool_stride, 'pool_stride') if pool_stride is not None else pk
-        pp = _pair(pool_padding, 'pool_padding')
-        logits = _min_pool(logits, pk, ps, pp)
+        kh, kw, sh, sw, ph, pw = _pool_geometry(pool_kernel_size, pool_stride, pool_padding)
+        logits = _min_pool(logits, (kh, kw), (sh, sw), (ph, pw))
     batch = logits.shape[0]
     return torch.softmax(logits.reshape(batch, -1), dim=1).reshape(logits.shape)
 
