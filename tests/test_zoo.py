@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from scipy import stats as scipy_stats
 
 from timm_infodrop.cli import build_parser
 from timm_infodrop.cli.train import config_from_args
@@ -402,7 +403,9 @@ def test_the_card_and_report_state_the_numbers_of_the_results_they_read(tmp_path
     top1 = np.array([0.90, 0.88, 0.92])
     assert f'{top1.mean():.3f} ± {top1.std(ddof=1):.3f}' in card
     gain = 100 * (np.array([0.35, 0.34, 0.37]) - np.array([0.30, 0.28, 0.33]))
-    assert f'| resnet18_infodrop | sketch | {gain.mean():+.1f} ± {gain.std(ddof=1):.1f} | 3 | higher |' in card
+    half = scipy_stats.t.ppf(0.975, 2) * gain.std(ddof=1) / np.sqrt(3)  # the paired mean's 95% t interval
+    assert (f'| resnet18_infodrop | sketch | {gain.mean():+.1f} ± {gain.std(ddof=1):.1f} | '
+            f'{gain.mean() - half:+.1f} to {gain.mean() + half:+.1f} | 3 | higher |') in card
     assert "InfoDrop's claim holds at this scale" in card and 'shape bias gain' in card
     top1 = 100 * np.array([0.35, 0.34, 0.37])
     assert f'{top1.mean():.1f} ± {top1.std(ddof=1):.1f} (n=3)' in card  # resnet18_infodrop on sketch, in percent
@@ -411,6 +414,9 @@ def test_the_card_and_report_state_the_numbers_of_the_results_they_read(tmp_path
     summary['resnet18']['sketch']['top1'].update(mean=0.123456, std=0.0)
     (pacs / 'summary.json').write_text(json.dumps(summary))
     assert '12.3 ± 0.0' in render_card(benches) and '12.3 ± 0.0' not in card
+    summary['resnet18_infodrop']['sketch']['top1'].update(values=[0.35], seeds=[0], n=1)
+    (pacs / 'summary.json').write_text(json.dumps(summary))
+    assert f'| resnet18_infodrop | sketch | {gain[0]:+.1f} | - | 1 | one seed |' in render_card(benches)
 
 
 def test_hub_configs_of_every_benchmark_state_their_rows_and_build_as_trained(tmp_path, no_costs, monkeypatch):
@@ -586,6 +592,28 @@ def test_the_shape_bias_and_severity_axes_are_scaled_to_the_data(tmp_path):
                                                                     'blur': {'1': 0.77, '2': 0.70}}}}
     low, high = plot_severity({'resnet18': [scores]}, tmp_path / 'c.png')
     assert 0.5 < low < 0.66 and 0.81 < high < 0.9
+
+
+def test_the_saliency_picture_is_kept_where_its_deploys_are_not(tmp_path, monkeypatch):
+    """The synthetic report's saliency.png is drawn from deploys and data in a run's work folder: a report
+    re-rendered on a machine without them keeps the picture already drawn, and names none when there is none."""
+    import timm_infodrop.eval.saliency as saliency
+    from timm_infodrop.zoo.kinds import open_benchmark
+
+    monkeypatch.chdir(ROOT)  # the recipes named by the registry
+    drawn = []
+    monkeypatch.setattr(saliency, 'plot_saliency_grid', lambda *args: drawn.append(args))
+    bench = open_benchmark('shapes')
+    scores = {'corruption': {'clean_top1': 0.9, 'per_corruption': {'noise': {'1': 0.8, '2': 0.7}}}}
+    results = fake_results(tmp_path / 'results', SHAPES, {'resnet18': {'all': [0.9]}}, scores=scores)
+    summary = {'resnet18': {'all': {'shape_bias': {'mean': 0.3, 'std': 0.0}}}}
+    records = [json.loads((results / 'resnet18' / 'all' / 'seed0' / 'run.json').read_text())]
+    assert not Path(records[0]['deploy']).exists()
+    assert bench.pictures(results, summary, records, tmp_path / 'work') == ['shape_bias.png', 'severity.png']
+    (results / 'saliency.png').write_bytes(b'drawn elsewhere')
+    assert bench.pictures(results, summary, records, tmp_path / 'work') == \
+        ['shape_bias.png', 'severity.png', 'saliency.png']
+    assert (results / 'saliency.png').read_bytes() == b'drawn elsewhere' and not drawn
 
 
 def test_the_set_up_is_timed_apart_before_any_training(tmp_path, monkeypatch):

@@ -172,7 +172,9 @@ class ShapesBenchmark(Benchmark):
                 'epochs': f'{self.budget.epochs} epochs' if self.budget.epochs else "the recipes' epochs"}
 
     def pictures(self, results: Path, summary: Dict, records: List[Dict], work: Path) -> List[str]:
-        """shape_bias.png, severity.png, and saliency.png from the first seed's deployed models on this machine."""
+        """shape_bias.png, severity.png, and saliency.png from the first seed's deployed models on this machine. The
+        deploys and the benchmark data live in a run's work folder, not in the results: without them, a saliency.png
+        already drawn (from a machine that had them) is kept."""
         from ..eval.benchmark import normalizer
         from ..eval.saliency import plot_saliency_grid, plot_severity, plot_shape_bias
         from ..eval.suite import load_split
@@ -193,5 +195,6 @@ class ShapesBenchmark(Benchmark):
             loaded = {m: timm.create_model(f'local-dir:{d}', pretrained=True).eval() for m, d in deploys.items()}
             images, _, _ = load_split(data, 'cue_conflict', limit=6)
             plot_saliency_grid(images, loaded, normalizer(next(iter(loaded.values()))), results / 'saliency.png')
+        if (results / 'saliency.png').is_file():
             written.append('saliency.png')
         return written
