@@ -501,6 +501,60 @@ def test_a_benchmark_is_a_registry_entry_the_tags_repos_and_protocol_derive_from
         del registry.BENCHMARKS[spec.name]
 
 
+
+def test_a_row_trained_longer_is_measured_against_the_baseline_trained_as_long(tmp_path, monkeypatch):
+    """The pretrained PACS benchmark's 3x-epochs pair: the InfoDrop row's gain is over the baseline of the same
+    epochs and seeds (the long baseline's over the recipe's); the tables, the claim and the Hub card name the pair,
+    and the calibration's minutes are those of the runs at the recipe's length."""
+    from timm_infodrop.registry import PACS_IN1K
+    from timm_infodrop.zoo.kinds import open_benchmark
+    from timm_infodrop.zoo.render import render_card, render_hub_configs, write_report
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv('TIMM_INFODROP_HUB_ORG', raising=False)
+    base, long_base = 'tf_efficientnet_lite0', 'tf_efficientnet_lite0_3x_epochs'
+    long_infodrop = 'tf_efficientnet_lite0_infodrop_3x_epochs'
+    assert PACS_IN1K.row(long_infodrop).against == long_base and PACS_IN1K.row(long_infodrop).epochs == 15
+    results = fake_results(tmp_path / 'in1k', PACS_IN1K, {base: {'sketch': [0.60, 0.62, 0.64]},
+                                                          'tf_efficientnet_lite0_infodrop': {'sketch': [0.61, 0.60, 0.66]}},
+                           epochs=5)
+    fake_results(results, PACS_IN1K, {long_base: {'sketch': [0.70, 0.71, 0.75]},
+                                      long_infodrop: {'sketch': [0.72, 0.74, 0.77]}}, epochs=15, total_minutes=60.0)
+    bench = open_benchmark('pacs_in1k')
+    monkeypatch.setattr(type(bench), 'pictures', lambda self, *args: [])
+    write_report(bench, results, tmp_path / 'work')
+    card = render_card([(bench, results)])
+    gain = 100 * (np.array([0.72, 0.74, 0.77]) - np.array([0.70, 0.71, 0.75]))
+    assert f'| {long_infodrop} against {long_base} | sketch | {gain.mean():+.1f} ± {gain.std(ddof=1):.1f} |' in card
+    assert f'| {long_base} | sketch | {100 * 0.1:+.1f} ± ' in card and f'gain over {base} or the row named' in card
+    assert f'{long_infodrop} against {long_base} {gain.mean():+.1f} points (3 seeds' in card  # the claim counts it
+    assert f'**{long_infodrop}**: the {long_infodrop[:-len("_3x_epochs")]} recipe for 15 epochs on the plain data, with InfoDrop' in card
+    assert "median of all 6 runs at the recipe's 5 epochs 2.5" in card  # the 60-minute long runs aside
+    render_hub_configs([(bench, results)], tmp_path / 'hub')
+    hub_card = (tmp_path / 'hub' / f'{base}.pacs128_in1k_sketch_infodrop_3x_epochs_deploy' / 'README.md').read_text()
+    assert f'against `{long_base}` trained with the same recipe, data and seed: {gain.mean():+.1f}' in hub_card
+    hub_card = (tmp_path / 'hub' / f'{base}.pacs128_in1k_sketch_3x_epochs_deploy' / 'README.md').read_text()
+    assert f"against `{base}` trained with the same recipe, data and seed, for the recipe's epochs (this model: 15): +10.0" in hub_card
+
+
+def test_a_row_is_only_measured_against_a_row_before_it():
+    with pytest.raises(ValueError, match="'resnet18_long' is measured against 'resnet18_longer'"):
+        replace(PACS, rows=PACS.rows + (Row('resnet18_long', 'resnet18', epochs=9, against='resnet18_longer'),))
+
+
+def test_a_pacs_row_of_its_own_epochs_trains_that_long_unless_a_budget_sets_them(tmp_path):
+    from timm_infodrop.registry import PACS_IN1K
+    from timm_infodrop.zoo.pacs import PacsBenchmark
+
+    configs = {}
+    for overrides in ({}, {'epochs': 1}):
+        bench = PacsBenchmark(PACS_IN1K, ROOT / 'zoo' / 'recipes', tmp_path, **overrides)
+        bench.weights = tmp_path / 'weights'  # as prepare() sets it
+        configs[len(overrides)] = [bench.train_config(bench.rows[name], 'sketch', 0, tmp_path, tmp_path / 'run').epochs
+                                   for name in ('tf_efficientnet_lite0', 'tf_efficientnet_lite0_infodrop_3x_epochs')]
+    recipe = yaml.safe_load((ROOT / PACS_IN1K.recipe).read_text())['epochs']
+    assert configs == {0: [recipe, 3 * recipe], 1: [1, 1]}
+
 # ---------------------------------------------------------------------------------------------- the demo
 def test_the_quick_zoo_has_the_baseline_both_regularisers_and_the_texture_suppressed_row():
     from timm_infodrop.zoo.kinds import open_benchmark

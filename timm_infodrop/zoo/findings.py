@@ -17,17 +17,20 @@ __all__ = ['gains', 'readings', 'target_checks', 'cues', 'texture_findings', 'in
 
 
 
-def gains(summary: Mapping, baseline: str, metric: str = 'top1', scale: float = 100.0) -> List[Dict]:
-    """Every row's paired gain over ``baseline`` on each cell: ``[{row, cell, gain}]`` (:func:`~.stats.paired_gain`)."""
+def gains(summary: Mapping, baseline: str, metric: str = 'top1', scale: float = 100.0,
+          against: Optional[Mapping[str, str]] = None) -> List[Dict]:
+    """Every row's paired gain on each cell over ``baseline``, or over the row ``against`` names for it (e.g. a
+    baseline trained as long): ``[{row, against, cell, gain}]`` (:func:`~.stats.paired_gain`)."""
     out = []
     for row, cells in summary.items():
-        if row == baseline:
+        other = (against or {}).get(row) or baseline
+        if row == other:
             continue
         for cell, stats in cells.items():
-            base = summary.get(baseline, {}).get(cell, {}).get(metric)
+            base = summary.get(other, {}).get(cell, {}).get(metric)
             gain = paired_gain(stats[metric], base, scale) if base is not None and metric in stats else None
             if gain is not None:
-                out.append({'row': row, 'cell': cell, 'gain': gain})
+                out.append({'row': row, 'against': other, 'cell': cell, 'gain': gain})
     return out
 
 
@@ -174,11 +177,11 @@ def claim(found: Sequence[Dict], rows: Sequence[str], cell: str = 'sketch') -> D
 def calibration_findings(records: Sequence[Dict], baseline: str, targets: Mapping[str, float],
                          max_minutes: Optional[float], cell: str = 'sketch') -> Optional[Dict]:
     """The recipe's calibration: the baseline's first ``cell`` run (its per-epoch source val top-1) against
-    ``targets`` (metric: at least), and the median minutes of every run against ``max_minutes``."""
+    ``targets`` (metric: at least), and the median minutes of every run as long as it against ``max_minutes``."""
     first = next((r for r in records if r['row'] == baseline and r['cell'] == cell), None)
     if first is None or not targets or max_minutes is None:
         return None
-    minutes = [r['total_minutes'] for r in records]
+    minutes = [r['total_minutes'] for r in records if r['epochs'] == first['epochs']]  # the recipe's length only
     median = float(np.median(minutes))
     return {'run': first, 'epochs': [e['eval_top1'] for e in first['epoch_log'] if e.get('eval_top1') is not None],
             'checks': [{'metric': k, 'at_least': v, 'met': first['metrics'][k] >= v} for k, v in targets.items()],

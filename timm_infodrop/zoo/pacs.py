@@ -83,6 +83,8 @@ class PacsBenchmark(Benchmark):
             changes['pretrained_path'] = str(self.weights)
         if row.texture:
             changes.update(texture_suppression=row.texture, texture_suppression_prob=0.5)
+        if row.epochs and 'epochs' not in self.overrides:  # a budget's epochs (a smoke run's) win over the row's
+            changes['epochs'] = row.epochs
         return config.replace(model_kwargs=kwargs, **changes)
 
     def loaders(self, row: Row, cell: str, seed: int, data: Path, config: TrainConfig, data_config: Dict):

@@ -55,7 +55,7 @@ def section(bench: Benchmark, results: Path, recipes=None) -> Dict:
     summary, run, records = _load(results)
     rows = {row.name: row for row in bench.spec.rows}
     metric, scale = bench.headline
-    found = gains(summary, bench.baseline, metric, scale)
+    found = gains(summary, bench.baseline, metric, scale, {r.name: r.against for r in bench.spec.rows if r.against})
     out = {'bench': bench, 'spec': bench.spec, 'confidence': CONFIDENCE, 'results': str(results), 'run': run, 'summary': summary,
            'cells': sorted({c for cells in summary.values() for c in cells}), 'baseline': bench.baseline,
            'rows': [f for f in _row_facts(bench, recipes) if f['row'].name in summary], 'gains': found,
@@ -202,11 +202,12 @@ def render_hub_configs(benches: Sequence[Tuple[Benchmark, Path]], out: Path) -> 
                 _config(bench, repo, record, folder / 'config.json')
                 stats = b['summary'][repo.row][repo.cell]
                 other = next(r for r in repos if (r.row, r.cell) == (repo.row, repo.cell) and r.deploy != repo.deploy)
+                found = next((g for g in b['gains'] if (g['row'], g['cell']) == (repo.row, repo.cell)), None)
                 (folder / 'README.md').write_text(render(
                     'hub_card.md.j2', b=b, repo=repo, other=other, record=record, stats=stats,
                     front_matter=_front_matter(bench, repo, stats), facts=next(f for f in b['rows'] if f['row'].name == repo.row),
                     cfg=weights_cfg(bench.spec, repo.model, repo.cell),
                     registered=bool(timm.list_pretrained(repo.name)),
-                    gain=next((g['gain'] for g in b['gains'] if (g['row'], g['cell']) == (repo.row, repo.cell)), None)))
+                    gain=found and found['gain'], against=found and found['against']))
                 written.append(Path(out) / repo.name)
     return written
