@@ -537,6 +537,27 @@ def test_a_row_trained_longer_is_measured_against_the_baseline_trained_as_long(t
     assert f"against `{base}` trained with the same recipe, data and seed, for the recipe's epochs (this model: 15): +10.0" in hub_card
 
 
+def test_the_pacs_average_is_given_for_the_rows_measured_on_every_target(tmp_path, monkeypatch):
+    """The average over the four targets that papers report: the mean of a row's per-target means, for the rows
+    with every target (one seed on three targets and three on sketch here); '-' for a row without."""
+    from timm_infodrop.registry import PACS_IN1K
+    from timm_infodrop.zoo.kinds import open_benchmark
+    from timm_infodrop.zoo.render import render_card, write_report
+
+    monkeypatch.chdir(ROOT)
+    results = fake_results(tmp_path / 'in1k', PACS_IN1K, {
+        'tf_efficientnet_lite0': {'photo': [0.931], 'art_painting': [0.80], 'cartoon': [0.70], 'sketch': [0.60, 0.62, 0.64]},
+        'tf_efficientnet_lite0_infodrop': {'sketch': [0.61, 0.60, 0.66], 'cartoon': [0.72]}})
+    bench = open_benchmark('pacs_in1k')
+    monkeypatch.setattr(type(bench), 'pictures', lambda self, *args: [])
+    write_report(bench, results, tmp_path / 'work')
+    card = render_card([(bench, results)])
+    average = 100 * np.mean([0.931, 0.80, 0.70, np.mean([0.60, 0.62, 0.64])])
+    assert '| row | art_painting | cartoon | photo | sketch | average of the 4 targets |' in card
+    assert f'| tf_efficientnet_lite0 | 80.0 (n=1) | 70.0 (n=1) | 93.1 (n=1) | 62.0 ± 2.0 (n=3) | {average:.1f} |' in card
+    assert '| tf_efficientnet_lite0_infodrop | - | 72.0 (n=1) | - | 62.3 ± 3.2 (n=3) | - |' in card
+
+
 def test_a_row_is_only_measured_against_a_row_before_it():
     with pytest.raises(ValueError, match="'resnet18_long' is measured against 'resnet18_longer'"):
         replace(PACS, rows=PACS.rows + (Row('resnet18_long', 'resnet18', epochs=9, against='resnet18_longer'),))

@@ -12,7 +12,7 @@ from .facts import SHAPE_TARGET, TARGETS, single_run_spread
 from .stats import paired_gain
 from .studies import CalibrationRecord, DropSitesRecord, same_benchmark
 
-__all__ = ['gains', 'readings', 'target_checks', 'cues', 'texture_findings', 'infodrop_meets_target', 'drop_findings',
+__all__ = ['gains', 'domain_average', 'readings', 'target_checks', 'cues', 'texture_findings', 'infodrop_meets_target', 'drop_findings',
            'experiment_findings', 'claim', 'calibration_findings', 'k_choice']
 
 
@@ -32,6 +32,13 @@ def gains(summary: Mapping, baseline: str, metric: str = 'top1', scale: float = 
             if gain is not None:
                 out.append({'row': row, 'against': other, 'cell': cell, 'gain': gain})
     return out
+
+
+def domain_average(summary: Mapping, cells: Sequence[str], metric: str) -> Dict[str, Dict]:
+    """The average over ``cells`` of each row's mean ``metric`` per cell (the PACS average papers report), for the
+    rows measured on every one of them: ``{row: {mean, n: 1}}`` (one number: the cells' seeds may differ)."""
+    return {row: {'mean': float(np.mean([by_cell[c][metric]['mean'] for c in cells])), 'n': 1}
+            for row, by_cell in summary.items() if all(metric in by_cell.get(c, {}) for c in cells)}
 
 
 def readings(cell: Mapping, baseline: str, spread: Optional[float], metric: str = 'shape_bias') -> Dict:

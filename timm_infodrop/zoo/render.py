@@ -19,8 +19,8 @@ from ..hub.naming import HubRepo, repo_for, weights_cfg
 from ..io import atomic_directory, atomic_output
 from ..models._builder import trained_cfg
 from .facts import TARGETS, method_facts, method_of, recipe_text, recipes_folder, single_run_spread
-from .findings import (calibration_findings, claim, cues, drop_findings, experiment_findings, gains,
-                       infodrop_meets_target, k_choice, readings, target_checks, texture_findings)
+from .findings import (calibration_findings, claim, cues, domain_average, drop_findings, experiment_findings,
+                       gains, infodrop_meets_target, k_choice, readings, target_checks, texture_findings)
 from .formatting import architecture_name, render
 from .pipeline import Benchmark, collect, write_summary
 from .stats import CONFIDENCE
@@ -71,6 +71,8 @@ def section(bench: Benchmark, results: Path, recipes=None) -> Dict:
            'k': k_choice(json.loads((results / 'drop_sites.json').read_text()))
            if (results / 'drop_sites.json').is_file() else None}
     out['deployments'] = [json.loads(d) for d in out['deployments']]
+    metrics = {m for cells in summary.values() for stats in cells.values() for m in stats}
+    out['averages'] = {m: domain_average(summary, bench.spec.cells, m) for m in metrics} if len(bench.spec.cells) > 1 else {}
     if len(bench.spec.cells) == 1 and all(t.metric in s for t in TARGETS for cells in summary.values() for s in cells.values()):
         cell = {row: cells[bench.spec.cells[0]] for row, cells in summary.items()}
         base = cell[bench.baseline]
