@@ -501,7 +501,6 @@ def test_a_benchmark_is_a_registry_entry_the_tags_repos_and_protocol_derive_from
         del registry.BENCHMARKS[spec.name]
 
 
-
 def test_a_row_trained_longer_is_measured_against_the_baseline_trained_as_long(tmp_path, monkeypatch):
     """The pretrained PACS benchmark's 3x-epochs pair: the InfoDrop row's gain is over the baseline of the same
     epochs and seeds (the long baseline's over the recipe's); the tables, the claim and the Hub card name the pair,
@@ -575,6 +574,7 @@ def test_a_pacs_row_of_its_own_epochs_trains_that_long_unless_a_budget_sets_them
                                    for name in ('tf_efficientnet_lite0', 'tf_efficientnet_lite0_infodrop_3x_epochs')]
     recipe = yaml.safe_load((ROOT / PACS_IN1K.recipe).read_text())['epochs']
     assert configs == {0: [recipe, 3 * recipe], 1: [1, 1]}
+
 
 # ---------------------------------------------------------------------------------------------- the demo
 def test_the_quick_zoo_has_the_baseline_both_regularisers_and_the_texture_suppressed_row():

@@ -12,8 +12,8 @@ from .facts import SHAPE_TARGET, TARGETS, single_run_spread
 from .stats import paired_gain
 from .studies import CalibrationRecord, DropSitesRecord, same_benchmark
 
-__all__ = ['gains', 'domain_average', 'readings', 'target_checks', 'cues', 'texture_findings', 'infodrop_meets_target', 'drop_findings',
-           'experiment_findings', 'claim', 'calibration_findings', 'k_choice']
+__all__ = ['gains', 'domain_average', 'readings', 'target_checks', 'cues', 'texture_findings', 'infodrop_meets_target',
+           'drop_findings', 'experiment_findings', 'claim', 'calibration_findings', 'k_choice']
 
 
 
