@@ -13,7 +13,8 @@ registers, ``hub/`` the repos, and ``zoo/`` the runs, each from one definition:
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-__all__ = ['Method', 'METHODS', 'Row', 'BenchmarkSpec', 'BENCHMARKS', 'SHAPES', 'PACS', 'cell_tag', 'benchmark']
+__all__ = ['Method', 'METHODS', 'Row', 'BenchmarkSpec', 'BENCHMARKS', 'STUDIES', 'SHAPES', 'PACS', 'PACS_IN1K',
+           'PACS_IN1K_STUDY', 'cell_tag', 'benchmark']
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,9 @@ class Row:
     with filtered copies, PACS swaps each image for its copy with probability 1/2); ``epochs``: other epochs
     than the recipe's; ``paper_beta``: Information Dropout's beta as the paper writes it (divided by the
     training-set size at run time); ``recipe``: a recipe name other than the benchmark's; ``against``: the row
-    this one's gain is measured against (default: the benchmark's baseline), e.g. a baseline at the same epochs.
+    this one's gain is measured against (default: the benchmark's baseline), e.g. a baseline at the same epochs;
+    ``settings``: trainer settings (:class:`~timm_infodrop.train.TrainConfig` names) that differ from the recipe's,
+    e.g. one knob of a calibration study (a budget's override wins over them, as over ``epochs``).
     """
     name: str
     model: str
@@ -70,6 +73,7 @@ class Row:
     paper_beta: Optional[float] = None
     recipe: str = ''
     against: str = ''
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -193,8 +197,38 @@ PACS_IN1K = BenchmarkSpec(
 BENCHMARKS: Dict[str, BenchmarkSpec] = {spec.name: spec for spec in (SHAPES, PACS, PACS_IN1K)}
 
 
+def _knob(name: str, **settings) -> Row:
+    return Row(name, PACS_IN1K.architecture, settings=settings)
+
+
+# The calibration study of the pretrained PACS recipe: today's recipe (pacs128_in1k.yaml) with one knob changed a row,
+# the baseline only, seed 0, the four targets; run by the zoo's one pipeline like a benchmark, rendered into
+# docs/pacs_calibration.md (timm-infodrop study doc), never published: no card section, no Hub repo, no tag.
+PACS_IN1K_STUDY = BenchmarkSpec(
+    name='pacs_in1k_study', kind='pacs', tag='pacs128_in1k_study', classes=PACS.classes, image_size=128,
+    title='the pretrained PACS recipe, one knob at a time (EfficientNet-Lite0 from ImageNet weights)',
+    cells=PACS_DOMAINS, default_cells=PACS_DOMAINS, recipe=PACS_IN1K.recipe, results='zoo/results-pacs128-in1k-study',
+    architecture=PACS_IN1K.architecture, weights=PACS_IN1K.weights,
+    rows=(
+        PACS_IN1K.rows[0],  # today's recipe: the seed-0 runs of zoo/results-pacs128-in1k, copied
+        _knob('lr_1e-3', lr=1e-3, warmup_lr=1e-4),  # the released InfoDrop recipe's lr
+        _knob('lr_3e-3', lr=3e-3, warmup_lr=3e-4),
+        _knob('size_224', img_size=224),  # the network's own resolution: the 128 px copy resized up
+        _knob('epochs_10', epochs=10),
+        _knob('frozen_bn', freeze_bn_stats=True),  # BatchNorm keeps ImageNet's running statistics
+        _knob('head_zero', head_init_scale=0.0),  # the new 7-class head starts at zero logits
+        _knob('linear_probe', linear_probe_epochs=1),  # one epoch of the head alone, then 5 of everything
+        _knob('layer_decay', layer_decay=0.75),
+        _knob('fp32', amp=False),
+    ),
+    hub_rows=())
+
+STUDIES: Dict[str, BenchmarkSpec] = {spec.name: spec for spec in (PACS_IN1K_STUDY,)}
+
+
 def benchmark(name: str) -> BenchmarkSpec:
-    """The registered benchmark ``name``; a KeyError naming the known ones otherwise."""
-    if name not in BENCHMARKS:
-        raise KeyError(f'unknown benchmark {name!r}; known: {list(BENCHMARKS)}')
-    return BENCHMARKS[name]
+    """The registered benchmark or study ``name``; a KeyError naming the known ones otherwise."""
+    known = {**BENCHMARKS, **STUDIES}
+    if name not in known:
+        raise KeyError(f'unknown benchmark {name!r}; known: {list(known)}')
+    return known[name]

@@ -58,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument('--drop', type=float, help='classifier dropout rate')
     model.add_argument('--drop-path', type=float, help='stochastic depth rate')
     model.add_argument('--channels-last', action='store_true')
+    model.add_argument('--head-init-scale', type=float, help="multiply the new classifier's weight and bias by this")
+    model.add_argument('--head-init-bias', type=float, help="set the new classifier's bias to this")
     model.add_argument('--sync-bn', action='store_true', help='SyncBatchNorm across processes (CUDA only)')
     model.add_argument('--dist-bn', choices=('reduce', 'broadcast', ''),
                        help='after every epoch, average (reduce) or copy rank 0\'s (broadcast) BN statistics')
@@ -68,6 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument('--momentum', type=float)
     opt.add_argument('--weight-decay', type=float)
     opt.add_argument('--clip-grad', type=float, help='gradient-norm clipping')
+    opt.add_argument('--layer-decay', type=float, help="layer-wise lr decay (timm's optimizer factory)")
+    opt.add_argument('--freeze-bn-stats', action='store_true',
+                     help='BatchNorm normalises with its running (pretrained) statistics and never updates them')
+    opt.add_argument('--linear-probe-epochs', type=int,
+                     help='the first epochs train the classifier alone, the rest frozen and in eval')
     opt.add_argument('--sched')
     opt.add_argument('--lr', type=float, help='default: lr-base x global batch / lr-base-size')
     opt.add_argument('--lr-base', type=float)

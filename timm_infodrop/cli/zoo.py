@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..registry import BENCHMARKS
+from ..registry import BENCHMARKS, STUDIES
 
 MAX_SEEDS = 100
 HELP = 'run the model zoo (make data, train, convert, evaluate) or render MODEL_CARD.md from its results'
@@ -15,8 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='run: train, convert, evaluate and report (finished runs are kept and skipped); report: '
                              'summarise and draw the existing results again; card: render MODEL_CARD.md over every '
                              'benchmark; drop-sites: where InfoDrop would drop in the trained PACS baseline')
-    parser.add_argument('--benchmark', choices=tuple(BENCHMARKS), default='shapes',
-                        help='shapes: the synthetic shape-vs-texture benchmark; pacs: PACS domain generalisation')
+    parser.add_argument('--benchmark', choices=tuple(BENCHMARKS) + tuple(STUDIES), default='shapes',
+                        help='shapes: the synthetic shape-vs-texture benchmark; pacs: PACS domain generalisation; '
+                             'a study (pacs_in1k_study: the pretrained PACS recipe, one knob a row) runs the same way')
     parser.add_argument('--quick', action='store_true',
                         help='the synthetic benchmark\'s demo budget (make demo): the quick rows, one seed, fewer images '
                              'and epochs (timm_infodrop.zoo.shapes.SHAPES_BUDGETS)')

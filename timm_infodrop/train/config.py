@@ -43,6 +43,15 @@ class TrainConfig:
     drop: float = 0.0
     drop_path: Optional[float] = None
     channels_last: bool = False
+    # finetuning from pretrained weights: timm train.py's --head-init-scale/--head-init-bias (the new classifier's
+    # weight and bias scaled, its bias set) and --layer-decay (timm's layer-wise lr decay); the last two are ours:
+    # BatchNorm normalising with its running (pretrained) statistics and never updating them, and first epochs that
+    # train the classifier alone (a linear probe before finetuning: Kumar et al., ICLR 2022)
+    head_init_scale: Optional[float] = None
+    head_init_bias: Optional[float] = None
+    layer_decay: Optional[float] = None
+    freeze_bn_stats: bool = False
+    linear_probe_epochs: int = 0
     sync_bn: bool = False
     dist_bn: str = 'reduce'
     # optimizer and schedule
@@ -105,6 +114,9 @@ class TrainConfig:
             raise RecipeError(str(error)) from None
         if self.target_domain and not 0.0 < self.val_fraction < 1.0:
             raise RecipeError(f'--val-fraction must be in (0, 1), got {self.val_fraction}')
+        if self.linear_probe_epochs >= self.epochs:
+            raise RecipeError(f'--linear-probe-epochs {self.linear_probe_epochs} leaves no finetuning epoch of '
+                              f'--epochs {self.epochs}')
         return self
 
     def _ranges(self):
@@ -112,7 +124,8 @@ class TrainConfig:
         one = [('batch_size', 1), ('epochs', 1), ('train_batches_per_epoch', 1), ('validation_batch_size', 1),
                ('img_size', 1), ('num_classes', 1), ('lr_base_size', 1), ('workers', 0), ('warmup_epochs', 0),
                ('cooldown_epochs', 0), ('momentum', 0), ('weight_decay', 0), ('warmup_lr', 0), ('min_lr', 0),
-               ('color_jitter', 0), ('mixup', 0), ('cutmix', 0), ('decay_rate', 0)]
+               ('color_jitter', 0), ('mixup', 0), ('cutmix', 0), ('decay_rate', 0), ('head_init_scale', 0),
+               ('linear_probe_epochs', 0)]
         ranges = [(name, getattr(self, name), low, None) for name, low in one]
         ranges += [(name, getattr(self, name), 0, 1) for name in (
             'texture_suppression_prob', 'grayscale_prob', 'hflip', 'vflip', 'reprob', 'mixup_prob',
@@ -120,10 +133,11 @@ class TrainConfig:
         ranges += [(name, getattr(self, name), 0, 1, False, True) for name in ('drop', 'drop_path', 'smoothing')]
         ranges += [(name, getattr(self, name), 0, None, True) for name in ('lr', 'lr_base', 'decay_epochs',
                                                                             'clip_grad', 'opt_eps')]
-        ranges += [('crop_pct', self.crop_pct, 0, 1, True)]
+        ranges += [(name, getattr(self, name), 0, 1, True) for name in ('crop_pct', 'layer_decay')]
         ranges += [('scale', v, 0, 1, True) for v in self.scale or []]
         ranges += [(name, v, 0, None, True) for name in ('ratio', 'std') for v in getattr(self, name) or []]
         ranges += [(name, v, None, None) for name in ('mean', 'opt_betas') for v in getattr(self, name) or []]
+        ranges += [('head_init_bias', self.head_init_bias, None, None)]
         ranges += [('decay_milestones', v, 0) for v in self.decay_milestones or []]
         return [(f'--{name.replace("_", "-")}', *rest) for name, *rest in ranges]
 

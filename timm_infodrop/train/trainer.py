@@ -24,6 +24,7 @@ from ..io import atomic_files, atomic_output, check_output_path
 from .config import RecipeError, TrainConfig
 from .distributed import cleanup_distributed, setup_distributed
 from .loop import grad_scaler, prepare_for_training, train_one_epoch, validate
+from .precision import autocast_dtype
 from .state import TrainingState, load_training_state, save_training_state
 
 __all__ = ['train', 'TrainResult', 'STATE_FILE', 'LOG_COLUMNS', 'domain_split', 'save_model_folder']
@@ -212,6 +213,7 @@ def _build_model(config: TrainConfig, ctx, num_classes: int) -> nn.Module:
                                   drop_rate=config.drop, checkpoint_path=config.initial_checkpoint or None, **kwargs)
     except TypeError as error:  # a keyword the architecture does not take
         raise RecipeError(f'--model {config.model}: {error} (from --model-kwargs, --drop or --drop-path)') from None
+    _init_head(model, config)
     prepare_for_training(model).to(ctx.device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -219,7 +221,28 @@ def _build_model(config: TrainConfig, ctx, num_classes: int) -> nn.Module:
         if ctx.device.type != 'cuda':
             raise RecipeError('--sync-bn needs CUDA (torch SyncBatchNorm does not run on CPU)')
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if config.linear_probe_epochs and ctx.distributed:
+        raise RecipeError('--linear-probe-epochs runs on one process (DistributedDataParallel needs every '
+                          'parameter to take a gradient)')
     return model
+
+
+def _init_head(model: nn.Module, config: TrainConfig) -> None:
+    """timm train.py's ``--head-init-scale`` (the classifier's weight and bias multiplied by it) and
+    ``--head-init-bias`` (its bias set to it)."""
+    if config.head_init_scale is None and config.head_init_bias is None:
+        return
+    classifier = model.get_classifier()
+    if not isinstance(classifier, nn.Linear):
+        raise RecipeError(f'--head-init-scale/--head-init-bias: {config.model}\'s classifier is a '
+                          f'{type(classifier).__name__}, not a Linear layer')
+    with torch.no_grad():
+        if config.head_init_scale is not None:
+            classifier.weight.mul_(config.head_init_scale)
+            if classifier.bias is not None:
+                classifier.bias.mul_(config.head_init_scale)
+        if config.head_init_bias is not None and classifier.bias is not None:
+            classifier.bias.fill_(config.head_init_bias)
 
 
 def _criterion(config: TrainConfig, num_classes: int):
@@ -311,7 +334,8 @@ def _train(config: TrainConfig) -> TrainResult:
         ddp = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == 'cuda'
                                                          else None) if ctx.distributed else model)
         loss_fn, mixup_fn = _criterion(config, num_classes)
-        amp_dtype = config.amp_dtype if config.amp else None
+        amp_dtype = autocast_dtype(config.amp, config.amp_dtype, ctx.device,
+                                   say=print if ctx.is_main else (lambda line: None))
         scaler = grad_scaler(amp_dtype, ctx.device)
         history: List[Dict] = []
         if ctx.is_main:
@@ -330,7 +354,8 @@ def _train(config: TrainConfig) -> TrainResult:
                 ddp, train_loader, optimizer, scheduler, loss_fn, epoch=epoch, step=state.step, device=ctx.device,
                 amp_dtype=amp_dtype, channels_last=config.channels_last, mixup_fn=mixup_fn,
                 clip_grad=config.clip_grad, max_steps=config.train_batches_per_epoch, ema=ema, scaler=scaler,
-                progress=progress, desc=f'epoch {epoch + 1}/{epochs}')
+                progress=progress, desc=f'epoch {epoch + 1}/{epochs}', freeze_bn_stats=config.freeze_bn_stats,
+                head_only=epoch < config.linear_probe_epochs)
             state = TrainingState(epoch=epoch + 1, step=state.step + stats.steps)
             if ctx.distributed and config.dist_bn and not config.sync_bn:
                 distribute_bn(model, ctx.world_size, config.dist_bn == 'reduce')

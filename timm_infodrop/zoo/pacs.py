@@ -85,6 +85,7 @@ class PacsBenchmark(Benchmark):
             changes.update(texture_suppression=row.texture, texture_suppression_prob=0.5)
         if row.epochs and 'epochs' not in self.overrides:  # a budget's epochs (a smoke run's) win over the row's
             changes['epochs'] = row.epochs
+        changes.update({k: v for k, v in row.settings.items() if k not in self.overrides})
         return config.replace(model_kwargs=kwargs, **changes)
 
     def loaders(self, row: Row, cell: str, seed: int, data: Path, config: TrainConfig, data_config: Dict):
