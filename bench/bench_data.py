@@ -5,7 +5,8 @@ folder, apply the same timm training transform (random resized crop to 64 px, sc
 colour jitter 0.4, 10% grayscale) and yield batches of 64 in the main process (``num_workers=0``:
 one core each, side by side, so the ratio is what the decoding costs); the figure is images per
 second, the median over passes after a warm-up pass. The cache is filled first (its one-off decoding
-time is reported too). Writes ``bench/results-data.json``.
+time is reported too). Prints the figures; writes them only where ``--out`` says (``make bench``:
+``bench/results-data.json``).
 """
 import argparse
 import json
@@ -44,10 +45,10 @@ def main() -> int:
     parser.add_argument('--pacs-root', default=None, help='default: $TIMM_INFODROP_PACS or ../shared/data/pacs/PACS')
     parser.add_argument('--domain', default='photo', help='the PACS domain folder read by both loaders')
     parser.add_argument('--passes', type=int, default=3)
-    parser.add_argument('--out', default='bench/results-data.json')
+    parser.add_argument('--out', default=None, help='write the results here (make bench: bench/results-data.json)')
     args = parser.parse_args()
     torch.set_num_threads(1)
-    tree = scan_domains(pacs_root(args.pacs_root))
+    tree = scan_domains(pacs_root(args.pacs_root) or Path(__file__).resolve().parents[2] / 'shared/data/pacs/PACS')
     samples = tree.files[args.domain]
     transform = create_transform(**TRANSFORM)
     timm_set = ImageDataset(str(tree.root / args.domain), transform=transform)
@@ -67,15 +68,16 @@ def main() -> int:
     results['meets_targets'] = {'speedup': results['speedup'] >= MIN_SPEEDUP}
     results['machine'] = {'cpu_count': os.cpu_count(), 'platform': platform.platform(), 'torch': torch.__version__,
                           'python': sys.version.split()[0]}
-    out = Path(args.out)
-    tmp = out.with_name(f'.{out.name}.tmp')
-    tmp.write_text(json.dumps(results, indent=2) + '\n')
-    os.replace(tmp, out)
     print(f"PACS {args.domain} ({len(samples)} images, batch 64, 1 core): timm ImageFolder "
           f"{results['timm_imagefolder_images_per_s']:.0f} images/s, decode-once cache "
           f"{results['cached_images_per_s']:.0f} images/s ({results['speedup']:.1f}x); cache filled in "
           f"{decode_seconds:.1f} s")
-    print(f'wrote {out}')
+    if args.out:
+        out = Path(args.out)
+        tmp = out.with_name(f'.{out.name}.tmp')
+        tmp.write_text(json.dumps(results, indent=2) + '\n')
+        os.replace(tmp, out)
+        print(f'wrote {out}')
     return 0 if all(results['meets_targets'].values()) else 1
 
 

@@ -1,17 +1,22 @@
-"""The C++ kernels against the torch-ops path: same self-information, same mask laws, gradients,
-reproducibility, and a clean fallback when no compiler builds them."""
+"""The C++ kernels against the torch-ops path and the package's reference (``layers/info_drop_reference.py``):
+same self-information, thresholds and mask laws, gradients, reproducibility; the library's signatures checked at
+load; and a clean fallback when no compiler builds them."""
+import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 from scipy import stats
 
-from timm_infodrop.layers import InfoDrop, _cpu_kernel, apply_information, keep_probability, self_information
-import importlib
+from timm_infodrop.layers import (
+    InfoDrop, _checks, _cpu_build, _cpu_kernel, apply_information, info_drop_reference as reference, self_information,
+)
 
 info_drop_module = importlib.import_module('timm_infodrop.layers.info_drop')  # the function shares the name
 
@@ -81,7 +86,7 @@ def test_kernel_masks_drop_at_the_marginal_rate(sampling, channels_last):
     assert out.shape == y.shape and out.is_contiguous(memory_format=torch.channels_last) == channels_last
     dropped = out == 0
     torch.testing.assert_close(out[~dropped], y[~dropped], rtol=0, atol=0)
-    expected = 1 - keep_probability(stem_distribution(), drop_rate)[:, 0]  # (B, H, W)
+    expected = 1 - reference.keep_probability(stem_distribution(), drop_rate)[:, 0].float()  # (B, H, W)
     frequency = dropped.float().mean(1)
     sigma = torch.sqrt(expected * (1 - expected) / channels)
     assert ((frequency - expected).abs() <= 5 * sigma + 2 ** -15).all(), (frequency - expected).abs().max()
@@ -102,22 +107,21 @@ def test_kernel_masks_drop_at_the_marginal_rate(sampling, channels_last):
     ((2, 1, 8, 8), (2, 2, 0), 0.03, 0.0),  # no draws: everything kept
 ])
 def test_the_threshold_kernel_matches_the_torch_ops(shape, pool, temperature, drop_rate):
-    """The fused thresholds (softmax of the min-pooled -I / T, then round(2^16 (1 - P)^m)) against the torch
-    ops' drop_distribution and keep_probability: within one step of 2^-16 everywhere, and mostly equal."""
+    """The fused thresholds (softmax of the min-pooled -I / T, then round(2^16 (1 - P)^m)) against the
+    reference's drop_distribution and keep_probability: within one step of 2^-16 everywhere, and mostly equal."""
     information = torch.rand(shape, generator=torch.Generator().manual_seed(5)) * 3.0
-    geometry = info_drop_module._pool_geometry(*(pool or (None, None, 0)))
+    geometry = _checks._pool_geometry(*(pool or (None, None, 0)))
     size = info_drop_module._pooled_size(information, geometry)
-    distribution = info_drop_module.drop_distribution(information, temperature, *(pool or (None, None, 0)))
-    expected = info_drop_module._bernoulli_threshold(distribution, drop_rate).squeeze(1)
-    threshold, poison = _cpu_kernel.bernoulli_threshold_cpu(information, temperature, geometry, size,
-                                                            info_drop_module._num_draws(drop_rate, *size))
+    distribution = reference.drop_distribution(information, temperature, *(pool or (None, None, 0)))
+    expected = torch.round(reference.keep_probability(distribution, drop_rate) * 65536).to(torch.int32).squeeze(1)
+    num_draws = reference.num_draws(drop_rate, *size)
+    threshold, poison = _cpu_kernel.bernoulli_threshold_cpu(information, temperature, geometry, size, num_draws)
     assert threshold.shape == expected.shape and threshold.dtype == torch.int32 and poison.item() == 0.0
     difference = (threshold - expected).abs()
     assert difference.max() <= 1 and (difference == 0).float().mean() > 0.99
     assert expected.min() < 65536 if drop_rate else (threshold == 65536).all()
     information[1, 0, 2, 3] = float('nan')  # one NaN anywhere poisons the batch; the other samples keep theirs
-    threshold, poison = _cpu_kernel.bernoulli_threshold_cpu(information, temperature, geometry, size,
-                                                            info_drop_module._num_draws(drop_rate, *size))
+    threshold, poison = _cpu_kernel.bernoulli_threshold_cpu(information, temperature, geometry, size, num_draws)
     assert poison.isnan() and (threshold[0] - expected[0]).abs().max() <= 1
 
 
@@ -155,6 +159,7 @@ def fresh_build(monkeypatch, tmp_path, compiler):
     monkeypatch.setenv('CXX', compiler)
     monkeypatch.setattr(_cpu_kernel, '_tried', False)
     monkeypatch.setattr(_cpu_kernel, '_loaded', None)
+    monkeypatch.setattr(_cpu_kernel, '_openmp', _cpu_kernel._openmp)  # restored with the library after the test
 
 
 @pytest.mark.parametrize('compiler, complaint', [('no-such-compiler-here', r'no C\+\+ compiler'),
@@ -179,7 +184,7 @@ def test_build_goes_to_the_cache_once(monkeypatch, tmp_path):
     built = sorted((tmp_path / 'kernels').glob('*.so'))
     assert len(built) == 1
     monkeypatch.setattr(_cpu_kernel, '_tried', False)
-    monkeypatch.setattr(_cpu_kernel, '_compile', lambda *args: pytest.fail('rebuilt a cached library'))
+    monkeypatch.setattr(_cpu_build, '_compile', lambda *args: pytest.fail('rebuilt a cached library'))
     assert _cpu_kernel.load_kernel() is not None
 
 
@@ -189,6 +194,7 @@ def test_switched_off_by_the_environment(monkeypatch):
     assert not info_drop_module._use_cpu_kernel(torch.zeros(1))
 
 
+@pytest.mark.slow
 def test_ranks_starting_together_build_once(tmp_path):
     """Three processes (DDP ranks of one machine) load the kernels into an empty cache at once: one compiles,
     the others wait on the lock and load its library."""
@@ -203,6 +209,7 @@ def test_ranks_starting_together_build_once(tmp_path):
     assert log.read_text().splitlines() == ['run']
 
 
+@pytest.mark.slow
 def test_a_compiler_refusing_openmp_builds_a_one_thread_library(monkeypatch, tmp_path):
     wrapper = tmp_path / 'cxx'
     real = shutil.which(os.environ.get('CXX') or 'c++')
@@ -217,3 +224,92 @@ def test_a_compiler_refusing_openmp_builds_a_one_thread_library(monkeypatch, tmp
     with _cpu_kernel.kernels_switched(False):
         off = self_information(x, 3, 1, 1, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(on, off, rtol=1e-5, atol=1e-5)
+
+
+C_TYPES = {'int': 'i32', 'int64_t': 'i64', 'uint64_t': 'u64', 'float': 'f32', 'void': 'void'}
+
+
+def declared_signatures(source: str) -> str:
+    """The ``extern "C"`` functions the .cpp defines, in ``infodrop_abi()``'s form, read from their declarations."""
+    lines = []
+    for result, name, arguments in re.findall(r'extern "C" ([\w\s*]+?)\s*(infodrop_\w+)\(([^)]*)\)\s*\{', source):
+        def code(declaration: str) -> str:
+            declaration = declaration.strip()
+            if '*' in declaration:
+                return 'ptr'
+            return C_TYPES[declaration.replace('const ', '').rsplit(' ', 1)[0] if ' ' in declaration else declaration]
+        args = [code(a) for a in arguments.split(',') if a.strip()]
+        lines.append(f"{name}({','.join(args)}) -> {code(result)}\n")
+    return ''.join(lines)
+
+
+@pytest.mark.usefixtures('kernel_on')
+def test_the_library_exports_the_signatures_its_source_declares_and_the_wrapper_expects():
+    """Three places name the kernels' signatures: the C++ declarations, the library's infodrop_abi() string and
+    the ctypes prototypes. The string is held to the declarations here and to the prototypes at every load."""
+    declared = declared_signatures(_cpu_build.SOURCE.read_text())
+    assert len(declared.splitlines()) == len(_cpu_kernel.PROTOTYPES) == 8
+    assert sorted(declared.splitlines()) == sorted(_cpu_kernel.expected_abi().splitlines())
+    assert _cpu_kernel.library_abi(_cpu_kernel.load_kernel()) == _cpu_kernel.expected_abi()
+
+
+def fake_library(tmp_path: Path, target: Path, abi) -> None:
+    """A library at ``target`` exporting one InfoDrop symbol with another signature, and ``abi`` as its
+    infodrop_abi() (None: no such symbol, as a build from before the check)."""
+    source = tmp_path / 'stale.cpp'
+    export = '' if abi is None else f'extern "C" const char* infodrop_abi() {{ return "{abi}"; }}\n'
+    source.write_text(export + 'extern "C" void infodrop_multiply_keep(const float* y) {}\n')
+    target.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([shutil.which(os.environ.get('CXX') or 'c++'), '-shared', '-fPIC', str(source), '-o', str(target)],
+                   check=True)
+
+
+@pytest.mark.parametrize('abi', ['infodrop_multiply_keep(ptr) -> void\\n', None], ids=['other signatures', 'no abi'])
+@pytest.mark.slow
+def test_a_stale_library_in_the_cache_is_rebuilt_not_called(monkeypatch, tmp_path, abi):
+    fresh_build(monkeypatch, tmp_path / 'cache', os.environ.get('CXX') or 'c++')
+    target = _cpu_build.library_path(_cpu_build.compiler(), _cpu_build.flag_sets()[0][0])
+    fake_library(tmp_path, target, abi)
+    stale = target.read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # a rebuild is a cache miss, not a problem
+        library = _cpu_kernel.load_kernel()
+    assert library is not None and _cpu_kernel.library_abi(library) == _cpu_kernel.expected_abi()
+    assert target.read_bytes() != stale
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    on = self_information(x, 3, 1, 1, generator=torch.Generator().manual_seed(1))
+    with _cpu_kernel.kernels_switched(False):
+        torch.testing.assert_close(on, self_information(x, 3, 1, 1, generator=torch.Generator().manual_seed(1)),
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_wrapper_that_disagrees_with_the_source_refuses_the_library(monkeypatch, tmp_path):
+    """Prototypes edited without the C++ (one argument fewer): no build is ever called, one warning says why."""
+    fresh_build(monkeypatch, tmp_path, os.environ.get('CXX') or 'c++')
+    result, arguments = _cpu_kernel.PROTOTYPES['infodrop_multiply_keep']
+    monkeypatch.setitem(_cpu_kernel.PROTOTYPES, 'infodrop_multiply_keep', (result, arguments[:-1]))
+    with pytest.warns(RuntimeWarning, match='does not match its Python wrapper'):
+        assert _cpu_kernel.load_kernel() is None
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(self_information(x, 3, 1, 1)).all()  # the torch ops
+
+
+def _openmp_runtimes() -> set:
+    with open('/proc/self/maps') as maps:
+        return {line.split()[-1] for line in maps if re.search(r'lib(g|i5|i)?omp[^/]*\.so', line.split()[-1])}
+
+
+@pytest.mark.skipif(not Path('/proc/self/maps').exists(), reason='reads the mapped libraries from /proc (Linux)')
+@pytest.mark.usefixtures('kernel_on')
+def test_the_kernels_share_torchs_openmp_runtime_and_thread_count():
+    """One OpenMP runtime in the process after the kernels load (theirs is torch's: one pool of threads), and
+    every call runs on torch.get_num_threads() threads."""
+    assert _cpu_kernel._openmp and len(_openmp_runtimes()) == 1, _openmp_runtimes()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert _cpu_kernel._threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert _cpu_kernel._threads() == threads

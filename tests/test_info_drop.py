@@ -1,4 +1,5 @@
-"""InfoDrop masks: statistics of both sampling modes, where drops land, eval modes, gradients."""
+"""InfoDrop masks against the package's reference (``layers/info_drop_reference.py``): the drop distribution, the
+keep probabilities and the laws of both sampling modes; where drops land, eval modes, gradients."""
 import math
 
 import pytest
@@ -7,11 +8,9 @@ import torch
 from scipy import stats
 
 from timm_infodrop.layers import (
-    InfoDrop, drop_distribution, info_drop, keep_probability, sample_info_drop_mask, self_information,
+    InfoDrop, drop_distribution, info_drop, info_drop_fast, info_drop_reference as reference, keep_probability,
+    sample_info_drop_mask, self_information,
 )
-import importlib
-
-info_drop_module = importlib.import_module('timm_infodrop.layers.info_drop')  # the function shares the name
 
 from support.devices import generator, on_every_device
 
@@ -33,8 +32,8 @@ def test_drop_frequency_matches_marginal(sampling, device):
     assert mask.shape == (1, rows, 6, 6) and mask.dtype == torch.bool and mask.device.type == device
     frequency = 1.0 - mask.float().mean(dim=1)[0].cpu()
     distribution = distribution.cpu()
-    expected = 1.0 - keep_probability(distribution, drop_rate)[0, 0]
-    torch.testing.assert_close(expected, 1 - (1 - distribution[0, 0]) ** int(drop_rate * 36), atol=1e-5, rtol=1e-4)
+    expected = 1.0 - reference.keep_probability(distribution, drop_rate)[0, 0].float()
+    torch.testing.assert_close(expected, 1 - keep_probability(distribution, drop_rate)[0, 0], atol=1e-5, rtol=1e-4)
     sigma = torch.sqrt(expected * (1 - expected) / rows)
     # 5 sigma per position (36 positions), plus the 2^-16 resolution of the bernoulli uniforms
     assert ((frequency - expected).abs() <= 5 * sigma + 2 ** -15).all(), (frequency - expected).abs().max()
@@ -46,7 +45,7 @@ def test_multinomial_rows_drop_at_most_m_positions():
     dropped = (~mask).flatten(2).sum(-1)
     m = int(0.25 * 64)
     assert dropped.max() <= m and dropped.min() >= 1
-    expected = (1 - keep_probability(distribution, 0.25)).sum()
+    expected = (1 - reference.keep_probability(distribution, 0.25)).sum().item()
     assert abs(dropped.float().mean() - expected) < 0.1 * expected
 
 
@@ -61,7 +60,7 @@ def skewed_distribution(samples=2, size=8, seed=0):
 def refine_every_draw(request, monkeypatch):
     """The torch-ops exact sampler both ways: refining only the draws its table leaves unsettled (a CPU in
     eager) and every draw (a GPU, torch.compile: no data-dependent shape)."""
-    monkeypatch.setattr(info_drop_module, '_refines_every_draw', lambda device: request.param)
+    monkeypatch.setattr(info_drop_fast, '_refines_every_draw', lambda device: request.param)
     return request.param
 
 
@@ -70,7 +69,7 @@ def refine_every_draw(request, monkeypatch):
 def test_exact_sampler_single_draws_follow_p(monkeypatch, device, table_bits, refine_every_draw):
     """With m = 1 every row drops exactly one position, drawn from P: a chi-square goodness-of-fit test per
     sample, and a position with P = 0 is never drawn."""
-    monkeypatch.setattr(info_drop_module, '_TABLE_BITS', table_bits)
+    monkeypatch.setattr(info_drop_fast, '_TABLE_BITS', table_bits)
     distribution = skewed_distribution().to(device)
     rows = 20000
     mask = sample_info_drop_mask(distribution, rows, 1 / 64, 'multinomial', generator(device, 3)).cpu()
@@ -87,16 +86,15 @@ def test_exact_sampler_single_draws_follow_p(monkeypatch, device, table_bits, re
 
 @on_every_device
 def test_exact_sampler_matches_torch_multinomial_with_replacement(device, refine_every_draw):
-    """m draws with replacement per row, against the released procedure (torch.multinomial with replacement):
-    two-sample chi-square tests on the per-position drop counts and on the number of distinct positions a
-    row drops (a property of the joint law, not only of the marginals)."""
+    """m draws with replacement per row, against the reference's released procedure (torch.multinomial with
+    replacement): two-sample chi-square tests on the per-position drop counts and on the number of distinct
+    positions a row drops (a property of the joint law, not only of the marginals)."""
     distribution = skewed_distribution(samples=1, seed=4).to(device)
     rows, m = 6000, 40
     mask = sample_info_drop_mask(distribution, rows, m / 64, 'multinomial', generator(device, 5)).cpu()
     mine = ~mask[0].flatten(1)  # (rows, 64)
-    drawn = torch.multinomial(distribution.cpu().flatten().expand(rows, -1), m, replacement=True,
-                              generator=torch.Generator().manual_seed(6))
-    released = torch.zeros(rows, 64, dtype=torch.bool).scatter_(1, drawn, True)
+    released = ~reference.multinomial_mask(distribution.cpu(), rows, m / 64, torch.Generator().manual_seed(6))
+    released = released[0].flatten(1)
     for statistic in (lambda d: d.sum(0), lambda d: torch.bincount(d.sum(1), minlength=65)):
         a, b = statistic(mine).double(), statistic(released).double()
         used = (a + b) >= 10
@@ -105,7 +103,7 @@ def test_exact_sampler_matches_torch_multinomial_with_replacement(device, refine
 
 
 def test_exact_sampler_is_seeded_and_bounds_its_memory(monkeypatch):
-    monkeypatch.setattr(info_drop_module, '_DRAWS_PER_CHUNK', 100)  # a chunk per sample
+    monkeypatch.setattr(info_drop_fast, '_DRAWS_PER_CHUNK', 100)  # a chunk per sample
     distribution = skewed_distribution(samples=3)
     masks = [sample_info_drop_mask(distribution, 4, 1.0, 'multinomial', torch.Generator().manual_seed(7))
              for _ in range(2)]
@@ -272,3 +270,53 @@ def test_low_temperature_has_no_underflow():
         assert torch.isfinite(distribution).all()
         assert torch.allclose(distribution.flatten(1).sum(1), torch.ones(2))
         assert math.isfinite(keep_probability(distribution, 1.5).sum().item())
+
+
+POOLS = {'no pool': (None, None, 0), 'a stem max-pool 3/2/1': (3, 2, 1),
+         'anisotropic': ((3, 2), (2, 1), (1, 0)), 'stride defaults to the kernel': (2, None, 0)}
+
+
+@pytest.mark.parametrize('pool', list(POOLS.values()), ids=list(POOLS))
+@pytest.mark.parametrize('temperature, drop_rate', [(0.03, 1.5), (0.5, 0.1), (1e-3, 1.5)])
+def test_drop_distribution_and_keep_probability_match_the_reference(pool, temperature, drop_rate):
+    """Steps 5-6: P (softmax of the min-pooled -I / T) and (1 - P)^m against the reference's loops, at the
+    released temperatures and a cold one (P near 1 at the least informative position)."""
+    information = 3.0 * torch.rand(3, 1, 13, 11, generator=torch.Generator().manual_seed(8))
+    got = drop_distribution(information, temperature, *pool)
+    expected = reference.drop_distribution(information, temperature, *pool)
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), expected, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(keep_probability(got, drop_rate).double(),
+                               reference.keep_probability(expected, drop_rate), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize('sampling', ['bernoulli', 'multinomial'])
+def test_the_expected_eval_mode_is_the_reference_end_to_end(sampling):
+    """Steps 1-6 on a stem: ``eval_mode='expected'`` scales y by the reference's keep probability, computed from
+    the reference's self-information of the same offsets (all 49), on the kernels and on the torch ops."""
+    x = torch.randn(2, 3, 24, 20, generator=torch.Generator().manual_seed(9))
+    y = torch.randn(2, 4, 6, 5, generator=torch.Generator().manual_seed(10))
+    temperature = 0.1
+    got = info_drop(x, y, **STEM, num_offsets=None, temperature=temperature, sampling=sampling,
+                    eval_mode='expected')
+    information = reference.self_information(x, reference.draw_offsets(3, None), 7, 2, 3)
+    keep = reference.keep_probability(reference.drop_distribution(information, temperature, 3, 2, 1), 1.5)
+    torch.testing.assert_close(got.double(), y.double() * keep, rtol=1e-3, atol=1e-6)
+
+
+def test_masks_keep_at_the_reference_rate_on_a_real_map():
+    """Both samplers on a map computed from an image: the share of dropped channels per position is the
+    reference's 1 - (1 - P)^m (5 sigma per position, plus the bernoulli sampler's 2^-16 resolution)."""
+    x = torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(11))
+    information = self_information(x, 3, 1, 1, num_offsets=None)
+    distribution = drop_distribution(information, 0.5)
+    expected = 1 - reference.keep_probability(
+        reference.drop_distribution(reference.self_information(x, reference.draw_offsets(3, None), 3, 1, 1), 0.5),
+        0.05)[0, 0].float()
+    channels = 6000
+    sigma = torch.sqrt(expected * (1 - expected) / channels)
+    for sampling in ('bernoulli', 'multinomial'):
+        mask = sample_info_drop_mask(distribution, channels, 0.05, sampling, torch.Generator().manual_seed(12))
+        frequency = (~mask[0]).float().mean(0)
+        error = (frequency - expected).abs()
+        assert (error <= 5 * sigma + 2 ** -15).all(), (sampling, error.max())

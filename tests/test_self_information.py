@@ -1,18 +1,17 @@
-"""self_information against the loop reference, and its numerics (docs/layers.md, InfoDrop's steps 1-4)."""
+"""self_information on both CPU paths against the package's reference (``layers/info_drop_reference.py``),
+and its numerics (docs/layers.md, InfoDrop's steps 1-4)."""
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from timm_infodrop.layers import finite_check, self_information
-
-from support.reference import self_information_loop
+from timm_infodrop.layers import finite_check, info_drop_reference as reference, self_information
 
 pytestmark = pytest.mark.usefixtures('cpu_path')  # the C++ kernels and the torch ops
 
 
 def all_offsets(radius):
-    return [(di, dj) for di in range(-radius, radius + 1) for dj in range(-radius, radius + 1)]
+    return reference.draw_offsets(radius, None)
 
 
 geometries = st.tuples(
@@ -37,36 +36,51 @@ def test_all_offsets_matches_loop(geometry, batch, channels, size, radius, seed)
     if size[0] + 2 * p < d * (k - 1) + 1 or size[1] + 2 * p < d * (k - 1) + 1:
         return  # impossible geometry: covered by test_impossible_geometry_names_sizes
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(batch, channels, *size))
-    expected = self_information_loop(x, all_offsets(radius), k, s, p, d)
-    got = self_information(torch.from_numpy(x).float(), k, s, p, d, radius=radius, num_offsets=None)
+    x = torch.from_numpy(rng.normal(size=(batch, channels, *size)))
+    expected = reference.self_information(x, all_offsets(radius), k, s, p, d)
+    got = self_information(x.float(), k, s, p, d, radius=radius, num_offsets=None)
     assert got.shape == expected.shape
     assert got.dtype == torch.float32
-    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
 
 
 @settings(max_examples=20, deadline=None)
 @given(geometry=geometries, num_offsets=st.integers(1, 12), seed=st.integers(0, 2 ** 16))
 def test_sampled_offsets_match_loop(geometry, num_offsets, seed):
-    """Offsets are uniform draws from [-R, R]^2 (documented: torch.randint with the generator)."""
+    """Offsets are uniform draws from [-R, R]^2 (documented: torch.randint with the generator), so the
+    reference's draw from the same seed gives the layer's offsets."""
     k, s, p, d = geometry
     radius = 3
-    x = np.random.default_rng(seed).normal(size=(2, 3, 10, 11))
+    x = torch.from_numpy(np.random.default_rng(seed).normal(size=(2, 3, 10, 11)))
     if 10 + 2 * p < d * (k - 1) + 1:
         return
-    offsets = torch.randint(-radius, radius + 1, (num_offsets, 2), generator=torch.Generator().manual_seed(seed))
-    expected = self_information_loop(x, [tuple(o) for o in offsets.tolist()], k, s, p, d)
-    got = self_information(torch.from_numpy(x).float(), k, s, p, d, radius=radius, num_offsets=num_offsets,
+    offsets = reference.draw_offsets(radius, num_offsets, torch.Generator().manual_seed(seed))
+    expected = reference.self_information(x, offsets, k, s, p, d)
+    got = self_information(x.float(), k, s, p, d, radius=radius, num_offsets=num_offsets,
                            generator=torch.Generator().manual_seed(seed))
-    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_bandwidth_enters_the_kernel():
-    x = np.random.default_rng(0).normal(size=(1, 3, 8, 8))
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 3, 8, 8)))
     for h in (0.5, 2.0):
-        expected = self_information_loop(x, all_offsets(1), 3, 1, 1, 1, bandwidth=h)
-        got = self_information(torch.from_numpy(x).float(), 3, 1, 1, radius=1, num_offsets=None, bandwidth=h)
-        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=1e-4)
+        expected = reference.self_information(x, all_offsets(1), 3, 1, 1, 1, bandwidth=h)
+        got = self_information(x.float(), 3, 1, 1, radius=1, num_offsets=None, bandwidth=h)
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_the_reference_by_hand():
+    """The reference itself, on numbers worked out by hand: one channel, x = [[1, 2], [3, 5]], one offset (0, 1)
+    (each pixel against its right-hand neighbour, 0 past the edge)."""
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 5.0]]]])
+    squared = torch.tensor([[[[1.0, 4.0], [4.0, 25.0]]]], dtype=torch.float64)  # (1-2)^2, (2-0)^2, (3-5)^2, (5-0)^2
+    torch.testing.assert_close(reference.patch_distances(x, [(0, 1)], 1), squared)
+    # one offset: q = exp(-d / (2 mean d)), so I = d / (2 mean d), mean d = 34 / 4
+    torch.testing.assert_close(reference.self_information(x, [(0, 1)], 1), squared / 17)
+    # a 2x2 window sums all four: one position, I = 34 / (2 * 34)
+    half = torch.full((1, 1, 1, 1), 0.5, dtype=torch.float64)
+    torch.testing.assert_close(reference.self_information(x, [(0, 1)], 2), half)
+    assert reference.draw_offsets(1, None) == [(di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1)]
 
 
 def test_output_grid_is_the_convs():

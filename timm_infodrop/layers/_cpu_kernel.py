@@ -1,52 +1,49 @@
-"""InfoDrop's self-information and mask sampling as C++ kernels on a CPU, built on first use.
+"""InfoDrop's C++ kernels as torch ops on a CPU: the library's prototypes, its ABI check, and the ops.
 
 The torch-ops path issues hundreds of small ops per call (pads, shifted differences, box-sum taps,
 log-sum-exp), each a pass over memory and an OpenMP barrier; under a competing process every barrier
 waits on the slowest core. ``csrc/info_drop_cpu.cpp`` does the same arithmetic in two passes whose
 temporaries stay in a core's cache, and hands work out dynamically; the masks are drawn (from a
-counter-based generator keyed by one draw of torch's) and applied in the same pass. It is compiled
-once per source, compiler and CPU with the system's C++ compiler (``$CXX``, else ``c++``; about a
-second) into ``kernels/`` of the package's cache (``$TIMM_INFODROP_CACHE``, default
-``~/.cache/timm_infodrop``) and loaded with ctypes.
+counter-based generator keyed by one draw of torch's) and applied in the same pass. :mod:`._cpu_build` builds
+it on first use; this module opens it through ctypes.
+
+**Signatures checked at load.** ctypes trusts the prototypes it is given: a library whose functions take
+other arguments would be called with the wrong ones and corrupt memory silently. So the library exports
+``infodrop_abi()``, a string of its functions' signatures, and :func:`load_kernel` accepts it only if that
+string is the one :data:`PROTOTYPES` renders; a stale or foreign library is rebuilt, and one that still differs
+is refused (InfoDrop then runs on its torch ops).
+
+**Threads.** Each call passes ``torch.get_num_threads()`` as the kernel's thread count (1 for a library built
+without OpenMP), so ``torch.set_num_threads`` governs the kernels too. Their parallel regions run on the OpenMP
+runtime the process already has: built by GCC, the library asks for ``libgomp.so.1``, which on Linux is torch's
+own copy (loaded first, same soname), so the kernels and torch's ops share one pool of threads.
 
 Each kernel is a ``torch.library`` op (``torch.ops.timm_infodrop.*``, with a fake implementation for
 tracing and the gradient ``grad * keep``), so eager, ``torch.compile(fullgraph=True)`` and export see one
-opaque op. Ranks of one machine that start together build once (a file lock beside the library); a
-compiler that refuses ``-fopenmp`` builds a one-thread library (one warning says so).
-
-Without a compiler, on a GPU, or switched off (:func:`kernels_switched`, or ``TIMM_INFODROP_CPU_KERNEL=0``
-in the environment), InfoDrop uses the torch-ops path (the same numbers to float rounding; one warning
-says why when a build fails).
+opaque op. Without a compiler, on a GPU, or switched off (:func:`kernels_switched`, or
+``TIMM_INFODROP_CPU_KERNEL=0`` in the environment), InfoDrop uses the torch-ops path (the same numbers to
+float rounding; one warning says why when a build fails).
 """
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import contextlib
 import ctypes
-import hashlib
 import math
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import threading
-import warnings
-from pathlib import Path
 
 import torch
-from filelock import FileLock
 from torch.profiler import record_function
 
-from ..io import cache_root
+from . import _cpu_build
+from .info_drop_fast import rescale_factor
 
 __all__ = [
-    'kernel_enabled', 'kernels_switched', 'kernels_ready', 'load_kernel', 'rescale_factor', 'self_information_cpu', 'bernoulli_threshold_cpu', 'bernoulli_keep_cpu', 'multinomial_keep_cpu',
-    'multiply_keep_cpu', 'draw_key', 'maskable',
+    'kernel_enabled', 'kernels_switched', 'kernels_ready', 'load_kernel', 'rescale_factor', 'self_information_cpu',
+    'bernoulli_threshold_cpu', 'bernoulli_keep_cpu', 'multinomial_keep_cpu', 'multiply_keep_cpu', 'draw_key',
+    'maskable', 'PROTOTYPES', 'expected_abi', 'library_abi',
 ]
 
-_SOURCE = Path(__file__).with_name('csrc') / 'info_drop_cpu.cpp'
-_FLAGS = ('-O3', '-std=c++17', '-fopenmp', '-fPIC', '-shared')
-_NATIVE = '-march=native'
 ENV_SWITCH = 'TIMM_INFODROP_CPU_KERNEL'
 _lock = threading.Lock()
 _loaded: Optional[ctypes.CDLL] = None
@@ -79,113 +76,64 @@ def kernels_switched(enabled: bool) -> Iterator[None]:
         _switch = saved
 
 
-def _cache_dir() -> Path:
-    return cache_root() / 'kernels'
+_I32, _I64, _U64, _F32, _PTR = ctypes.c_int, ctypes.c_int64, ctypes.c_uint64, ctypes.c_float, ctypes.c_void_p
+# name: (result, arguments), as csrc/info_drop_cpu.cpp declares them (its infodrop_abi() string says the same)
+PROTOTYPES: Dict[str, Tuple[Optional[type], Sequence[type]]] = {
+    'infodrop_abi': (ctypes.c_char_p, []),
+    'infodrop_self_information_scratch': (_I64, [_I64] * 6),
+    'infodrop_self_information': (None, [_PTR, _I64, _I64, _I64, _I64, _PTR, _I64, _I64, *([_I64] * 8), _I64, _I64,
+                                         _F32, _F32, _PTR, _PTR, _PTR, _I32]),
+    'infodrop_bernoulli_threshold': (_I32, [_PTR, *([_I64] * 11), _F32, _I64, _PTR, _PTR, _I32]),
+    'infodrop_bernoulli_keep': (None, [_PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _I32, _U64, _F32, _I32]),
+    'infodrop_multiply_keep': (None, [_PTR, _PTR, _PTR, _I64, _F32, _I32]),
+    'infodrop_multinomial_workspace': (_I64, [_I64, _I64, _I32]),
+    'infodrop_multinomial_keep': (None, [_PTR, _PTR, _I64, _I64, _I64, _I64, _I32, _U64, _PTR, _I32]),
+}
+_CODES = {_I32: 'i32', _I64: 'i64', _U64: 'u64', _F32: 'f32', _PTR: 'ptr', ctypes.c_char_p: 'ptr', None: 'void'}
 
 
-def _cpu_identity() -> str:
-    """The CPU's model and feature flags: a library built with -march=native runs only where they match."""
+def expected_abi() -> str:
+    """The signatures :data:`PROTOTYPES` declares, in the form of the library's ``infodrop_abi()``."""
+    return ''.join(f"{name}({','.join(_CODES[a] for a in arguments)}) -> {_CODES[result]}\n"
+                   for name, (result, arguments) in PROTOTYPES.items())
+
+
+def library_abi(library: ctypes.CDLL) -> Optional[str]:
+    """The signatures ``library`` says it exports (its ``infodrop_abi()``), or None for a library without the
+    symbol (built before it existed, or not ours)."""
     try:
-        lines = Path('/proc/cpuinfo').read_text().splitlines()
-    except OSError:
-        return platform.processor()
-    wanted = ('model name', 'flags', 'Features', 'CPU part')
-    return '|'.join(dict.fromkeys(line for line in lines if line.split(':')[0].strip() in wanted))
-
-
-def _compile(compiler: str, flags: Sequence[str], target: Path) -> Optional[str]:
-    """Build the library at ``target`` (atomically); returns the compiler's complaint, or None on success."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, scratch = tempfile.mkstemp(suffix='.so', dir=target.parent)
-    os.close(handle)
-    try:
-        done = subprocess.run([compiler, *flags, str(_SOURCE), '-o', scratch], capture_output=True, text=True,
-                              timeout=300)
-        if done.returncode != 0:
-            return done.stderr.strip()[-2000:] or f'{compiler} exited with {done.returncode}'
-        os.replace(scratch, target)
+        function = library.infodrop_abi
+    except AttributeError:
         return None
-    except (OSError, subprocess.SubprocessError) as error:
-        return str(error)
-    finally:
-        if os.path.exists(scratch):
-            os.unlink(scratch)
+    function.argtypes, function.restype = [], ctypes.c_char_p
+    return function().decode('ascii')
 
 
-def _flag_sets() -> List[Tuple[Tuple[str, ...], bool]]:
-    """Flag sets to try, best first, each with whether it links OpenMP: a compiler that refuses
-    ``-fopenmp`` (stock macOS clang) or ``-march=native`` gets the next set."""
-    plain = tuple(flag for flag in _FLAGS if flag != '-fopenmp')
-    return [((*_FLAGS, _NATIVE), True), (_FLAGS, True), ((*plain, _NATIVE), False), (plain, False)]
-
-
-def _build() -> Optional[ctypes.CDLL]:
-    global _openmp
-    compiler = os.environ.get('CXX') or 'c++'
-    if shutil.which(compiler) is None:
-        warnings.warn(f'InfoDrop: no C++ compiler ({compiler!r}) on PATH; using the slower torch-ops path '
-                      f'(set CXX, or {ENV_SWITCH}=0 to silence this)', RuntimeWarning, stacklevel=3)
-        return None
-    source = _SOURCE.read_bytes()
-    complaints = []
-    for flags, openmp in _flag_sets():
-        key = hashlib.sha256(b'\0'.join([source, compiler.encode(), ' '.join(flags).encode(),
-                                         platform.machine().encode(), _cpu_identity().encode()])).hexdigest()[:20]
-        target = _cache_dir() / f'info_drop_cpu-{key}.so'
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # DDP ranks starting together: one builds, the others wait and load its library
-            with FileLock(str(_cache_dir() / '.build.lock')):
-                complaint = None if target.exists() else _compile(compiler, flags, target)
-            if complaint is not None:
-                complaints.append(complaint)
-                continue
-        try:
-            library = _declare(ctypes.CDLL(str(target)))
-        except OSError as error:
-            complaints.append(str(error))
-            continue
-        _openmp = openmp
-        if not openmp:
-            warnings.warn(f'InfoDrop: {compiler} refused -fopenmp; the C++ kernels run on one thread '
-                          f'({complaints[0][-300:] if complaints else ""})', RuntimeWarning, stacklevel=3)
-        return library
-    warnings.warn(f'InfoDrop: the C++ kernel did not build ({complaints[-1][-500:]}); using the slower '
-                  f'torch-ops path ({ENV_SWITCH}=0 silences this)', RuntimeWarning, stacklevel=3)
+def _verify_and_declare(library: ctypes.CDLL) -> Optional[str]:
+    """Declare the prototypes on ``library`` if its signatures are :data:`PROTOTYPES`'; else say how it differs."""
+    exported = library_abi(library)
+    if exported != expected_abi():
+        if exported is None:
+            return 'it exports no infodrop_abi()'
+        differing = sorted(set(exported.splitlines()) ^ set(expected_abi().splitlines()))
+        return f'its signatures differ from the prototypes: {differing}'
+    for name, (result, arguments) in PROTOTYPES.items():
+        function = getattr(library, name)
+        function.argtypes, function.restype = list(arguments), result
     return None
 
 
-def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
-    i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    library.infodrop_self_information_scratch.argtypes = [i64] * 6
-    library.infodrop_self_information_scratch.restype = i64
-    library.infodrop_self_information.argtypes = [
-        ptr, i64, i64, i64, i64, ptr, i64, i64, *([i64] * 8), i64, i64, ctypes.c_float, ctypes.c_float,
-        ptr, ptr, ptr, ctypes.c_int]
-    library.infodrop_self_information.restype = None
-    u64, c_int = ctypes.c_uint64, ctypes.c_int
-    library.infodrop_bernoulli_keep.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, c_int, u64, ctypes.c_float, c_int]
-    library.infodrop_bernoulli_keep.restype = None
-    library.infodrop_multiply_keep.argtypes = [ptr, ptr, ptr, i64, ctypes.c_float, c_int]
-    library.infodrop_multiply_keep.restype = None
-    library.infodrop_bernoulli_threshold.argtypes = [ptr, *([i64] * 11), ctypes.c_float, i64, ptr, ptr, c_int]
-    library.infodrop_bernoulli_threshold.restype = c_int
-    library.infodrop_multinomial_workspace.argtypes = [i64, i64, c_int]
-    library.infodrop_multinomial_workspace.restype = i64
-    library.infodrop_multinomial_keep.argtypes = [ptr, ptr, i64, i64, i64, i64, c_int, u64, ptr, c_int]
-    library.infodrop_multinomial_keep.restype = None
-    return library
-
-
 def load_kernel() -> Optional[ctypes.CDLL]:
-    """The built library, building it on the first call; None where it is switched off or cannot build."""
-    global _loaded, _tried
+    """The built library, building it on the first call; None where it is switched off or cannot build (or
+    its signatures do not match :data:`PROTOTYPES`)."""
+    global _loaded, _tried, _openmp
     if not kernel_enabled():
         return None
     with _lock:
         if not _tried:
             _tried = True
-            _loaded = _build()
+            built = _cpu_build.build_library(_verify_and_declare)
+            _loaded, _openmp = (built.library, built.openmp) if built is not None else (None, False)
     return _loaded
 
 
@@ -198,21 +146,6 @@ def kernels_ready() -> bool:
     """Whether the kernels are switched on and built (building them on the first call); torch.compile
     reads this once, when it traces."""
     return load_kernel() is not None
-
-
-def rescale_factor(x: torch.Tensor) -> torch.Tensor:
-    """The factor (0-dim float32 tensor on ``x``'s device) that keeps ``x``'s squared differences in
-    float32's normal range: 1 where its peak ``|x|`` is in ``_SAFE_PEAK`` or 0, else ``1 / peak`` (``-log q``
-    is invariant to the scale of ``x``). NaN for an input holding NaN, 0 for one holding Inf (and so NaN
-    downstream): computed on the device, read by no one on the host."""
-    low, high = torch.aminmax(x.detach())  # no |x| copy of the input
-    peak = torch.maximum(-low, high).float()
-    safe = ((peak >= _SAFE_PEAK[0]) & (peak <= _SAFE_PEAK[1])) | (peak == 0)
-    return torch.where(safe, torch.ones_like(peak), peak.reciprocal())
-
-
-# |x| for which a window's sum of squared differences stays a normal float32 number without rescaling
-_SAFE_PEAK = (1e-15, 1e15)
 
 
 @torch.library.custom_op('timm_infodrop::self_information', mutates_args=())
@@ -256,7 +189,7 @@ def self_information_cpu(
 
     ``x`` is the conv's input on the CPU (any floating dtype, any layout; a float32 contiguous copy is
     made only where needed), ``offsets`` (S, 2) int64; the other arguments are those of
-    ``info_drop._patch_distances``. One opaque op (``torch.ops.timm_infodrop.self_information``) to
+    ``info_drop_fast._patch_distances``. One opaque op (``torch.ops.timm_infodrop.self_information``) to
     eager, torch.compile and export.
     """
     return _self_information_op(x, offsets, radius, out_size[0], out_size[1], list(kernel), list(stride),

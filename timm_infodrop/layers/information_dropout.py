@@ -51,7 +51,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ._transient import Transient
-from .info_drop import _check_feature_map
+from ._checks import _check_feature_map
 
 __all__ = [
     'InformationDropout', 'information_dropout', 'PRIORS', 'ALPHA_FLOOR', 'information_dropout_kl', 'aux_loss',

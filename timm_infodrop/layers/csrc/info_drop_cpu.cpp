@@ -1,9 +1,11 @@
 // InfoDrop on a CPU: the self-information (patch distances, their mean and the log-sum-exp over
 // offsets, in two passes with every temporary in a thread's cache) and the masks (Bernoulli, drawn and
 // applied in one pass; multinomial by the alias method). Built on first use by
-// timm_infodrop/layers/_cpu_kernel.py, called through ctypes inside torch.library ops; the torch-ops path in
-// info_drop.py computes the same numbers and draws masks of the same law, and the tests hold
-// the two to each other. Without OpenMP (a compiler that refuses -fopenmp) it runs on one thread.
+// timm_infodrop/layers/_cpu_build.py, called through ctypes inside torch.library ops (_cpu_kernel.py); the
+// torch-ops path (info_drop_fast.py) computes the same numbers and draws masks of the same law, and the tests
+// hold both to the readable reference (info_drop_reference.py). Without OpenMP (a compiler that refuses
+// -fopenmp) it runs on one thread. Every parallel region runs on the thread count the caller passes
+// (torch.get_num_threads()), on the OpenMP runtime the process has loaded (torch's own libgomp on Linux).
 #ifdef _OPENMP
 #include <omp.h>
 #else
@@ -428,4 +430,19 @@ extern "C" void infodrop_multinomial_keep(
       }
     }
   }
+}
+
+// The exported signatures, one a line ("name(arguments) -> result"; i32 int, i64 int64_t, u64 uint64_t, f32
+// float, ptr a pointer): _cpu_kernel.py refuses (and rebuilds) a library whose string differs from its ctypes
+// prototypes. Change it with any signature; tests/test_cpu_kernel.py holds it to the declarations above.
+extern "C" const char* infodrop_abi() {
+  return "infodrop_abi() -> ptr\n"
+         "infodrop_self_information_scratch(i64,i64,i64,i64,i64,i64) -> i64\n"
+         "infodrop_self_information(ptr,i64,i64,i64,i64,ptr,i64,i64,i64,i64,i64,i64,i64,i64,i64,i64,i64,i64,f32,f32,"
+         "ptr,ptr,ptr,i32) -> void\n"
+         "infodrop_bernoulli_threshold(ptr,i64,i64,i64,i64,i64,i64,i64,i64,i64,i64,i64,f32,i64,ptr,ptr,i32) -> i32\n"
+         "infodrop_bernoulli_keep(ptr,ptr,ptr,ptr,i64,i64,i64,i32,u64,f32,i32) -> void\n"
+         "infodrop_multiply_keep(ptr,ptr,ptr,i64,f32,i32) -> void\n"
+         "infodrop_multinomial_workspace(i64,i64,i32) -> i64\n"
+         "infodrop_multinomial_keep(ptr,ptr,i64,i64,i64,i64,i32,u64,ptr,i32) -> void\n";
 }
