@@ -125,6 +125,7 @@ LOAD_AND_COMPARE = '''
 '''
 
 
+@pytest.mark.slow
 def test_download_by_name_and_hf_hub_then_offline_from_the_warm_cache(published, olah, tmp_path):
     cache = str(tmp_path / 'cache')
     cases = [(TRAIN_REPO.name, TRAIN_REPO.name), (f'hf-hub:{ORG}/{TRAIN_REPO.name}', TRAIN_REPO.name)]
@@ -143,6 +144,7 @@ def test_download_by_name_and_hf_hub_then_offline_from_the_warm_cache(published,
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
 def test_offline_cold_cache_gives_our_error(tmp_path):
     script = '''
         import timm, timm_infodrop
@@ -157,6 +159,7 @@ def test_offline_cold_cache_gives_our_error(tmp_path):
     assert 'not in the local cache' in done.stdout and 'hf download' in done.stdout
 
 
+@pytest.mark.slow
 def test_missing_repo_gives_our_error(olah, tmp_path):
     script = '''
         import timm, timm_infodrop
@@ -171,6 +174,7 @@ def test_missing_repo_gives_our_error(olah, tmp_path):
     assert HUB_ORG_ENV in done.stdout
 
 
+@pytest.mark.slow
 def test_wrong_revision_is_a_one_line_error(tmp_path):
     """Served by FakeHub, which answers a download from a missing branch with the Hub's RevisionNotFound
     code (olah answers it as a missing repo)."""
@@ -205,6 +209,7 @@ def test_a_missing_file_is_explained_and_other_errors_pass(error, message):
         assert raised.value is error
 
 
+@pytest.mark.slow
 def test_the_org_comes_from_the_environment():
     script = '''
         import timm, timm_infodrop
@@ -224,9 +229,13 @@ def test_the_org_comes_from_the_environment():
     assert done.returncode != 0 and f"ConfigError: {HUB_ORG_ENV}='not an org!' is not a valid" in last, last
 
 
-def test_untagged_names_stay_the_plain_architecture_default():
-    assert timm.create_model('resnet18_infodrop').num_classes == 1000
-    assert timm.models.get_pretrained_cfg('resnet18_infodrop').hf_hub_id is None
+def test_untagged_names_default_to_the_architectures_weights_and_the_zoo_tags_are_extra():
+    plain = timm.models.get_pretrained_cfg('resnet18')
+    assert plain.hf_hub_id == f'timm/resnet18.{plain.tag}'  # timm's own repo, completed from 'timm/'
+    for name in ('resnet18_infodrop', 'resnet18_infodropout'):
+        cfg = timm.models.get_pretrained_cfg(name)
+        assert (cfg.tag, cfg.hf_hub_id, cfg.num_classes) == (plain.tag, plain.hf_hub_id, plain.num_classes), name
+        assert timm.create_model(name).num_classes == 1000
     assert {'resnet18_infodrop.shapes64', 'resnet18_infodropout.shapes64'} <= set(
         timm.list_models('resnet18_info*', pretrained=True))
     assert timm.create_model('resnet18_infodrop.shapes64').num_classes == 10
@@ -241,6 +250,7 @@ def _publish(published, endpoint: str, *extra: str) -> subprocess.CompletedProce
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_publish_uploads_what_dry_run_writes_and_republishing_is_a_no_op(published):
     staged = published / 'stage' / TRAIN_REPO.name
     expected = {p.name: p.read_bytes() for p in staged.iterdir()}
@@ -326,7 +336,10 @@ def test_repo_names_and_registered_tags_come_from_the_registry():
         repo_for(PACS, 'resnet18_anisotropic', 'resnet34', 'sketch', False)
     registered = sorted({f'{model}.{tag}' for spec in BENCHMARKS.values() for model in spec.registered
                          for tag in tagged_cfgs(model)})
-    assert sorted(m for m in timm.list_pretrained() if 'infodrop' in m) == registered
+    # every tag of a variant is its architecture's (same name after the dot) or one of the zoo's
+    ours = [m for m in timm.list_pretrained() if 'infodrop' in m]
+    inherited = [m for m in ours if timm.models.is_model_pretrained(f"{plain_architecture(m)}.{m.split('.', 1)[1]}")]
+    assert sorted(set(ours) - set(inherited)) == registered
     for name in registered:
         spec = next(s for s in BENCHMARKS.values() if f'.{s.tag}' in name)
         cfg = timm.models.get_pretrained_cfg(name)
@@ -339,6 +352,7 @@ def test_repo_names_and_registered_tags_come_from_the_registry():
             assert list(cfg.input_size) == config['pretrained_cfg']['input_size']
 
 
+@pytest.mark.slow
 def test_cli_hf_hub_checkpoint_offline_is_a_one_line_error(tmp_path):
     for split in ('train', 'val'):
         (tmp_path / 'data' / split / 'a').mkdir(parents=True)

@@ -1,4 +1,5 @@
 """Registered variants and the surgery: registry, weights in and out, timm's APIs on a representative subset."""
+import dataclasses
 import json
 
 import pytest
@@ -9,6 +10,7 @@ from timm.models._hub import save_config_for_hf
 from torch import nn
 
 from timm_infodrop import add_info_drop, add_information_dropout, remove_dropout
+from timm_infodrop.hub.naming import plain_architecture, tagged_cfgs
 from timm_infodrop.layers import DeferredDrop, InfoDropConv2d, InformationDropoutConv2d
 from timm_infodrop.models import ARCHS
 from timm_infodrop.surgery import find_sites, prior_for
@@ -21,7 +23,6 @@ SMALL = ['resnet18', 'resnet26d', 'convnext_atto', 'efficientnet_b0', 'tf_effici
 def test_registry_lists_every_variant():
     assert sorted(timm.list_models('*_infodrop')) == sorted(f'{a}_infodrop' for a in ARCHS)
     assert sorted(timm.list_models('*_infodropout')) == sorted(f'{a}_infodropout' for a in ARCHS)
-    assert len(ARCHS) == 21
     assert 'resnet18_infodrop' in timm.list_models(module='resnet')
 
 
@@ -41,15 +42,28 @@ def test_variant_runs_eval_forward_and_train_backward(name):
 
 
 @pytest.mark.parametrize('name', VARIANTS)
-def test_pretrained_cfg_is_the_plain_archs(name):
-    arch = name.rsplit('_', 1)[0]
-    ours, plain = timm.get_pretrained_cfg(name), timm.get_pretrained_cfg(arch)
-    for field in ('mean', 'std', 'input_size', 'interpolation', 'crop_pct', 'first_conv', 'classifier', 'license'):
-        assert getattr(ours, field) == getattr(plain, field), field
-    assert ours.hf_hub_id is None and ours.url is None  # weights come with the Hub configs
+def test_every_pretrained_tag_of_the_arch_is_the_variants(name):
+    """The variant lists every tag timm lists for its architecture, each with the architecture's cfg field for field
+    (weight source, preprocessing, classes: only the name and description differ), the architecture's default tag
+    its default; the zoo's tags of the variant come on top, never as the default."""
+    arch = plain_architecture(name)
+    zoo = {f'{name}.{tag}' for tag in tagged_cfgs(name)}
+    inherited = [n for n in timm.list_pretrained(f'{name}.*') if n not in zoo]
+    assert inherited == [n.replace(arch, name, 1) for n in timm.list_pretrained(f'{arch}.*')]
+    ours = timm.models.get_arch_pretrained_cfgs(name)
+    plain = timm.models.get_arch_pretrained_cfgs(arch)
+    assert [n for n in ours if n not in zoo] == [n.replace(arch, name, 1) for n in plain]  # timm's order too
+    for plain_name, plain_cfg in plain.items():
+        cfg = ours[plain_name.replace(arch, name, 1)]
+        differ = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(plain_cfg, f.name)}
+        assert differ <= {'architecture', 'description'}, (plain_name, differ)
+    default, plain_default = timm.get_pretrained_cfg(name), timm.get_pretrained_cfg(arch)
+    assert default.tag == plain_default.tag and default.hf_hub_id == plain_default.hf_hub_id and default.has_weights
+    assert default.tag not in {n.split('.', 1)[1] for n in zoo}
 
 
 @pytest.mark.parametrize('arch', ARCHS)
+@pytest.mark.slow
 def test_plain_weights_load_strictly_and_back(arch):
     plain = timm.create_model(arch, num_classes=5)
     for method in ('infodrop', 'infodropout'):
@@ -85,6 +99,8 @@ def test_variant_checkpoint_restores_the_alpha_branches():
 
 @pytest.mark.parametrize('method', ['infodrop', 'infodropout'])
 def test_plain_weights_through_pretrained_cfg_overlay_and_initial_checkpoint(tmp_path, method):
+    """A local file of plain weights: ``pretrained_cfg_overlay=dict(file=...)`` (train.py's --pretrained-path) and
+    ``checkpoint_path`` (its --initial-checkpoint)."""
     torch.manual_seed(0)
     plain = timm.create_model('resnet18')
     path = tmp_path / 'resnet18.safetensors'
@@ -207,6 +223,7 @@ def test_grad_checkpointing_channels_last_and_bf16(name):
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
 
 
+@pytest.mark.slow
 def test_torchscript_and_compile_match_eager_in_eval():
     model = timm.create_model('resnet18_infodrop', num_classes=3).eval()
     x = torch.randn(1, 3, 64, 64)

@@ -26,8 +26,11 @@ def explain_hub_error(repo_id: str, error: Exception) -> Exception:
 
     where = f'{repo_id!r} on {constants.ENDPOINT}'
     if isinstance(error, RepositoryNotFoundError):
-        advice = (f'the repo does not exist or is private: check the name and the organisation '
-                  f'(${HUB_ORG_ENV}, now {hub_org(check=False)!r}); for a private repo log in (`hf auth login` or HF_TOKEN)')
+        # the organisation variable names our repos only (a variant's architecture tags are timm's own)
+        org = (f' and the organisation (${HUB_ORG_ENV}, now {hub_org(check=False)!r})'
+               if repo_id.split('/', 1)[0] == hub_org(check=False) else '')
+        advice = (f'the repo does not exist or is private: check the name{org}; for a private repo log in '
+                  f'(`hf auth login` or HF_TOKEN)')
         what = 'no such repository'
     elif isinstance(error, RevisionNotFoundError):
         what, advice = 'no such revision', 'check the revision (branch, tag or commit) in the model id'

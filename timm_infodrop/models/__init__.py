@@ -1,7 +1,9 @@
 """Registered timm variants: ``<arch>_infodrop`` and ``<arch>_infodropout`` for every supported arch.
 
 Importing this package (``import timm_infodrop`` does) adds them to timm's registry, each under the
-name of timm's module for its family, so ``timm.list_models(module='resnet')`` lists them too.
+name of timm's module for its family, so ``timm.list_models(module='resnet')`` lists them too. Each variant
+has every pretrained tag of its architecture (the same weights and preprocessing; the architecture's default
+tag is its default, so ``pretrained=True`` loads what it loads on the plain name) and the zoo's own tags.
 """
 from . import convnext, efficientnet, mobilenetv3, regnet, resnet
 from ._builder import METHODS, build_regularized

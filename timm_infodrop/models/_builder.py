@@ -18,18 +18,17 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 from torch import nn
 import timm
-from timm.models import get_pretrained_cfg, load_pretrained, resolve_pretrained_cfg
-from timm.models._registry import DefaultCfg
+from timm.models import (get_arch_pretrained_cfgs, get_pretrained_cfg, load_pretrained, resolve_pretrained_cfg,
+                         split_model_name_tag)
 
 from ..hub.errors import hub_errors
 from .. import surgery as _surgery
-from ..hub.naming import check_hub_id, plain_architecture
+from ..hub.naming import check_hub_id, plain_architecture, tagged_cfgs
 from ..layers import beta_from_paper
 from ..registry import METHODS as _METHODS
 
-__all__ = ['METHODS', 'METHOD_PREFIXES', 'PAPER_BETA', 'build_regularized', 'derived_cfg', 'trained_cfg',
-           'plain_architecture',
-           'split_method_kwargs', 'untagged_default']
+__all__ = ['METHODS', 'METHOD_PREFIXES', 'PAPER_BETA', 'build_regularized', 'derived_cfg', 'inherited_cfgs',
+           'trained_cfg', 'plain_architecture', 'split_method_kwargs', 'variant_cfgs']
 
 # method -> (surgery, {prefixed keyword: the surgery's keyword}): the registry's table (timm_infodrop.registry.METHODS)
 # with each surgery function resolved
@@ -60,29 +59,59 @@ def trained_cfg(pretrained_cfg: Dict[str, Any], input_size: Sequence[int]) -> Di
     return cfg
 
 
+def _description(arch: str, method: str) -> str:
+    return f'{arch} with {"InfoDrop" if method == "infodrop" else "Information Dropout"} (timm-infodrop)'
+
+
 def derived_cfg(arch: str, method: str, **overrides: Any) -> Dict[str, Any]:
-    """A ``default_cfgs`` entry for ``<arch>_<method>``: the plain arch's preprocessing, input size,
-    first conv, classifier and license (no weights: those come with the Hub configs)."""
+    """A ``default_cfgs`` entry for a tag of our own (the zoo's weights): the plain arch's preprocessing, input
+    size, first conv, classifier and license, then ``overrides`` (the tag's Hub repo, classes and input)."""
     plain = get_pretrained_cfg(arch)
     if plain is None:
         raise ValueError(f'timm has no pretrained cfg for {arch!r}')
     cfg = {k: v for k, v in dataclasses.asdict(plain).items() if k in _ARCH_FIELDS and v is not None}
-    cfg['description'] = f'{arch} with {"InfoDrop" if method == "infodrop" else "Information Dropout"} (timm-infodrop)'
+    cfg['description'] = _description(arch, method)
     cfg.update(overrides)
     return cfg
 
 
-def untagged_default(default_cfgs: Dict[str, DefaultCfg]) -> Dict[str, DefaultCfg]:
-    """Make every architecture's untagged cfg its default again (in place; returns ``default_cfgs``).
+def inherited_cfgs(arch: str, method: str) -> Dict[str, Dict[str, Any]]:
+    """``default_cfgs`` entries giving ``<arch>_<method>`` every pretrained tag of timm's ``arch``.
 
-    timm makes the first tag with weights the default, so ``resnet18_infodrop`` would build the 10-class
-    zoo model (``.shapes64``); the untagged name stays the ImageNet-shaped architecture without weights.
+    Each ``<arch>_<method>.<tag>`` is ``<arch>.<tag>``'s cfg as timm registered it: the same weight source
+    (``hf_hub_id`` already completed to ``timm/<arch>.<tag>``, since timm completes a bare ``'timm/'`` only
+    with the name it registers, here the variant's; ``url``, ``file``), preprocessing, classes and license;
+    only the description names the variant. The architecture's default tag is marked with ``*``, the
+    registry's way (:func:`timm.models.generate_default_cfgs`) to make it the variant's default whatever
+    tags follow, so ``pretrained=True`` on the variant loads what it loads on ``arch``.
+
+    Raises:
+        ValueError: timm has no pretrained cfg for ``arch``.
     """
-    for cfg in default_cfgs.values():
-        if '' in cfg.tags:
-            cfg.tags.remove('')
-            cfg.tags.appendleft('')
-    return default_cfgs
+    plain = get_arch_pretrained_cfgs(arch)
+    if not plain:
+        raise ValueError(f'timm has no pretrained cfg for {arch!r}')
+    default = get_pretrained_cfg(arch).tag or ''
+    variant = f'{arch}_{method}'
+    cfgs = {}
+    for name, cfg in plain.items():
+        _, tag = split_model_name_tag(name)
+        fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ('architecture', 'tag')}
+        key = f'{variant}.{tag}*' if tag == default else f'{variant}.{tag}' if tag else variant
+        cfgs[key] = dict(fields, description=_description(arch, method))
+    return cfgs
+
+
+def variant_cfgs(arch: str) -> Dict[str, Dict[str, Any]]:
+    """Every ``default_cfgs`` entry of ``arch``'s variants, both methods: timm's tags of ``arch``
+    (:func:`inherited_cfgs`, its default first), then the zoo's tags of each variant
+    (:func:`~timm_infodrop.hub.naming.tagged_cfgs`: ``shapes64``, ``pacs64_sketch``, ...), extra tags."""
+    cfgs = {}
+    for method in METHODS:
+        cfgs.update(inherited_cfgs(arch, method))
+        cfgs.update({f'{arch}_{method}.{tag}': derived_cfg(arch, method, **fields)
+                     for tag, fields in tagged_cfgs(f'{arch}_{method}').items()})
+    return cfgs
 
 
 def split_method_kwargs(method: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
@@ -129,14 +158,19 @@ def build_regularized(
         arch: the plain timm architecture, e.g. ``'resnet18'``.
         method: ``'infodrop'`` or ``'infodropout'``; the variant is ``f'{arch}_{method}'``.
         pretrained: load the weights named by the variant's pretrained cfg (or the
-            ``pretrained_cfg``/``pretrained_cfg_overlay`` given): ours, or plain-architecture ones.
+            ``pretrained_cfg``/``pretrained_cfg_overlay`` given): by default the architecture's default tag's
+            (``resnet50_infodrop`` loads ``timm/resnet50.a1_in1k`` as ``resnet50`` does), any tag of the
+            architecture, a zoo tag of ours, or a local file.
         filter_fn: the family's checkpoint filter (as timm's builder of ``arch`` uses).
         kwargs: the method's prefixed keywords, then anything timm's ``create_model`` takes.
 
-    Weights are loaded strictly after the surgery, so a checkpoint of the variant restores its
-    Information Dropout branches too; a plain checkpoint has none of them and keeps their
-    initialisation. With ``features_only`` timm's own builder loads the weights before the
-    surgery (Information Dropout's branches then keep their initialisation).
+    Weights are loaded by timm's ``load_pretrained`` after the surgery, with the family's checkpoint filter
+    and strictly (``pretrained_strict``, True unless given), so a checkpoint of the variant restores its
+    Information Dropout branches too; a plain checkpoint has none of them, and they keep their
+    initialisation while every other key loads strictly. For another ``num_classes`` than the weights',
+    timm drops their classifier and the new one keeps its initialisation. With ``features_only`` timm's own
+    builder loads the weights before the surgery, without the classifier and so non-strictly, as it loads
+    them into the plain architecture (Information Dropout's branches then keep their initialisation).
     """
     surgery, _ = METHODS[method]
     method_kwargs = split_method_kwargs(method, kwargs)
@@ -154,8 +188,11 @@ def build_regularized(
     model = timm.create_model(arch, pretrained=False, pretrained_cfg=cfg, **kwargs)
     surgery(model, **method_kwargs)
     if pretrained:
+        # as timm's build_model_with_cfg calls it; its cache_dir only where timm's create_model passed one
+        cache_dir = {'cache_dir': kwargs['cache_dir']} if kwargs.get('cache_dir') is not None else {}
         with hub_errors(model.pretrained_cfg.get('hf_hub_id')):
             load_pretrained(
                 model, pretrained_cfg=model.pretrained_cfg, num_classes=model.num_classes,
-                in_chans=kwargs.get('in_chans', 3), filter_fn=filter_fn, strict=kwargs.get('pretrained_strict', True))
+                in_chans=kwargs.get('in_chans', 3), filter_fn=filter_fn, strict=kwargs.get('pretrained_strict', True),
+                **cache_dir)
     return model

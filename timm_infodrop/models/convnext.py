@@ -2,12 +2,12 @@
 
 Each ``<arch>_infodrop`` / ``<arch>_infodropout`` is timm's ``<arch>`` equipped by
 :mod:`timm_infodrop.surgery`: the same state-dict keys (plus Information Dropout's branches), the
-same preprocessing, and plain ``<arch>`` weights load into it.
+same preprocessing, and every pretrained tag of ``<arch>`` (its weights load into it).
 """
 from timm.models import generate_default_cfgs, register_model
 from timm.models.convnext import ConvNeXt, checkpoint_filter_fn
 
-from ._builder import build_regularized, derived_cfg
+from ._builder import build_regularized, variant_cfgs
 
 __all__ = []  # filled by register_model
 
@@ -16,13 +16,11 @@ def _create(arch: str, method: str, pretrained: bool, **kwargs) -> ConvNeXt:
     return build_regularized(arch, method, pretrained, filter_fn=checkpoint_filter_fn, **kwargs)
 
 
+# every tag of each architecture (its default the variants' default), then the zoo's own tags
 default_cfgs = generate_default_cfgs({
-    'convnext_atto_infodrop': derived_cfg('convnext_atto', 'infodrop'),
-    'convnext_atto_infodropout': derived_cfg('convnext_atto', 'infodropout'),
-    'convnext_nano_infodrop': derived_cfg('convnext_nano', 'infodrop'),
-    'convnext_nano_infodropout': derived_cfg('convnext_nano', 'infodropout'),
-    'convnext_tiny_infodrop': derived_cfg('convnext_tiny', 'infodrop'),
-    'convnext_tiny_infodropout': derived_cfg('convnext_tiny', 'infodropout'),
+    **variant_cfgs('convnext_atto'),
+    **variant_cfgs('convnext_nano'),
+    **variant_cfgs('convnext_tiny'),
 })
 
 

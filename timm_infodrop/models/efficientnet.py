@@ -2,13 +2,12 @@
 
 Each ``<arch>_infodrop`` / ``<arch>_infodropout`` is timm's ``<arch>`` equipped by
 :mod:`timm_infodrop.surgery`: the same state-dict keys (plus Information Dropout's branches), the
-same preprocessing, and plain ``<arch>`` weights load into it.
+same preprocessing, and every pretrained tag of ``<arch>`` (its weights load into it).
 """
 from timm.models import generate_default_cfgs, register_model
 from timm.models.efficientnet import EfficientNet
 
-from ..hub.naming import tagged_cfgs
-from ._builder import build_regularized, derived_cfg, untagged_default
+from ._builder import build_regularized, variant_cfgs
 
 __all__ = []  # filled by register_model
 
@@ -17,17 +16,12 @@ def _create(arch: str, method: str, pretrained: bool, **kwargs) -> EfficientNet:
     return build_regularized(arch, method, pretrained, **kwargs)
 
 
-default_cfgs = untagged_default(generate_default_cfgs({
-    'efficientnet_b0_infodrop': derived_cfg('efficientnet_b0', 'infodrop'),
-    'efficientnet_b0_infodropout': derived_cfg('efficientnet_b0', 'infodropout'),
-    'efficientnet_lite0_infodrop': derived_cfg('efficientnet_lite0', 'infodrop'),
-    'efficientnet_lite0_infodropout': derived_cfg('efficientnet_lite0', 'infodropout'),
-    'tf_efficientnet_lite0_infodrop': derived_cfg('tf_efficientnet_lite0', 'infodrop'),
-    'tf_efficientnet_lite0_infodropout': derived_cfg('tf_efficientnet_lite0', 'infodropout'),
-    # the zoo's weights: a tag per benchmark that registers the variant (timm_infodrop.registry)
-    **{f'tf_efficientnet_lite0_{method}.{tag}': derived_cfg('tf_efficientnet_lite0', method, **cfg)
-       for method in ('infodrop', 'infodropout') for tag, cfg in tagged_cfgs(f'tf_efficientnet_lite0_{method}').items()},
-}))
+# every tag of each architecture (its default the variants' default), then the zoo's own tags
+default_cfgs = generate_default_cfgs({
+    **variant_cfgs('efficientnet_b0'),
+    **variant_cfgs('efficientnet_lite0'),
+    **variant_cfgs('tf_efficientnet_lite0'),
+})
 
 
 @register_model

@@ -2,12 +2,12 @@
 
 Each ``<arch>_infodrop`` / ``<arch>_infodropout`` is timm's ``<arch>`` equipped by
 :mod:`timm_infodrop.surgery`: the same state-dict keys (plus Information Dropout's branches), the
-same preprocessing, and plain ``<arch>`` weights load into it.
+same preprocessing, and every pretrained tag of ``<arch>`` (its weights load into it).
 """
 from timm.models import generate_default_cfgs, register_model
 from timm.models.mobilenetv3 import MobileNetV3
 
-from ._builder import build_regularized, derived_cfg
+from ._builder import build_regularized, variant_cfgs
 
 __all__ = []  # filled by register_model
 
@@ -16,9 +16,9 @@ def _create(arch: str, method: str, pretrained: bool, **kwargs) -> MobileNetV3:
     return build_regularized(arch, method, pretrained, **kwargs)
 
 
+# every tag of each architecture (its default the variants' default), then the zoo's own tags
 default_cfgs = generate_default_cfgs({
-    'mobilenetv3_large_100_infodrop': derived_cfg('mobilenetv3_large_100', 'infodrop'),
-    'mobilenetv3_large_100_infodropout': derived_cfg('mobilenetv3_large_100', 'infodropout'),
+    **variant_cfgs('mobilenetv3_large_100'),
 })
 
 

@@ -2,12 +2,12 @@
 
 Each ``<arch>_infodrop`` / ``<arch>_infodropout`` is timm's ``<arch>`` equipped by
 :mod:`timm_infodrop.surgery`: the same state-dict keys (plus Information Dropout's branches), the
-same preprocessing, and plain ``<arch>`` weights load into it.
+same preprocessing, and every pretrained tag of ``<arch>`` (its weights load into it).
 """
 from timm.models import generate_default_cfgs, register_model
 from timm.models.regnet import RegNet, _filter_fn as checkpoint_filter_fn
 
-from ._builder import build_regularized, derived_cfg
+from ._builder import build_regularized, variant_cfgs
 
 __all__ = []  # filled by register_model
 
@@ -16,9 +16,9 @@ def _create(arch: str, method: str, pretrained: bool, **kwargs) -> RegNet:
     return build_regularized(arch, method, pretrained, filter_fn=checkpoint_filter_fn, **kwargs)
 
 
+# every tag of each architecture (its default the variants' default), then the zoo's own tags
 default_cfgs = generate_default_cfgs({
-    'regnety_016_infodrop': derived_cfg('regnety_016', 'infodrop'),
-    'regnety_016_infodropout': derived_cfg('regnety_016', 'infodropout'),
+    **variant_cfgs('regnety_016'),
 })
 
 

@@ -2,13 +2,12 @@
 
 Each ``<arch>_infodrop`` / ``<arch>_infodropout`` is timm's ``<arch>`` equipped by
 :mod:`timm_infodrop.surgery`: the same state-dict keys (plus Information Dropout's branches), the
-same preprocessing, and plain ``<arch>`` weights load into it.
+same preprocessing, and every pretrained tag of ``<arch>`` (its weights load into it).
 """
 from timm.models import generate_default_cfgs, register_model
 from timm.models.resnet import ResNet
 
-from ..hub.naming import tagged_cfgs
-from ._builder import build_regularized, derived_cfg, untagged_default
+from ._builder import build_regularized, variant_cfgs
 
 __all__ = []  # filled by register_model
 
@@ -17,37 +16,22 @@ def _create(arch: str, method: str, pretrained: bool, **kwargs) -> ResNet:
     return build_regularized(arch, method, pretrained, **kwargs)
 
 
-default_cfgs = untagged_default(generate_default_cfgs({
-    'resnet18_infodrop': derived_cfg('resnet18', 'infodrop'),
-    'resnet18_infodropout': derived_cfg('resnet18', 'infodropout'),
-    # the zoo's weights: a tag per benchmark that registers the variant (timm_infodrop.registry)
-    **{f'resnet18_{method}.{tag}': derived_cfg('resnet18', method, **cfg)
-       for method in ('infodrop', 'infodropout') for tag, cfg in tagged_cfgs(f'resnet18_{method}').items()},
-    'resnet26_infodrop': derived_cfg('resnet26', 'infodrop'),
-    'resnet26_infodropout': derived_cfg('resnet26', 'infodropout'),
-    'resnet34_infodrop': derived_cfg('resnet34', 'infodrop'),
-    'resnet34_infodropout': derived_cfg('resnet34', 'infodropout'),
-    'resnet50_infodrop': derived_cfg('resnet50', 'infodrop'),
-    'resnet50_infodropout': derived_cfg('resnet50', 'infodropout'),
-    'resnet101_infodrop': derived_cfg('resnet101', 'infodrop'),
-    'resnet101_infodropout': derived_cfg('resnet101', 'infodropout'),
-    'resnet152_infodrop': derived_cfg('resnet152', 'infodrop'),
-    'resnet152_infodropout': derived_cfg('resnet152', 'infodropout'),
-    'resnet18d_infodrop': derived_cfg('resnet18d', 'infodrop'),
-    'resnet18d_infodropout': derived_cfg('resnet18d', 'infodropout'),
-    'resnet26d_infodrop': derived_cfg('resnet26d', 'infodrop'),
-    'resnet26d_infodropout': derived_cfg('resnet26d', 'infodropout'),
-    'resnet34d_infodrop': derived_cfg('resnet34d', 'infodrop'),
-    'resnet34d_infodropout': derived_cfg('resnet34d', 'infodropout'),
-    'resnet50d_infodrop': derived_cfg('resnet50d', 'infodrop'),
-    'resnet50d_infodropout': derived_cfg('resnet50d', 'infodropout'),
-    'resnet101d_infodrop': derived_cfg('resnet101d', 'infodrop'),
-    'resnet101d_infodropout': derived_cfg('resnet101d', 'infodropout'),
-    'resnext50_32x4d_infodrop': derived_cfg('resnext50_32x4d', 'infodrop'),
-    'resnext50_32x4d_infodropout': derived_cfg('resnext50_32x4d', 'infodropout'),
-    'wide_resnet50_2_infodrop': derived_cfg('wide_resnet50_2', 'infodrop'),
-    'wide_resnet50_2_infodropout': derived_cfg('wide_resnet50_2', 'infodropout'),
-}))
+# every tag of each architecture (its default the variants' default), then the zoo's own tags
+default_cfgs = generate_default_cfgs({
+    **variant_cfgs('resnet18'),
+    **variant_cfgs('resnet26'),
+    **variant_cfgs('resnet34'),
+    **variant_cfgs('resnet50'),
+    **variant_cfgs('resnet101'),
+    **variant_cfgs('resnet152'),
+    **variant_cfgs('resnet18d'),
+    **variant_cfgs('resnet26d'),
+    **variant_cfgs('resnet34d'),
+    **variant_cfgs('resnet50d'),
+    **variant_cfgs('resnet101d'),
+    **variant_cfgs('resnext50_32x4d'),
+    **variant_cfgs('wide_resnet50_2'),
+})
 
 
 @register_model
