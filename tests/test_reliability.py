@@ -295,6 +295,7 @@ CHECKPOINT_CASES = {
 
 @pytest.mark.parametrize('case', list(CHECKPOINT_CASES))
 @pytest.mark.parametrize('command', ['convert', 'eval'])
+@pytest.mark.slow
 def test_hostile_checkpoints_are_one_line_errors(hostile, benchmark, tmp_path, capsys, command, case):
     checkpoint, message = CHECKPOINT_CASES[case]
     checkpoint = checkpoint.format(root=hostile) if checkpoint.startswith('local-dir:') else hostile / checkpoint
@@ -308,6 +309,28 @@ def test_hostile_checkpoints_are_one_line_errors(hostile, benchmark, tmp_path, c
     code, last = _run(argv, capsys)
     assert code == 2 and last.startswith(f'timm-infodrop {command}: error: ') and message in last, last
     assert not (tmp_path / 'out').exists() and _tree_digest(hostile) == before
+    assert not Path('/tmp/timm_infodrop_pickle_ran').exists()
+
+
+INITIAL_CHECKPOINT_CASES = {
+    case: CHECKPOINT_CASES[case] for case in (
+        'pickle with a code payload', 'pickle with an nn.Module', 'truncated pickle', 'random bytes as safetensors',
+        'unknown checkpoint suffix', 'missing file')}
+INITIAL_CHECKPOINT_CASES["another architecture's weights"] = ('other_arch.safetensors', 'does not fit')
+
+
+@pytest.mark.parametrize('case', list(INITIAL_CHECKPOINT_CASES))
+def test_train_refuses_hostile_initial_checkpoints_in_one_line(hostile, tmp_path, capsys, case):
+    """``train --initial-checkpoint`` reads the file as convert and eval do (weights only, the payload never runs)
+    and refuses what they refuse with the same line, before any run folder."""
+    checkpoint, message = INITIAL_CHECKPOINT_CASES[case]
+    before = _tree_digest(hostile)
+    code, last = _run(['train', '--model', 'resnet18_infodrop', '--initial-checkpoint', hostile / checkpoint,
+                       '--data-dir', hostile / 'data', '--output', tmp_path, '--experiment', 'run', '-b', '2',
+                       '-j', '0', '--img-size', '32', '--epochs', '1', '--no-progress'], capsys)
+    assert code == 2 and last.startswith('timm-infodrop train: error: ') and message in last, last
+    assert checkpoint in last, last
+    assert not (tmp_path / 'run').exists() and _tree_digest(hostile) == before
     assert not Path('/tmp/timm_infodrop_pickle_ran').exists()
 
 
@@ -413,19 +436,23 @@ def _few_bad(folder: Path, good: int, names) -> None:
 def test_unreadable_images_are_returned_or_refused_over_a_small_fraction(tmp_path):
     """verify_images reads every header and the data (a truncated JPEG has a good header): up to
     MAX_BAD_FRACTION of a folder's images are returned for the trainer to name and count, more are a DataError
-    naming some of them."""
+    naming some of them and the fraction. The folders' sizes are set from the fraction, on either side of it."""
     from timm_infodrop.data.folders import MAX_BAD_FRACTION, check_image_folders, verify_images
 
-    assert MAX_BAD_FRACTION == 0.01
-    _few_bad(tmp_path / 'few' / 'train', 298, ['truncated.jpg', 'cut.png', 'text.png'])  # 3 of 301: under 1%
-    assert check_image_folders(tmp_path / 'few', ['train']) == ['a']  # headers: only text.png fails, 1 of 301
+    names = ['truncated.jpg', 'cut.png', 'text.png']
+    at_limit = round(len(names) / MAX_BAD_FRACTION)  # 3 unreadable of these many images: the fraction, allowed
+    _few_bad(tmp_path / 'few' / 'train', at_limit - len(names), names)
+    assert check_image_folders(tmp_path / 'few', ['train']) == ['a']  # headers: only text.png fails
     bad = verify_images(tmp_path / 'few' / 'train')
-    assert sorted(p.name for p in bad) == ['cut.png', 'text.png', 'truncated.jpg']
-    _few_bad(tmp_path / 'many' / 'train', 97, ['truncated.jpg', 'cut.png', 'text.png'])  # 3 of 100: over 1%
-    with pytest.raises(DataError, match=r"3 of 100 image files are not readable images \(more than 1%\): .*cut.png"):
+    assert sorted(p.name for p in bad) == sorted(names)
+    over = round(1 / MAX_BAD_FRACTION)  # 3 of these many: three times the fraction
+    _few_bad(tmp_path / 'many' / 'train', over - len(names), names)
+    with pytest.raises(DataError, match=rf"3 of {over} image files are not readable images "
+                                        rf"\(more than {MAX_BAD_FRACTION:.0%}\): .*cut.png"):
         verify_images(tmp_path / 'many' / 'train')
-    _few_bad(tmp_path / 'headers' / 'train', 20, ['text.png'])  # the header check alone refuses 1 of 21
-    with pytest.raises(DataError, match=r"1 of 21 image files .*text.png' \(cannot identify image file"):
+    few = over // 5  # the header check alone refuses 1 unreadable of few + 1
+    _few_bad(tmp_path / 'headers' / 'train', few, ['text.png'])
+    with pytest.raises(DataError, match=rf"1 of {few + 1} image files .*text.png' \(cannot identify image file"):
         check_image_folders(tmp_path / 'headers', ['train'])
 
 
@@ -511,6 +538,7 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 240) -> No
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_a_killed_training_run_leaves_no_model_and_resumes_from_its_last_checkpoint(hostile, tmp_path):
     from timm_infodrop.train.state import load_training_state
 
@@ -537,6 +565,7 @@ def test_a_killed_training_run_leaves_no_model_and_resumes_from_its_last_checkpo
     assert load_training_state(run / 'last.safetensors', model).epoch == state.epoch + 1
 
 
+@pytest.mark.slow
 def test_a_killed_conversion_leaves_no_output(hostile, tmp_path):
     out = tmp_path / 'deploy'
     argv = [CLI, 'convert', '--model', 'resnet18_infodrop', '--checkpoint', str(hostile / 'good.safetensors'),
@@ -610,9 +639,10 @@ def _subcommand_specs(inputs, outputs):
         'suppress-texture': ({'--method': st.sampled_from(['anisotropic', 'bilateral', 'cartoon', 'x']),
                               '--in': path, '--out': outp},
                              {'--double': flag, '--batch-size': num, '--overwrite': flag, '--preview': outp}),
-        'zoo': ({'': st.sampled_from(['run', 'report', 'card', 'x']), '--recipes': path, '--results': path,
-                 '--work': outp, '--card': outp},
-                {'--quick': flag, '--seeds': num, '--models': model}),
+        'zoo': ({'': st.sampled_from(['run', 'report', 'card', 'drop-sites', 'x']), '--recipes': path,
+                 '--results': path, '--work': outp, '--card': outp},
+                {'--quick': flag, '--seeds': num, '--models': model, '--images': num,
+                 '--setting': st.sampled_from(['0.03,1.5,3', 'x', '1,2'])}),
         'hub': ({'': st.sampled_from(['render', 'x']), '--results': path, '--out': outp}, {}),
         'publish': ({'--model-dir': path, '--repo-id': st.sampled_from(['a/b', 'x', '', 'a/b/c', '../..']),
                      '--staging': outp},
@@ -621,10 +651,9 @@ def _subcommand_specs(inputs, outputs):
         'flops': ({'-o': st.sampled_from(outputs[1:4])}, {'--archs': model}),  # no input: never --overwrite
         'import-weights': ({'_name': st.sampled_from(['efficientnet-lite0', 'x', '']), '_out': outp},
                            {'--source': path, '--overwrite': flag}),
-        'study': ({'': st.sampled_from(['calibrate', 'drop-sites', 'doc', 'x']), '--out': outp},
-                  {'--data': path, '--records': path, '--epochs': num, '--images': num, '--model': model,
-                   '--seed': num, '--eval-images': num, '--model-kwargs': st.sampled_from(['{}', '[1]', 'x']),
-                   '--setting': st.sampled_from(['0.03,1.5,3', 'x', '1,2'])}),
+        'study': ({'': st.sampled_from(['calibrate', 'doc', 'x']), '--out': outp},
+                  {'--data': path, '--records': path, '--epochs': num, '--model': model, '--seed': num,
+                   '--model-kwargs': st.sampled_from(['{}', '[1]', 'x'])}),
     }
 
 
@@ -641,6 +670,7 @@ def _argv(draw, specs):
     return argv
 
 
+@pytest.mark.slow
 def test_cli_fuzz_gives_no_tracebacks(hostile, tmp_path):
     """FUZZ_EXAMPLES random argument lists over the subcommands, inputs drawn from the hostile files: each
     ends in a usage error or a one-line error (exit 2), or succeeds where the input suits that command
@@ -738,6 +768,7 @@ NUMBER_CASES = [(command, flag, value, message) for command, rows in BAD_NUMBERS
 @pytest.mark.parametrize('optional', [False, True], ids=['required flags', 'with optional flags'])
 @pytest.mark.parametrize('command, flag, value, message', NUMBER_CASES,
                          ids=[f'{c} {f} {v}' for c, f, v, _ in NUMBER_CASES])
+@pytest.mark.slow
 def test_every_command_refuses_bad_numbers_before_writing_anything(hostile, benchmark, tmp_path, capsys, command, flag,
                                                                    value, message, optional):
     """Each command x each numeric flag x out-of-range values (negative, zero, NaN), with and without the

@@ -17,7 +17,8 @@ from torch import nn
 from .errors import CheckpointError, ConfigError
 from .hub import HubWeightsError, hub_errors, read_model_config
 
-__all__ = ['load_variant', 'read_state_dict', 'check_checkpoint_file', 'unreadable_checkpoint', 'model_folder',
+__all__ = ['load_variant', 'load_strictly', 'read_state_dict', 'check_checkpoint_file', 'unreadable_checkpoint',
+           'model_folder',
            'checkpoint_inputs', 'CHECKPOINT_SUFFIXES', 'SAFETENSORS_SUFFIX', 'PICKLE_SUFFIXES', 'MODEL_FOLDER_PREFIXES',
            'BAD_CHECKPOINT_ERRORS', 'STATE_FILE', 'STATE_FORMAT', 'RUN_ARGS']
 
@@ -63,9 +64,10 @@ def _safetensors_metadata(file: Path) -> Dict[str, str]:
                               f'({type(error).__name__}: {error})') from None
 
 
-def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """Tensors of a safetensors file, of a timm ``train.py`` checkpoint (EMA weights preferred), or the model
-    weights (``model.*``) of a ``timm-infodrop train`` resume state (``RUN/last.safetensors``).
+def read_state_dict(path: str, use_ema: bool = True) -> Dict[str, torch.Tensor]:
+    """Tensors of a safetensors file, of a timm ``train.py`` checkpoint (its EMA weights with ``use_ema``, as
+    convert and eval prefer; its raw weights without, as train.py's ``--initial-checkpoint`` takes them), or the
+    model weights (``model.*``) of a ``timm-infodrop train`` resume state (``RUN/last.safetensors``).
 
     Pickle files load with ``weights_only=True`` only.
     """
@@ -75,7 +77,7 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
         if file.name.endswith(SAFETENSORS_SUFFIX) and _safetensors_metadata(file).get('format') == STATE_FORMAT:
             with safe_open(str(file), framework='pt') as f:
                 return {key[len('model.'):]: f.get_tensor(key) for key in f.keys() if key.startswith('model.')}
-        return timm.models.load_state_dict(str(file), use_ema=True, weights_only=True)
+        return timm.models.load_state_dict(str(file), use_ema=use_ema, weights_only=True)
     except BAD_CHECKPOINT_ERRORS as error:  # safetensors, pickle and zip errors have no common base
         raise unreadable_checkpoint(path, error) from None
 
@@ -170,6 +172,16 @@ def load_variant(checkpoint: str, model_name: Optional[str] = None, model_kwargs
         model = timm.create_model(model_name, num_classes=_num_classes(model_name, state_dict), **(model_kwargs or {}))
     except TypeError as error:  # a keyword the architecture does not take
         raise ConfigError(f'{model_name}: {error} (from the run\'s model keywords {model_kwargs})') from None
+    return load_strictly(model, state_dict, checkpoint, model_name).eval()
+
+
+def load_strictly(model: nn.Module, state_dict: Dict[str, torch.Tensor], checkpoint: str, model_name: str) -> nn.Module:
+    """Load ``state_dict`` (read from the file ``checkpoint``) into ``model`` (a ``model_name``) strictly; returns it.
+
+    Raises:
+        CheckpointError: naming the file and the missing and unexpected keys, or the mismatched shapes, when the
+            weights are of another architecture or class count.
+    """
     expected = model.state_dict()
     missing, unexpected = set(expected) - set(state_dict), set(state_dict) - set(expected)
     if missing or unexpected:
@@ -184,4 +196,4 @@ def load_variant(checkpoint: str, model_name: Optional[str] = None, model_kwargs
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:  # what the checks above do not foresee, e.g. a tensor that is not one
         raise CheckpointError(f'{checkpoint!r} does not load into {model_name} ({error})') from None
-    return model.eval()
+    return model

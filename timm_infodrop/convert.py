@@ -164,9 +164,10 @@ def finetune(model: nn.Module, loader: Iterable, epochs: int, lr: float = 1e-3, 
     return model.eval()
 
 
-def evaluate(model: nn.Module, loader: Iterable, device: torch.device = torch.device('cpu')) -> float:
-    """Top-1 accuracy (0-1) in eval; ValueError for an empty loader."""
-    return top1(*predict_with_labels(model, loader, device, 'evaluating'))
+def evaluate(model: nn.Module, loader: Iterable, device: torch.device = torch.device('cpu'),
+             progress: bool = True) -> float:
+    """Top-1 accuracy (0-1) in eval (``progress``: a progress bar); ValueError for an empty loader."""
+    return top1(*predict_with_labels(model, loader, device, 'evaluating', progress=progress))
 
 
 def convert(

@@ -36,7 +36,8 @@ from .convert import KEEP_CHOICES
 from .errors import CheckpointError, ConfigError, check_ranges
 from .io import atomic_directory, check_output_path
 
-__all__ = ['convert_folder', 'convert_summary', 'read_run_args', 'resolve_model_name', 'data_config', 'deploy_cfg',
+__all__ = ['convert_folder', 'convert_summary', 'read_run_args', 'resolve_model_name', 'load_trained', 'data_config',
+           'deploy_cfg',
            'folder_loaders', 'write_deploy_folder', 'check_preprocessing', 'check_numbers', 'check_data_dir',
            'peek_checkpoint', 'safe_globals', 'KEEP_CHOICES', 'INTERPOLATIONS', 'SPLITS', 'RUN_ARGS', 'DATA_KEYS']
 
@@ -157,6 +158,26 @@ def resolve_model_name(checkpoint: str, model: Optional[str], peeked: Optional[D
         raise CheckpointError(f'{checkpoint!r} does not name its architecture (no arch in it, no {RUN_ARGS} '
                               'with model beside it): give --model')
     return named[0][0]
+
+
+def load_trained(checkpoint: str, model: Optional[str] = None):
+    """The trained model in ``checkpoint``, as convert and eval load it: named by ``model``, else by the checkpoint
+    (:func:`resolve_model_name`: a train.py checkpoint's ``arch``, its run's ``args.yaml``, a folder's config.json),
+    built with its run's model keywords (a train.py run's ``--model-kwargs``: a non-default placement) and loaded
+    strictly (:func:`timm_infodrop.checkpoint.load_variant`). Returns ``(model, run_args, run_source)``:
+    :func:`read_run_args`'s arguments of the run and where they come from.
+
+    Raises:
+        FileNotFoundError, CheckpointError, ConfigError: as :func:`peek_checkpoint`, :func:`resolve_model_name`
+            and :func:`~timm_infodrop.checkpoint.load_variant` say.
+    """
+    peeked = peek_checkpoint(checkpoint)
+    run_args, run_source = read_run_args(checkpoint, peeked)
+    model_name = resolve_model_name(checkpoint, model, peeked, run_args, run_source)
+    del peeked
+    with safe_globals():  # a train.py checkpoint carries its argparse.Namespace
+        model_kwargs = run_args.get('model_kwargs') if isinstance(run_args.get('model_kwargs'), dict) else None
+        return load_variant(checkpoint, model_name, model_kwargs or None), run_args, run_source
 
 
 # --- preprocessing ------------------------------------------------------------------------------------
@@ -345,14 +366,7 @@ def convert_folder(
     out = check_output_path(out, overwrite, directory=True, inputs=[*checkpoint_inputs(checkpoint), data_dir])
     root, unreadable = check_data_dir(data_dir)
     torch.manual_seed(seed)
-    peeked = peek_checkpoint(checkpoint)
-    run_args, run_source = read_run_args(checkpoint, peeked)
-    model_name = resolve_model_name(checkpoint, model, peeked, run_args, run_source)
-    del peeked
-    with safe_globals():  # a train.py checkpoint carries its argparse.Namespace
-        # a train.py run's --model-kwargs (e.g. a non-default placement) build the same network
-        model_kwargs = run_args.get('model_kwargs') if isinstance(run_args.get('model_kwargs'), dict) else None
-        source = load_variant(checkpoint, model_name, model_kwargs or None)
+    source, run_args, run_source = load_trained(checkpoint, model)
     config, line = data_config(source, checkpoint, run_args, run_source, img_size=img_size, crop_pct=crop_pct,
                                mean=mean, std=std, interpolation=interpolation)
     if log is not None:

@@ -12,10 +12,9 @@ weights, ported from TensorFlow, in the EfficientNet-PyTorch layout (``_conv_ste
     timm.create_model('tf_efficientnet_lite0_infodrop', pretrained=True, num_classes=7,
                       pretrained_cfg_overlay={'file': 'OUT/model.safetensors'})  # a variant to finetune
 
-Where the Hub is reachable, ``pretrained=True`` on ``tf_efficientnet_lite0`` gives timm's own copy instead.
+Where the Hub (or a Hugging Face cache holding ``timm/tf_efficientnet_lite0.in1k``) is reachable,
+``pretrained=True`` on ``tf_efficientnet_lite0`` or on either of its variants gives timm's own copy instead.
 """
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Mapping, Optional
@@ -25,6 +24,7 @@ import torch
 from timm.models import save_for_hf
 from torch import nn
 
+from .checkpoint import BAD_CHECKPOINT_ERRORS
 from .errors import CheckpointError, ConfigError, require
 from .io import atomic_directory, check_output_path
 
@@ -78,7 +78,7 @@ def _read_plain_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     """A plain ``{name: tensor}`` mapping from a torch file, unpickled with ``weights_only`` (no code runs)."""
     try:
         loaded = torch.load(path, map_location='cpu', weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as error:
+    except BAD_CHECKPOINT_ERRORS + (ValueError, IndexError) as error:  # the weights-only unpickler on garbage
         reason = ' '.join(str(error).split())[:200]
         raise CheckpointError(f'{str(path)!r} is not a plain torch state dict ({type(error).__name__}: {reason})') from None
     if not isinstance(loaded, Mapping):

@@ -3,10 +3,12 @@
 Argument names (and YAML keys, with ``_``) are :class:`timm_infodrop.train.TrainConfig`'s, which are timm
 train.py's, so a recipe runs with both. Distributed: ``torchrun --nproc_per_node N -m timm_infodrop train ...``.
 Domain generalisation: ``--data-dir PACS --target-domain sketch`` trains on the other domains.
+``--resume RUN/last.safetensors`` continues RUN with the settings of ``RUN/args.yaml``: they are the defaults, and
+a flag that contradicts them is refused (:func:`timm_infodrop.train.config.check_resume`).
 """
 import argparse
 
-from ..train.config import TrainConfig, config_keys, load_recipe
+from ..train.config import TrainConfig, config_keys, load_recipe, run_settings
 from ..train.trainer import STATE_FILE
 
 HELP = "train a model with timm's train.py arguments (-c recipe.yaml); multi-process with torchrun"
@@ -42,9 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument('--model', help='timm model name')
     model.add_argument('--pretrained', action='store_true', help="start from the model's pretrained weights")
     model.add_argument('--initial-checkpoint', help='start from these weights (safetensors or .pth.tar)')
-    model.add_argument('--pretrained-path', help='load this file (or timm local-dir folder\'s model.safetensors) as the '
-                                                 'pretrained weights, the classifier adapted (timm train.py\'s)')
-    model.add_argument('--resume', help=f'continue from a run\'s {STATE_FILE}')
+    model.add_argument('--pretrained-path',
+                       help='load this weights file, or a timm model folder\'s model.safetensors (timm train.py\'s '
+                            'flag takes the file only), as the pretrained weights, the classifier adapted')
+    model.add_argument('--resume', help=f'continue the run of this RUN/{STATE_FILE} in RUN, with the settings of its '
+                                        'args.yaml (a flag may change only --epochs, -j, --device, --no-progress)')
     model.add_argument('--num-classes', type=int, help="default: the dataset's class count")
     model.add_argument('--img-size', type=int, help="input size (default: the model's)")
     model.add_argument('--crop-pct', type=float, help='validation centre-crop fraction')
@@ -126,9 +130,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The parsed flags as a :class:`TrainConfig` (the positional DIR stands for ``--data-dir``)."""
+    """The parsed flags as a :class:`TrainConfig` (the positional DIR stands for ``--data-dir`` and wins over a
+    recipe's or a resumed run's)."""
     values = {k: v for k, v in vars(args).items() if k in config_keys()}
-    values['data_dir'] = values.get('data_dir') or getattr(args, 'data', None) or ''
+    values['data_dir'] = getattr(args, 'data', None) or values.get('data_dir') or ''
     return TrainConfig(**values)
 
 
@@ -141,10 +146,16 @@ def run(args: argparse.Namespace) -> int:
 
 def reparse(parser: argparse.ArgumentParser, subparser: argparse.ArgumentParser, args: argparse.Namespace,
             argv) -> argparse.Namespace:
-    """With ``-c``, make the recipe the subcommand's defaults and parse again (command-line flags win)."""
-    if not args.config:
+    """Parse again with the subcommand's defaults replaced: with ``--resume``, by the resumed run's settings
+    (its args.yaml, its folder), then with ``-c``, by the recipe; command-line flags win over both (and the
+    trainer refuses those that contradict the run's)."""
+    recipe = load_recipe(args.config) if args.config else {}
+    resume = args.resume or recipe.get('resume')
+    if not recipe and not resume:
         return args
-    subparser.set_defaults(**load_recipe(args.config))
+    if resume:
+        subparser.set_defaults(**run_settings(resume))
+    subparser.set_defaults(**recipe)
     return parser.parse_args(argv)
 
 

@@ -29,8 +29,8 @@ from ..errors import DataError
 from ..io import atomic_output
 
 __all__ = ['IMAGE_SUFFIXES', 'MAX_BAD_FRACTION', 'UNREADABLE_FILE', 'image_folder_classes', 'check_image_folders',
-           'list_images', 'image_size', 'open_image', 'verify_images', 'unreadable_among', 'image_folder_dataset',
-           'write_unreadable', 'unreadable_note']
+           'single_image_classes', 'list_images', 'image_size', 'open_image', 'verify_images', 'unreadable_among',
+           'image_folder_dataset', 'write_unreadable', 'unreadable_note']
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
 # more unreadable image files than this fraction of a folder's images refuses the folder; fewer are skipped
@@ -205,6 +205,14 @@ def check_image_folders(root: Path, splits: Sequence[str], max_bad_fraction: flo
             raise DataError(f'{split}/ and {first}/ of {str(root)!r} have different classes: {split}/ lacks '
                             f'[{_listing(missing)}] and adds [{_listing(extra)}]')
     return classes[first]
+
+
+def single_image_classes(folder: Path) -> List[Path]:
+    """The class folders of the ImageFolder ``folder`` that hold a single image file: a class learnt from one
+    picture, often a folder copied in part; a trainer warns about them (they are no error)."""
+    folder = Path(folder)
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith('.'))
+    return [folder / c for c in classes if len(list_images(folder / c)) == 1]
 
 
 def _verify(path: Path) -> None:

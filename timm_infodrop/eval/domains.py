@@ -18,7 +18,7 @@ def samples_scores(model: nn.Module, samples: Sequence[Sample], classes: Sequenc
     ``model`` in eval on ``samples``, preprocessed as its ``pretrained_cfg`` says."""
     config = resolve_data_config(model=model)
     loader = sample_loader(samples, classes, config, batch_size, progress=progress)
-    predictions, labels = predict_with_labels(model, loader, device, 'evaluating')
+    predictions, labels = predict_with_labels(model, loader, device, 'evaluating', progress=progress)
     per_class = [float(np.mean(predictions[labels == c] == c)) for c in np.unique(labels)]
     return {'top1': top1(predictions, labels), 'mean_class_top1': float(np.mean(per_class)), 'images': len(labels)}
 

@@ -27,8 +27,9 @@ def shape_bias(predictions: Sequence[int], shape_labels: Sequence[int], texture_
 
 
 def predict_with_labels(model: nn.Module, loader: Iterable, device: torch.device = torch.device('cpu'),
-                        desc: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """Arg-max class of every sample (in eval) and the loader's labels, in the loader's order.
+                        desc: Optional[str] = None, progress: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    """Arg-max class of every sample (in eval) and the loader's labels, in the loader's order (``progress``: a
+    progress bar named ``desc``).
 
     Raises:
         ValueError: for an empty loader.
@@ -36,7 +37,7 @@ def predict_with_labels(model: nn.Module, loader: Iterable, device: torch.device
     model.eval()
     predictions, labels = [], []
     with torch.no_grad():
-        for images, targets in tqdm(loader, desc=desc or 'predicting', unit='batch', leave=False):
+        for images, targets in tqdm(loader, desc=desc or 'predicting', unit='batch', leave=False, disable=not progress):
             predictions.append(model(images.to(device)).argmax(1).cpu())
             labels.append(torch.as_tensor(targets).cpu())
     if not predictions:

@@ -151,24 +151,24 @@ def read_json_object(path, flag: str) -> Dict:
 
 
 def load_model(model: Optional[str], checkpoint: Optional[str], num_classes: int) -> nn.Module:
-    """The model to evaluate: ``checkpoint`` loaded (:func:`timm_infodrop.checkpoint.load_variant`; ``model``
-    names or checks its architecture), else ``model`` at random init with ``num_classes``.
+    """The model to evaluate: ``checkpoint`` loaded as convert loads it (:func:`timm_infodrop.deploy.load_trained`:
+    ``model`` names or checks its architecture, else the checkpoint names it: a train.py checkpoint's ``arch``, its
+    run's ``args.yaml``, a model folder's config.json), else ``model`` at random init with ``num_classes``.
 
     Raises:
-        FileNotFoundError, CheckpointError: a checkpoint file that is missing or does not decode.
-        ConfigError: neither a ``model`` nor a ``local-dir:``/``hf-hub:`` model folder names the architecture.
+        FileNotFoundError, CheckpointError: a checkpoint file that is missing or does not decode, or that names no
+            architecture when ``model`` is not given.
+        ConfigError: neither ``model`` nor ``checkpoint``.
     """
     import timm
 
     import timm_infodrop  # noqa: F401  the variants must be registered
-    from ..checkpoint import MODEL_FOLDER_PREFIXES, check_checkpoint_file, load_variant
+    from ..deploy import load_trained
 
-    if checkpoint and not checkpoint.startswith(MODEL_FOLDER_PREFIXES):
-        check_checkpoint_file(checkpoint)  # a file that is no checkpoint is named as such, whatever else is missing
-    if not model and not (checkpoint or '').startswith(MODEL_FOLDER_PREFIXES):
-        raise ConfigError('--model is needed unless --checkpoint is a local-dir: or hf-hub: model folder')
     if checkpoint:
-        return load_variant(checkpoint, model)
+        return load_trained(checkpoint, model)[0]
+    if not model:
+        raise ConfigError('--model is needed without --checkpoint (a checkpoint names its own)')
     return timm.create_model(model, num_classes=num_classes)
 
 

@@ -2,14 +2,28 @@
 
 A recipe is a YAML mapping of these names (``batch_size``, ``model_kwargs``...); ``timm-infodrop train``
 parses its flags into the same fields, and the zoo builds a :class:`TrainConfig` from a recipe directly.
+
+A resumed run (``resume``) continues with the settings its run folder's ``args.yaml`` records
+(:func:`run_settings`); :func:`check_resume` refuses a setting that contradicts them, other than
+:data:`RESUME_MAY_CHANGE`.
 """
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ..checkpoint import RUN_ARGS
 from ..errors import ConfigError, check_ranges
 
-__all__ = ['TrainConfig', 'RecipeError', 'load_recipe', 'config_keys']
+__all__ = ['TrainConfig', 'RecipeError', 'load_recipe', 'config_keys', 'run_settings', 'check_resume',
+           'RESUME_MAY_CHANGE']
+
+# what a resumed run may set otherwise than its args.yaml: how it runs (the state it resumes from, progress bars,
+# loader processes, the device) and how long (--epochs: a run may be extended; the schedule is then the new
+# length's). Anything else changes what the run trains and is refused. With the loader processes or the device
+# changed the run goes on, but not as the uninterrupted run would have (other augmentation streams, other rounding).
+RESUME_MAY_CHANGE = ('resume', 'overwrite', 'no_progress', 'workers', 'device', 'epochs')
+_PATH_SETTINGS = ('data_dir', 'initial_checkpoint', 'pretrained_path')  # equal when they name the same file
 
 
 class RecipeError(ConfigError):
@@ -182,3 +196,84 @@ def load_recipe(path) -> Dict[str, Any]:
     if unknown:
         raise RecipeError(f'-c {str(path)!r}: unknown keys {unknown}; keys are argument names with _ (e.g. batch_size)')
     return recipe
+
+
+def run_settings(state) -> Dict[str, Any]:
+    """The settings of the run whose training state ``state`` is (``RUN/last.safetensors``): the trainer settings
+    of ``RUN/args.yaml``, with ``output`` and ``experiment`` naming RUN (a resumed run continues in its folder).
+    ``resume`` and ``overwrite`` are not among them: they say what this invocation does.
+
+    Raises:
+        FileNotFoundError: no such state, or no args.yaml beside it.
+        RecipeError: an args.yaml that is not a YAML mapping.
+    """
+    import yaml
+
+    state_file = Path(state)
+    if not state_file.is_file():
+        raise FileNotFoundError(f'--resume {str(state)!r}: no such file')
+    folder = Path(os.path.abspath(state_file)).parent
+    path = folder / RUN_ARGS
+    if not path.is_file():
+        raise FileNotFoundError(f'--resume {str(state)!r}: no {RUN_ARGS} beside it (the settings of the run it '
+                                'continues); resume a training state in the run folder that wrote it')
+    try:
+        settings = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise RecipeError(f'{str(path)!r} (the settings of the run --resume continues) is not valid YAML: '
+                          f'{" ".join(str(error).split())}') from None
+    if not isinstance(settings, dict):
+        raise RecipeError(f'{str(path)!r} (the settings of the run --resume continues) is not a YAML mapping')
+    settings = {k: v for k, v in settings.items() if k in config_keys() and k not in ('resume', 'overwrite')}
+    return dict(settings, output=str(folder.parent), experiment=folder.name)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists (YAML gives lists), for comparing settings."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _same(name: str, ours: Any, theirs: Any) -> bool:
+    if name in _PATH_SETTINGS and ours and theirs:
+        return os.path.realpath(ours) == os.path.realpath(theirs)
+    return _plain(ours) == _plain(theirs)
+
+
+def _shown(flag: str, value: Any) -> str:
+    """A setting as the flag that gives it: ``--seed 5``, ``--no-aug``, ``no --no-aug``, ``--mean 0.5 0.5 0.5``."""
+    if isinstance(value, bool):
+        return flag if value else f'no {flag}'
+    if value is None or value == '':
+        return f'no {flag}'
+    if isinstance(value, (list, tuple)):
+        return f'{flag} {" ".join(str(v) for v in value)}'
+    if isinstance(value, dict):
+        return f'{flag} {" ".join(f"{k}={v}" for k, v in value.items())}'
+    return f'{flag} {value}'
+
+
+def check_resume(config: TrainConfig, settings: Dict[str, Any]) -> None:
+    """Refuse a setting of the resumed run ``config`` (its ``lr`` resolved) that contradicts the run's own
+    ``settings`` (:func:`run_settings`), other than :data:`RESUME_MAY_CHANGE`; ``output``/``experiment`` may name
+    only the run's folder (an empty ``experiment``: the run's).
+
+    Raises:
+        RecipeError: one line naming every contradicting flag with both values, and args.yaml.
+    """
+    folder = Path(settings['output']) / settings['experiment']
+    conflicts = []
+    if config.experiment and os.path.realpath(Path(config.output) / config.experiment) != os.path.realpath(folder):
+        conflicts.append(f'--output {config.output} --experiment {config.experiment} (the run\'s folder: {folder})')
+    for name in sorted(set(settings) - set(RESUME_MAY_CHANGE) - {'output', 'experiment'}):
+        ours, theirs = getattr(config, name), settings[name]
+        if not _same(name, ours, theirs):
+            flag = f'--{name.replace("_", "-")}'
+            conflicts.append(f'{_shown(flag, ours)} (the run\'s: {_shown(flag, theirs)})')
+    if conflicts:
+        raise RecipeError(f'--resume {config.resume!r} continues the run of {str(folder / RUN_ARGS)!r} with its '
+                          f'settings, which {"; ".join(conflicts)} contradict{"s" if len(conflicts) == 1 else ""}: '
+                          'leave the flag out (the run keeps its own) or start a new run')

@@ -161,7 +161,8 @@ def grad_scaler(amp_dtype: Optional[str], device: torch.device) -> Optional[torc
     return torch.amp.GradScaler(device.type) if amp_dtype == 'float16' else None
 
 
-def validate(model: nn.Module, loader: Iterable, device: torch.device = torch.device('cpu')) -> Dict[str, float]:
-    """``{'top1': ...}`` of ``model`` in eval on ``loader``."""
+def validate(model: nn.Module, loader: Iterable, device: torch.device = torch.device('cpu'),
+             progress: bool = True) -> Dict[str, float]:
+    """``{'top1': ...}`` of ``model`` in eval on ``loader`` (``progress``: a progress bar)."""
     from ..convert import evaluate
-    return {'top1': evaluate(_unwrap(model), loader, device)}
+    return {'top1': evaluate(_unwrap(model), loader, device, progress=progress)}

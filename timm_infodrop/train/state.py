@@ -1,8 +1,9 @@
-"""Training state in one safetensors file: weights, EMA weights, optimizer state and progress.
+"""Training state in one safetensors file: weights, EMA weights, optimizer state, progress and the random
+generators' states.
 
 No pickle anywhere: tensors go in the file, everything else (epoch, step, the optimizer's param
-groups and its non-tensor state) in the safetensors metadata as JSON. Schedulers are not stored:
-timm's schedulers are functions of the epoch and update count, set again on resume.
+groups and its non-tensor state, the generators' scalars) in the safetensors metadata as JSON. Schedulers are not
+stored: timm's schedulers are functions of the epoch and update count, set again on resume.
 """
 import json
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from torch import nn
 from ..checkpoint import STATE_FORMAT
 from ..errors import CheckpointError
 from ..io import atomic_output
+from .generators import GeneratorStates
 
 __all__ = ['TrainingState', 'save_training_state', 'load_training_state', 'STATE_FORMAT']
 
@@ -25,6 +27,7 @@ __all__ = ['TrainingState', 'save_training_state', 'load_training_state', 'STATE
 class TrainingState:
     epoch: int  # epochs completed
     step: int  # optimizer updates completed
+    generators: Optional[GeneratorStates] = None  # the random generators when it was saved (None: not recorded)
 
 
 def _tensors(prefix: str, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -47,13 +50,17 @@ def save_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Opt
                 scalars.setdefault(str(index), {})[key] = value
     metadata = {'format': STATE_FORMAT, 'epoch': str(state.epoch), 'step': str(state.step),
                 'param_groups': json.dumps(saved['param_groups']), 'optimizer_scalars': json.dumps(scalars)}
+    if state.generators is not None:
+        tensors.update({f'rng.{k}': v.detach().cpu().contiguous().clone() for k, v in state.generators.tensors.items()})
+        metadata['rng'] = json.dumps(state.generators.scalars)
     with atomic_output(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
 
 def load_training_state(path: Path, model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None,
                         ema: Optional[nn.Module] = None) -> TrainingState:
-    """Restore what :func:`save_training_state` wrote into ``model`` (strictly), ``optimizer`` and ``ema``."""
+    """Restore what :func:`save_training_state` wrote into ``model`` (strictly), ``optimizer`` and ``ema``; the
+    generators' states come back in the returned state (:meth:`GeneratorStates.restore` sets them)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'--resume {str(path)!r}: no such file')
@@ -84,4 +91,5 @@ def load_training_state(path: Path, model: nn.Module, optimizer: Optional[torch.
             index, _, name = key.partition('.')
             entries.setdefault(int(index), {})[name] = value
         optimizer.load_state_dict({'state': entries, 'param_groups': json.loads(metadata['param_groups'])})
-    return TrainingState(epoch=int(metadata['epoch']), step=int(metadata['step']))
+    generators = GeneratorStates(groups['rng'], json.loads(metadata['rng'])) if 'rng' in metadata else None
+    return TrainingState(epoch=int(metadata['epoch']), step=int(metadata['step']), generators=generators)

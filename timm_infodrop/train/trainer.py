@@ -6,9 +6,20 @@ the cache, :mod:`timm_infodrop.data.domains`). Distributed: under ``torchrun`` (
 CUDA). The run folder ``OUTPUT/EXPERIMENT`` holds ``args.yaml``, ``summary.csv`` (one row per epoch),
 ``last.safetensors`` (the full training state, for ``resume``) and, at the end, ``model.safetensors`` +
 ``config.json``: a timm model folder that ``timm.create_model('local-dir:RUN', pretrained=True)`` reads.
+
+One run holds its folder at a time (a lock beside it, ``OUTPUT/.EXPERIMENT.lock``); a new run with ``overwrite``
+replaces an old run's folder whole. A resumed run continues in its folder with the settings of its ``args.yaml``
+(:func:`timm_infodrop.train.config.check_resume`) and the random generators' states of its training state; every
+epoch reseeds them (:mod:`timm_infodrop.train.generators`), so a run resumed after an interruption equals the
+uninterrupted one.
 """
+import contextlib
 import csv
 import math
+import os
+import shutil
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +28,14 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..checkpoint import MODEL_FOLDER_PREFIXES, STATE_FILE
+from ..checkpoint import MODEL_FOLDER_PREFIXES, STATE_FILE, _listing, check_checkpoint_file
 from ..data.domains import DataError, DomainSplit, CachedImages, leave_one_domain_out, scan_domains
 from ..data.folders import UNREADABLE_FILE, unreadable_note, write_unreadable  # noqa: F401  (UNREADABLE_FILE: the name)
+from ..errors import OutputError
 from ..io import atomic_files, atomic_output, check_output_path
-from .config import RecipeError, TrainConfig
-from .distributed import cleanup_distributed, setup_distributed
+from .config import RecipeError, TrainConfig, check_resume, run_settings
+from .distributed import cleanup_distributed, setup_distributed, world_size
+from .generators import GeneratorStates, seed_generators
 from .loop import grad_scaler, prepare_for_training, train_one_epoch, validate
 from .precision import autocast_dtype
 from .state import TrainingState, load_training_state, save_training_state
@@ -69,14 +82,55 @@ def _check_data(config: TrainConfig) -> Tuple[Path, List[Path]]:
     return root, [path for split in splits for path in verify_images(root / split)]
 
 
+def _single_image_classes(config: TrainConfig, root: Path) -> List[Path]:
+    """The training split's class folders that hold one image (an ImageFolder's; none for a domain tree or a
+    timm dataset)."""
+    if config.target_domain or config.dataset:
+        return []
+    from ..data.folders import single_image_classes
+    return single_image_classes(root / config.train_split)
+
+
+def _inputs(config: TrainConfig) -> List[Optional[str]]:
+    return [config.data_dir or None, config.initial_checkpoint or None, config.pretrained_path or None]
+
+
 def _run_dir(config: TrainConfig) -> Path:
+    if config.resume:  # a resumed run continues in its own folder (check_resume refused any other)
+        return Path(os.path.abspath(config.resume)).parent
     name = config.experiment or f"{time.strftime('%Y%m%d-%H%M%S')}-{config.model}"
-    folder = Path(config.output) / name
-    if config.resume and Path(config.resume).resolve().parent == folder.resolve():
-        return folder  # resuming in place
-    return check_output_path(folder, config.overwrite, directory=True,
-                             inputs=[config.data_dir or None, config.initial_checkpoint or None,
-                                     config.pretrained_path or None])
+    return check_output_path(Path(config.output) / name, config.overwrite, directory=True, inputs=_inputs(config))
+
+
+def _hold_run_dir(out: Path, config: TrainConfig):
+    """Take the run folder ``out`` for this run; returns the held lock, which the caller releases when the run
+    ends. The lock lies beside the folder (``OUTPUT/.EXPERIMENT.lock``), so it outlives the folder's replacement.
+    A folder another run holds is refused, and so is one that appeared, without ``overwrite``, since this run
+    checked its output. A new run (not a resumed one) into an existing folder then replaces it whole: the old run's
+    folder is moved aside and removed, so no file or log row of it is left among the new run's.
+
+    Raises:
+        OutputError: naming the folder and the lock.
+    """
+    from filelock import FileLock, Timeout
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(out.parent / f'.{out.name}.lock'))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise OutputError(f'{str(out)!r} is in use by another training run (it holds {lock.lock_file}): wait for it '
+                          'to end, or give another --experiment') from None
+    try:
+        if not config.resume and out.exists():
+            check_output_path(out, config.overwrite, directory=True, inputs=_inputs(config))
+            aside = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.old', dir=out.parent))
+            os.replace(out, aside / out.name)
+            shutil.rmtree(aside)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def _lr(config: TrainConfig, world_size: int) -> float:
@@ -188,6 +242,26 @@ def save_model_folder(model: nn.Module, folder: Path, data_config: Dict, classes
                     model_args=dict(model_args or {}) or None, safe_serialization=True)
 
 
+def _load_initial_checkpoint(model: nn.Module, config: TrainConfig) -> None:
+    """timm train.py's ``--initial-checkpoint``: its (non-EMA) weights loaded strictly, read as convert and eval
+    read a checkpoint (:func:`timm_infodrop.checkpoint.read_state_dict`: weights only, a pickle's code never runs;
+    a train.py checkpoint's pickled arguments allowed).
+
+    Raises:
+        FileNotFoundError, CheckpointError: naming the flag and the file, and what is wrong with it.
+    """
+    from ..checkpoint import load_strictly, read_state_dict
+    from ..deploy import safe_globals
+    from ..errors import CheckpointError
+
+    try:
+        with safe_globals():
+            state_dict = read_state_dict(config.initial_checkpoint, use_ema=False)
+        load_strictly(model, state_dict, config.initial_checkpoint, config.model)
+    except (CheckpointError, FileNotFoundError) as error:
+        raise type(error)(f'--initial-checkpoint {error}') from None
+
+
 def _build_model(config: TrainConfig, ctx, num_classes: int) -> nn.Module:
     """The timm model on the run's device, its automatic KL gradient off (the loop adds the KL)."""
     import timm
@@ -209,10 +283,11 @@ def _build_model(config: TrainConfig, ctx, num_classes: int) -> nn.Module:
         kwargs['pretrained_cfg_overlay'] = dict(file=str(weights), num_classes=-1)
     try:
         model = timm.create_model(config.model, pretrained=config.pretrained or bool(config.pretrained_path),
-                                  num_classes=num_classes,
-                                  drop_rate=config.drop, checkpoint_path=config.initial_checkpoint or None, **kwargs)
+                                  num_classes=num_classes, drop_rate=config.drop, **kwargs)
     except TypeError as error:  # a keyword the architecture does not take
         raise RecipeError(f'--model {config.model}: {error} (from --model-kwargs, --drop or --drop-path)') from None
+    if config.initial_checkpoint:  # after the pretrained weights, as timm's create_model(checkpoint_path=...)
+        _load_initial_checkpoint(model, config)
     _init_head(model, config)
     prepare_for_training(model).to(ctx.device)
     if config.channels_last:
@@ -310,12 +385,20 @@ def _train(config: TrainConfig) -> TrainResult:
 
     start = time.perf_counter()
     config = config.replace().check()  # a copy: the resolved lr is written into it
+    if config.resume:  # the run's own settings, before any work
+        check_resume(config.replace(lr=_lr(config, world_size())), run_settings(config.resume))
+    if config.initial_checkpoint:  # the file's own problem (missing, unknown suffix, not safetensors) first
+        try:
+            check_checkpoint_file(config.initial_checkpoint)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f'--initial-checkpoint {error}') from None
     root, unreadable = _check_data(config)
     ctx = setup_distributed(config.device)
+    held = contextlib.ExitStack()
     try:
         out = _run_dir(config) if ctx.is_main else None
         progress = ctx.is_main and not config.no_progress
-        torch.manual_seed(config.seed + ctx.rank)
+        seed_generators(config.seed + ctx.rank)
         data = _Data(config, root)
         num_classes = _num_classes(config, data.classes)
         model = _build_model(config, ctx, num_classes)
@@ -339,15 +422,25 @@ def _train(config: TrainConfig) -> TrainResult:
         scaler = grad_scaler(amp_dtype, ctx.device)
         history: List[Dict] = []
         if ctx.is_main:
+            held.callback(_hold_run_dir(out, config).release)
             out.mkdir(parents=True, exist_ok=True)
             listed = write_unreadable(out, unreadable)
             if listed is not None:
                 print(unreadable_note(unreadable, listed), flush=True)
+            single = _single_image_classes(config, root)
+            if single:
+                print(f'warning: class folders with one image (each class learnt from a single picture): '
+                      f'{_listing(str(folder) for folder in single)}', file=sys.stderr, flush=True)
+            if state.epoch:
+                print(f'resuming {out} after epoch {state.epoch} of {epochs}', flush=True)
             with atomic_output(out / 'args.yaml') as tmp:
                 tmp.write_text(yaml.safe_dump(dict(config.as_dict(), input_size=list(data_config['input_size']))))
+        if state.generators is not None and not ctx.distributed:  # the state holds this process's generators
+            state.generators.restore()
         for epoch in range(state.epoch, epochs):
-            # per-epoch seeds: a resumed run draws the same data order and masks as an uninterrupted one
-            torch.manual_seed(_epoch_seed(config.seed, epoch, ctx.rank))
+            # per-epoch seeds of every generator: a resumed run draws the same data order, augmentation and masks
+            # as an uninterrupted one, with loader workers or without
+            seed_generators(_epoch_seed(config.seed, epoch, ctx.rank))
             if ctx.distributed and hasattr(train_loader.sampler, 'set_epoch'):
                 train_loader.sampler.set_epoch(epoch)
             stats = train_one_epoch(
@@ -361,7 +454,9 @@ def _train(config: TrainConfig) -> TrainResult:
                 distribute_bn(model, ctx.world_size, config.dist_bn == 'reduce')
             scheduler.step(state.epoch)
             if ctx.is_main:
-                eval_top1 = validate(ema.module if ema else model, val_loader, ctx.device)['top1'] if val_loader else None
+                eval_top1 = (validate(ema.module if ema else model, val_loader, ctx.device, progress=progress)['top1']
+                             if val_loader else None)
+                state.generators = GeneratorStates.capture()
                 save_training_state(out / STATE_FILE, model, optimizer, state, ema.module if ema else None)
                 row = _epoch_row(state.epoch, stats, eval_top1, optimizer.param_groups[0]['lr'])
                 _write_log(out / 'summary.csv', row)
@@ -382,4 +477,5 @@ def _train(config: TrainConfig) -> TrainResult:
         model.train(False)
         return TrainResult(model, out, data.classes, history, (time.perf_counter() - start) / 60, unreadable)
     finally:
+        held.close()
         cleanup_distributed()
