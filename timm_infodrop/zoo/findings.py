@@ -1,20 +1,20 @@
 """What the results say, as data: every reading the documents word is computed here from numbers.
 
 Each function returns plain values (numbers, booleans, one of a few named outcomes); the templates hold the
-words (``templates/model_card.md.j2``, ``report.md.j2``, ``hub_card.md.j2``). Nothing here builds a sentence.
+words (``templates/model_card.md.j2``, ``report.md.j2``, ``hub_card.md.j2`` and each kind's partials,
+``templates/kinds/<kind>/``). Nothing here builds a sentence. The studies' records come in as their dataclasses
+(:class:`~.drop_sites.DropSitesRecord`, :class:`~.shapes_calibration.CalibrationRecord`), read by attribute.
 """
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from ..registry import Row
 from .facts import SHAPE_TARGET, TARGETS, single_run_spread
 from .stats import paired_gain
-from .studies import CalibrationRecord, DropSitesRecord, same_benchmark
 
 __all__ = ['gains', 'domain_average', 'readings', 'target_checks', 'cues', 'texture_findings', 'infodrop_meets_target',
            'drop_findings', 'experiment_findings', 'claim', 'calibration_findings', 'k_choice']
-
 
 
 def gains(summary: Mapping, baseline: str, metric: str = 'top1', scale: float = 100.0,
@@ -131,27 +131,31 @@ def infodrop_meets_target(summary: Mapping, rows: Mapping[str, Row], baseline: s
     return any(SHAPE_TARGET.met(SHAPE_TARGET.change(summary[n], summary[baseline])) for n in names)
 
 
-def drop_findings(record: Optional[DropSitesRecord]) -> Optional[Dict]:
-    """Where the stem drops at the defaults (``default``), whether it avoids the outline, and the outline's drop
-    fraction at higher temperatures (``hotter``; ``spreads``: it rises with every step)."""
-    if record is None:
+def drop_findings(record: Optional[Any]) -> Optional[Dict]:
+    """Where the first site (the stem) drops on the object masks' regions: its settings (``stem``), the released
+    defaults' (``default``), whether they avoid the outline, and the outline's drop fraction at higher temperatures
+    (``hotter``; ``spreads``: it rises with every step); None without a record with regions."""
+    if record is None or not record.sites[0].regions:
         return None
-    default = record.settings[0]
-    hotter = sorted((s for s in record.settings if s.temperature > default.temperature
+    default = record.sites[0]
+    stem = [s for s in record.sites if s.site == default.site]
+    hotter = sorted((s for s in stem if s.temperature > default.temperature
                      and (s.drop_rate, s.radius) == (default.drop_rate, default.radius)), key=lambda s: s.temperature)
-    outline = [default.outline] + [s.outline for s in hotter]
-    return {'default': default, 'avoids_outline': default.outline < min(default.interior, default.background),
-            'hotter': hotter, 'spreads': all(b > a for a, b in zip(outline, outline[1:]))}
+    outline = [s.regions['outline'] for s in [default] + hotter]
+    regions = default.regions
+    return {'stem': stem, 'default': default, 'area': record.area[default.site], 'hotter': hotter,
+            'avoids_outline': regions['outline'] < min(regions['interior'], regions['background']),
+            'spreads': all(b > a for a, b in zip(outline, outline[1:]))}
 
 
-def experiment_findings(runs: Sequence[CalibrationRecord], spread: Optional[float], baseline: str) -> Optional[Dict]:
+def experiment_findings(runs: Sequence[Any], spread: Optional[float], baseline: str) -> Optional[Dict]:
     """The InfoDrop settings tried in single runs, after recalibration: the plain model's shape bias, the defaults',
     the best setting's, whether it ``reaches`` the target and whether it ``beats`` the defaults by more than the
     chance ``spread`` between single runs (None: no seeds to tell)."""
     tried = [r for r in runs if r.model.endswith('_infodrop') and r.evaluated == 'recalibrated']
     defaults = [r for r in tried if not r.model_kwargs]
     plain = [r for r in runs if r.model == baseline and not r.model_kwargs
-             and (not tried or same_benchmark(r, tried[0].config))]
+             and (not tried or r.config == tried[0].config)]  # on the same benchmark
     plain = [r for r in plain if r.evaluated == 'recalibrated'] or plain  # scored like the InfoDrop runs
     if not defaults or not plain:
         return None
@@ -163,7 +167,7 @@ def experiment_findings(runs: Sequence[CalibrationRecord], spread: Optional[floa
             'beats': None if spread is None else (best is not default and best.shape_bias - default.shape_bias >= spread)}
 
 
-def claim(found: Sequence[Dict], rows: Sequence[str], cell: str = 'sketch') -> Dict:
+def claim(found: Sequence[Dict], rows: Sequence[str], cell: str) -> Dict:
     """InfoDrop's claim on ``cell``: the paired gains of ``rows`` there and the outcome, read from the rows with
     several seeds (a row of one seed has no interval: it is listed in ``unmeasured``, not counted): 'untested'
     (no run), 'one seed' (no row has several), 'holds' (every counted row higher), 'in part' (some), 'does not
@@ -182,7 +186,7 @@ def claim(found: Sequence[Dict], rows: Sequence[str], cell: str = 'sketch') -> D
 
 
 def calibration_findings(records: Sequence[Dict], baseline: str, targets: Mapping[str, float],
-                         max_minutes: Optional[float], cell: str = 'sketch') -> Optional[Dict]:
+                         max_minutes: Optional[float], cell: str) -> Optional[Dict]:
     """The recipe's calibration: the baseline's first ``cell`` run (its per-epoch source val top-1) against
     ``targets`` (metric: at least), and the median minutes of every run as long as it against ``max_minutes``."""
     first = next((r for r in records if r['row'] == baseline and r['cell'] == cell), None)
@@ -196,12 +200,15 @@ def calibration_findings(records: Sequence[Dict], baseline: str, targets: Mappin
                         'n': len(minutes), 'met': median <= max_minutes}}
 
 
-def k_choice(sites: Optional[Dict]) -> Optional[Dict]:
-    """From a drop-sites measurement (``drop_sites.json``): whether stage 1 (added by k = 2) is at least as
-    selective (lower entropy) as the k = 1 sites."""
-    if sites is None:
+def k_choice(record: Optional[Any]) -> Optional[Dict]:
+    """From a drop-sites measurement: the sites at the released defaults (the record's first setting) with their
+    entropy, and whether the site k = 2 adds is at least as selective (lower entropy) as those k = 1 adds
+    (``k2_selective``); None without a record that measured entropies."""
+    if record is None or record.sites[0].entropy is None:
         return None
-    by_name = {s['site']: s for s in sites['sites']}
-    k1 = [by_name[n] for n in ('stage0', 'out0') if n in by_name]
-    k2 = by_name.get('stage1')
-    return dict(sites, k2_selective=k2 is not None and bool(k1) and k2['entropy'] < min(s['entropy'] for s in k1))
+    first = record.sites[0]
+    sites = [s for s in record.sites if (s.temperature, s.drop_rate, s.radius) == (first.temperature, first.drop_rate,
+                                                                                first.radius)]
+    k1, k2 = [s for s in sites if s.from_k == 1], [s for s in sites if s.from_k == 2]
+    return {'model': record.model, 'images': record.images, 'sites': sites,
+            'k2_selective': bool(k1 and k2) and min(s.entropy for s in k2) < min(s.entropy for s in k1)}

@@ -1,9 +1,9 @@
 """One run path for every benchmark: train -> convert -> evaluate -> an atomic per-run record, then one summary.
 
 A :class:`Benchmark` is a registry entry (:class:`timm_infodrop.registry.BenchmarkSpec`: tag, classes, size,
-cells, rows) plus the protocol its ``kind`` needs: prepare the data, check the cells, the train config of a
-(row, cell, seed), the converter's loaders, and the scores of a deployed model. Everything else is here, the
-same for every benchmark:
+cells, rows) plus the protocol its ``kind`` needs (:data:`timm_infodrop.zoo.kinds.KINDS`): prepare the data, check
+the cells, the train config of a (row, cell, seed), the converter's loaders, the scores of a deployed model, and
+for the documents its pictures and findings. Everything else is here, the same for every benchmark:
 
 * :func:`run_one` trains with the library's :func:`~timm_infodrop.train.train`, converts with
   :func:`~timm_infodrop.convert.convert` (strip, BN recalibration on the training data, finetuning of all
@@ -22,9 +22,11 @@ import json
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import timm
 import torch
 import yaml
@@ -37,8 +39,8 @@ from ..registry import BenchmarkSpec, Row
 from ..train import STATE_FILE, TrainConfig, save_model_folder, train
 from .stats import describe
 
-__all__ = ['Benchmark', 'run_one', 'run_benchmark', 'set_up', 'collect', 'summarize', 'write_summary', 'record_path',
-           'repository_commit', 'RUN_FILE', 'SETUP_FILE', 'CONVERT_FIELDS']
+__all__ = ['Benchmark', 'RunOptions', 'run_one', 'run_benchmark', 'set_up', 'collect', 'summarize', 'write_summary',
+           'record_path', 'run_folders', 'repository_commit', 'RUN_FILE', 'SETUP_FILE', 'CONVERT_FIELDS']
 
 RUN_FILE = 'run.json'
 SETUP_FILE = 'setup.json'  # the last set-up's minutes, step by step (not part of any run's minutes)
@@ -52,12 +54,32 @@ STEP_LABELS = {'top1_source': 'as trained (eval, regulariser off)', 'top1_stripp
                'top1_recalibrated': 'after BN recalibration', 'top1_finetuned': 'after finetuning (all weights)'}
 
 
-class Benchmark:
-    """The protocol of one kind of benchmark over its registry entry ``spec`` (subclasses fill it in).
+@dataclass(frozen=True)
+class RunOptions:
+    """What a command line may change of a benchmark's protocol, the same options for every kind (a kind uses
+    those it has a meaning for): ``quick``, the kind's demo budget; ``data_root``, the benchmark's data instead of
+    its default (a domain tree; a ``make-data`` folder); ``finetune_epochs``, the deployment's finetuning epochs;
+    ``train``, trainer settings over every row's (a smoke run's ``epochs``; they win over a row's own)."""
+    quick: bool = False
+    data_root: Optional[Path] = None
+    finetune_epochs: Optional[int] = None
+    train: Mapping[str, Any] = field(default_factory=dict)
 
-    ``labels``: the metrics it reports, in words (``{cell}`` filled in), ``cost_labels`` the per-row costs; ``headline``: the metric every row is
-    compared with the baseline on, and its scale (100: percentage points); ``hub_metrics``: metric ->
-    (model-index metric type, dataset split) of the deployed model, ``hub_train_metrics`` of the trained one.
+    def __post_init__(self):
+        if self.finetune_epochs is not None and self.finetune_epochs < 0:
+            raise DataError(f'--finetune-epochs must be >= 0, got {self.finetune_epochs}')
+
+
+class Benchmark:
+    """The protocol of one kind of benchmark over its registry entry ``spec``; every kind is built the same way,
+    ``Kind(spec, recipes, options)``, and fills in the hooks below, the only places the pipeline, the renderer
+    (:mod:`.render`) and the studies ask a benchmark anything.
+
+    ``labels``: the metrics it reports, in words (``{cell}`` filled in), ``cost_labels`` the per-row costs;
+    ``headline``: the metric every row is compared with the baseline on, and its scale (100: percentage points);
+    ``hub_metrics``: metric -> (model-index metric type, dataset split) of the deployed model, ``hub_train_metrics``
+    of the trained one.
+    The documents word a kind's results with its template partials, ``templates/kinds/<kind>/``.
     """
     labels: Dict[str, str] = {}
     cost_labels: Dict[str, str] = {}
@@ -65,18 +87,24 @@ class Benchmark:
     headline: Tuple[str, float] = ('top1', 100.0)
     hub_metrics: Dict[str, Tuple[str, str]] = {}
     hub_train_metrics: Dict[str, Tuple[str, str]] = {}
-    texture_mode: str = ''  # how a row's texture suppression changes the training images: 'double' or 'mix'
-    finetune_epochs: int = 1
+    default_finetune_epochs: int = 1  # the deployment's finetuning epochs unless the command line gives them
     finetune_lr: float = 1e-3
     finetune_aug: bool = True  # finetune with the training augmentation (False: without)
+    recalibrate_batches: Optional[int] = None  # the converter's BN recalibration: None all batches, 0 none
 
     # a results folder of the same benchmark with several seeds, whose seed spread reads results of one seed
     reference_results: Optional[Path] = None
 
-    def __init__(self, spec: BenchmarkSpec, recipes: Optional[Path] = None):
+    def __init__(self, spec: BenchmarkSpec, recipes: Optional[Path] = None, options: RunOptions = RunOptions()):
         self.spec = spec
         self.recipes = Path(recipes) if recipes is not None else None
+        self.options = options
         self.rows: Dict[str, Row] = {row.name: row for row in spec.rows}
+
+    @property
+    def finetune_epochs(self) -> int:
+        """The deployment's finetuning epochs: the command line's, else the kind's."""
+        return self.default_finetune_epochs if self.options.finetune_epochs is None else self.options.finetune_epochs
 
     @property
     def baseline(self) -> str:
@@ -86,6 +114,15 @@ class Benchmark:
     def default_rows(self) -> List[str]:
         """The rows a run without ``--rows`` trains."""
         return list(self.rows)
+
+    @property
+    def results(self) -> Path:
+        """The results folder a run writes by default (the registry's)."""
+        return Path(self.spec.results)
+
+    def work_folder(self, root: Path) -> Path:
+        """Where this benchmark's data, checkpoints and deploys go under the zoo's work folder ``root``."""
+        return Path(root) / self.spec.name
 
     def recipe(self, row: Row) -> Path:
         """The row's recipe file (``spec.recipe`` with ``{model}``: the row's recipe or model name)."""
@@ -122,6 +159,14 @@ class Benchmark:
     def train_config(self, row: Row, cell: str, seed: int, data: Path, run_dir: Path) -> TrainConfig:
         raise NotImplementedError
 
+    def row_settings(self, row: Row) -> Dict[str, Any]:
+        """The trainer settings ``row`` changes from its recipe (its epochs, its ``settings``), under the command
+        line's (``options.train``), which win."""
+        changes = {} if row.epochs is None else {'epochs': row.epochs}
+        changes.update(row.settings)
+        changes.update(self.options.train)
+        return changes
+
     def loaders(self, row: Row, cell: str, seed: int, data: Path, config: TrainConfig, data_config: Dict):
         """``(recalibrate, val, finetune, classes)``: the converter's loaders over the training data."""
         raise NotImplementedError
@@ -141,6 +186,22 @@ class Benchmark:
     def run_info(self, records: List[Dict]) -> Dict:
         """What the benchmark adds to the results folder's ``run.json``."""
         return {}
+
+    def pictures(self, results: Path, summary: Dict, records: List[Dict], work: Path) -> List[str]:
+        """Draw the report's pictures into ``results`` from the records (and what of ``work`` is on this machine);
+        returns their file names, in the report's order."""
+        return []
+
+    def findings(self, results: Path, summary: Dict, records: List[Dict], gains: List[Dict], recipes=None) -> Dict:
+        """What the kind's template partials word, as data (:mod:`.findings`): added to the documents' section of
+        this benchmark (:func:`timm_infodrop.zoo.render.section`)."""
+        return {}
+
+    def drop_site_images(self, data: Path, count: int, seed: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """``count`` images of the benchmark (uint8 (N, H, W, 3), a seeded choice) for the drop-sites study
+        (:mod:`.drop_sites`), with their object masks (float (N, H, W) in [0, 1]) where the benchmark has them
+        (None otherwise)."""
+        raise ConfigError(f'the {self.spec.kind} kind has no images for a drop-sites study')
 
 
 def repository_commit() -> str:
@@ -162,11 +223,16 @@ def _epoch_log(run_dir: Path) -> List[Dict]:
         return [{k: float(v) if v not in ('', None) else None for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def run_folders(work: Path, row: str, cell: str, seed: int) -> Tuple[Path, Path]:
+    """The trainer's run folder (``args.yaml``, the log, checkpoints) and the deploy folder of one run in ``work``."""
+    name = f'{row}-{cell}-seed{seed}'
+    return Path(work) / 'runs' / name, Path(work) / 'deploy' / name
+
+
 def run_one(bench: Benchmark, row: Row, cell: str, seed: int, data: Path, work: Path, results: Path,
             progress: bool = True) -> Dict:
     """Train, convert, evaluate one (row, cell, seed); returns its record, also written to :func:`record_path`."""
-    name = f'{row.name}-{cell}-seed{seed}'
-    run_dir, deploy = Path(work) / 'runs' / name, Path(work) / 'deploy' / name
+    run_dir, deploy = run_folders(work, row.name, cell, seed)
     state = run_dir / STATE_FILE
     resume = str(state) if state.is_file() and not (run_dir / 'model.safetensors').is_file() else ''
     config = bench.train_config(row, cell, seed, data, run_dir).replace(
@@ -176,10 +242,11 @@ def run_one(bench: Benchmark, row: Row, cell: str, seed: int, data: Path, work: 
     data_config = resolve_data_config(config.as_dict(), model=result.model)
     recalibrate, val, finetune, classes = bench.loaders(row, cell, seed, data, config, data_config)
     torch.manual_seed(seed)
-    plain, report = convert(result.model, recalibrate, val, finetune_epochs=bench.finetune_epochs,
-                            finetune_lr=bench.finetune_lr, finetune_params='all', finetune_loader=finetune)
-    report.update(recalibrate_batches=None, finetune_epochs=bench.finetune_epochs, finetune_lr=bench.finetune_lr,
-                  finetune_params='all', no_aug=not bench.finetune_aug)
+    plain, report = convert(result.model, recalibrate, val, recalibrate_batches=bench.recalibrate_batches,
+                            finetune_epochs=bench.finetune_epochs, finetune_lr=bench.finetune_lr,
+                            finetune_params='all', finetune_loader=finetune)
+    report.update(recalibrate_batches=bench.recalibrate_batches, finetune_epochs=bench.finetune_epochs,
+                  finetune_lr=bench.finetune_lr, finetune_params='all', no_aug=not bench.finetune_aug)
     save_model_folder(plain, deploy, data_config, classes)
     deployed = timm.create_model(f'local-dir:{deploy}', pretrained=True).eval()
     metrics, extra = bench.evaluate(deployed, row, cell, seed, data, config)

@@ -1,11 +1,12 @@
 """Every document of the zoo, for every benchmark, from its results folder only: ``REPORT.md``, ``MODEL_CARD.md``
 and ``hub_configs/`` (a ``config.json`` and a model card per Hub repo).
 
-:func:`section` gathers what one benchmark's results say (the summary, the run, the rows as data and the
-findings of :mod:`.findings`); the templates (``report.md.j2``, ``model_card.md.j2``, ``hub_card.md.j2``) word
-them, and :mod:`.formatting` writes every number. Nothing below builds a sentence.
+:func:`section` gathers what one benchmark's results say (the summary, the run, the rows as data, the gains and
+what its kind finds, :meth:`~.pipeline.Benchmark.findings`); the templates (``report.md.j2``, ``model_card.md.j2``,
+``hub_card.md.j2``) word what every benchmark has and include its kind's partials (``templates/kinds/<kind>/``) for
+the rest, and :mod:`.formatting` writes every number. Nothing below builds a sentence, and nothing reads a kind
+from the results: the registry names it.
 """
-import inspect
 import json
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
@@ -14,19 +15,19 @@ import timm
 import yaml
 from timm.models._hub import save_config_for_hf
 
-from ..eval.robustness import pgd_top1
 from ..hub.naming import HubRepo, repo_for, weights_cfg
 from ..io import atomic_directory, atomic_output
 from ..models._builder import trained_cfg
-from .facts import TARGETS, method_facts, method_of, recipe_text, recipes_folder, single_run_spread
-from .findings import (calibration_findings, claim, cues, domain_average, drop_findings, experiment_findings,
-                       gains, infodrop_meets_target, k_choice, readings, target_checks, texture_findings)
+from .facts import method_facts, method_of, recipe_text
+from .findings import gains
 from .formatting import architecture_name, render
 from .pipeline import Benchmark, collect, write_summary
 from .stats import CONFIDENCE
-from .studies import DROP_SITES_FILE, CalibrationRecord, DropSitesRecord, load_records, same_benchmark
 
 __all__ = ['section', 'summary_text', 'write_report', 'render_card', 'write_card', 'hub_repos', 'render_hub_configs']
+
+# the converter's settings of a record that the documents state
+DEPLOYMENT = ('recalibrate_batches', 'finetune_epochs', 'finetune_lr', 'finetune_params', 'no_aug')
 
 
 def _load(results: Path) -> Tuple[Dict, Dict, List[Dict]]:
@@ -50,71 +51,23 @@ def _row_facts(bench: Benchmark, recipes) -> List[Dict]:
 
 
 def section(bench: Benchmark, results: Path, recipes=None) -> Dict:
-    """One benchmark's part of the documents: the spec, run, summary and records, the rows, and every finding."""
+    """One benchmark's part of the documents: the spec and its kind, run, summary and records, the rows, the gains
+    over the baseline, and what the kind finds (:meth:`~.pipeline.Benchmark.findings`, worded by its partials)."""
     results = Path(results)
     summary, run, records = _load(results)
-    rows = {row.name: row for row in bench.spec.rows}
+    rows = bench.rows
     metric, scale = bench.headline
     found = gains(summary, bench.baseline, metric, scale, {r.name: r.against for r in bench.spec.rows if r.against})
-    out = {'bench': bench, 'spec': bench.spec, 'confidence': CONFIDENCE, 'results': str(results), 'run': run, 'summary': summary,
+    training = {recipe_text(yaml.safe_load(bench.recipe(rows[r]).read_text())) for r in summary if r in rows}
+    deployments = {json.dumps({k: r['convert'].get(k) for k in DEPLOYMENT}) for r in records}
+    out = {'bench': bench, 'spec': bench.spec, 'kind': bench.spec.kind, 'confidence': CONFIDENCE,
+           'results': str(results), 'run': run, 'summary': summary,
            'cells': sorted({c for cells in summary.values() for c in cells}), 'baseline': bench.baseline,
            'rows': [f for f in _row_facts(bench, recipes) if f['row'].name in summary], 'gains': found,
-           'minutes': [r['total_minutes'] for r in records], 'records': records,
-           'training': sorted({recipe_text(yaml.safe_load(bench.recipe(rows[r]).read_text())) for r in summary if r in rows}),
-           'deployments': sorted({json.dumps({k: r['convert'].get(k) for k in ('recalibrate_batches', 'finetune_epochs',
-                                                                               'finetune_lr', 'finetune_params', 'no_aug')})
-                                  for r in records}),
-           'claim': claim(found, [n for n, r in rows.items() if r.model.endswith('_infodrop') and not r.texture])
-           if len(bench.spec.cells) > 1 else None,
-           'calibration': calibration_findings(records, bench.baseline, bench.spec.calibration,
-                                               bench.spec.calibration_minutes) if len(bench.spec.cells) > 1 else None,
-           'k': k_choice(json.loads((results / 'drop_sites.json').read_text()))
-           if (results / 'drop_sites.json').is_file() else None}
-    out['deployments'] = [json.loads(d) for d in out['deployments']]
-    metrics = {m for cells in summary.values() for stats in cells.values() for m in stats}
-    out['averages'] = {m: domain_average(summary, bench.spec.cells, m) for m in metrics} if len(bench.spec.cells) > 1 else {}
-    if len(bench.spec.cells) == 1 and all(t.metric in s for t in TARGETS for cells in summary.values() for s in cells.values()):
-        cell = {row: cells[bench.spec.cells[0]] for row, cells in summary.items()}
-        base = cell[bench.baseline]
-        calibration = results / 'calibration.jsonl'
-        runs = load_records(calibration, CalibrationRecord) if calibration.is_file() else []
-        sites = results / DROP_SITES_FILE
-        drops = load_records(sites, DropSitesRecord)[-1] if sites.is_file() else None
-        spread = single_run_spread(cell)
-        listed = [r for r in runs if r.model != bench.baseline or r.model_kwargs or r.evaluated == 'recalibrated']
-        per = next(iter(records))['scores']['corruption']['per_corruption']
-        pgd = {k: p.default for k, p in inspect.signature(pgd_top1).parameters.items()}
-        out.update(cell=cell, targets=TARGETS, checks={r: target_checks(s, base) for r, s in cell.items()},
-                   cues={r: cues(s, base) for r, s in cell.items()}, texture=texture_findings(cell, rows, bench.baseline),
-                   infodrop_met=infodrop_meets_target(cell, rows, bench.baseline), drops=drops,
-                   drop=drop_findings(drops), experiments=listed,
-                   plain_runs=[r for r in runs if r not in listed and r.model == bench.baseline
-                               and listed and same_benchmark(r, listed[0].config)], experiment=experiment_findings(runs, spread, bench.baseline), spread=spread,
-                   evaluation={'corruptions': len(per), 'severities': len(next(iter(per.values()))),
-                               'eps': round(pgd['eps'] * 255), 'steps': pgd['steps']},
-                   gpu_recipes=[f.name for f in sorted(recipes_folder(recipes).glob('*.yaml'))
-                                if yaml.safe_load(f.read_text()).get('device', 'cpu') != 'cpu'])
-    if len(bench.spec.cells) == 1 and metric == 'shape_bias':
-        out['reading'] = _reading(bench, summary, run)
+           'minutes': [r['total_minutes'] for r in records], 'records': records, 'training': sorted(training),
+           'deployments': [json.loads(d) for d in sorted(deployments)]}
+    out.update(bench.findings(results, summary, records, found, recipes))
     return out
-
-
-def _reading(bench: Benchmark, summary: Dict, run: Dict) -> Dict:
-    """:func:`~.findings.readings` of the one cell, the noise level from these results' seeds, else from the
-    benchmark's reference results (the full zoo's seeds), with where it came from."""
-    cell = {row: cells[bench.spec.cells[0]] for row, cells in summary.items() if bench.spec.cells[0] in cells}
-    spread, source = single_run_spread(cell), None
-    reference = bench.reference_results
-    if spread is None and reference is not None:
-        beside = Path(__file__).resolve().parents[2] / reference  # a checkout's, else the working directory's
-        folder = beside if (beside / 'summary.json').is_file() else reference
-        if (folder / 'summary.json').is_file():
-            other = json.loads((folder / 'summary.json').read_text())
-            spread = single_run_spread({row: cells[bench.spec.cells[0]] for row, cells in other.items()
-                                        if bench.spec.cells[0] in cells})
-            source = str(reference) if spread is not None else None
-    return dict(readings(cell, bench.baseline, spread, bench.headline[0]), source=source, run=run,
-                texture=[r.name for r in bench.spec.rows if r.texture])
 
 
 def summary_text(bench: Benchmark, results: Path, report: Path) -> str:

@@ -1,61 +1,70 @@
-"""PACS domain generalisation's protocol: each row trained on three PACS domains and tested on the held-out fourth
-(the cell), converted and evaluated as a deployed plain timm model.
+"""The leave-one-domain-out kind (``domain``): each row trained on every domain of a ``<domain>/<class>/<image>``
+tree but one, tested on the held-out one (the cell), converted and evaluated as a deployed plain timm model.
 
-The registry entry gives the image size, the architecture of its rows and the initial weights
-(:class:`~timm_infodrop.registry.BenchmarkSpec`): ``pacs`` trains ResNet-18 rows from scratch at 64 px; a
-benchmark with ``weights`` starts every row from the imported weights folder
-(:func:`timm_infodrop.weights.import_weights`) loaded as timm pretrained weights. Every row uses the
-benchmark's one recipe and differs only by the regulariser or the training images (a row's ``texture``:
-each training image replaced by its filtered copy with probability 1/2, as many updates as the baseline;
-``paper_beta``: Information Dropout's beta divided by the number of training images).
+PACS is one such benchmark; Office-Home or any tree of the same layout is another registry entry
+(:class:`~timm_infodrop.registry.BenchmarkSpec`): its domains are the ``cells``, its classes ``classes``, its data
+root ``--data-root``, else the environment variable ``data_env``, else ``data_root``. The entry also gives the
+image size, the architecture of its rows and the initial weights: a benchmark with ``weights`` starts every row
+from the imported weights folder (:func:`timm_infodrop.weights.import_weights`) loaded as timm pretrained weights.
+Every row uses the benchmark's one recipe and differs only by the regulariser or the training images (a row's
+``texture``: each training image replaced by its filtered copy with probability 1/2, as many updates as the
+baseline; ``paper_beta``: Information Dropout's beta divided by the number of training images).
 
 Deploying is the paper's second phase: the regulariser stripped, BN recalibrated on the source train split,
 then finetuning epochs of all weights without it (kept only if the source val top-1 does not drop). The
-reported model is the one at the end of training and deployment: the target domain selects nothing.
+reported model is the one at the end of training and deployment: the target domain selects nothing. The
+documents word its results with ``templates/kinds/domain/`` (:meth:`DomainBenchmark.findings`).
 """
-import json
+import os
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import timm
 import torch
-from timm.data import resolve_data_config
 
-from ..data.domains import (DataError, decode_image, leave_one_domain_out, pacs_root, require_pacs_root,
-                            sample_loader, scan_domains)
+from ..data.domains import DataError, DomainTree, decode_image, leave_one_domain_out, sample_loader, scan_domains
 from ..errors import require
 from ..eval.domains import domain_scores
-from ..io import atomic_output
 from ..layers import beta_from_paper
-from ..layers.info_drop import drop_distribution, keep_probability, self_information
-from ..registry import PACS, BenchmarkSpec, Row
+from ..registry import BenchmarkSpec, Row
 from ..train import TrainConfig
 from ..viz import first_info_drop_conv
-from .pipeline import Benchmark, collect
+from . import drop_sites
+from .findings import calibration_findings, claim, domain_average, k_choice
+from .pipeline import Benchmark, RunOptions
 
-__all__ = ['PacsBenchmark', 'drop_site_statistics', 'measure_drop_sites', 'plot_pacs_top1', 'plot_pacs_attributions']
+__all__ = ['DomainBenchmark', 'data_root', 'picture_images', 'plot_target_top1', 'plot_attributions']
 
 
-class PacsBenchmark(Benchmark):
-    """Leave-one-domain-out on the PACS tree at ``root`` (default :func:`~timm_infodrop.data.domains.pacs_root`)."""
-    labels = {'top1': 'top-1 on the unseen {cell} domain', 'mean_class_top1': 'mean per-class top-1 on the {cell} domain',
+def data_root(spec: BenchmarkSpec, given: Optional[Path] = None) -> Optional[Path]:
+    """The benchmark's tree: ``given`` (the command line's), else ``$<spec.data_env>``, else ``spec.data_root``;
+    None when none of them names one."""
+    root = given or (os.environ.get(spec.data_env) if spec.data_env else None) or spec.data_root
+    return Path(root) if root else None
+
+
+class DomainBenchmark(Benchmark):
+    """Leave-one-domain-out on the tree at :func:`data_root`: the cells are the spec's domains."""
+    labels = {'top1': 'top-1 on the unseen {cell} domain',
+              'mean_class_top1': 'mean per-class top-1 on the {cell} domain',
               'source_val_top1': 'source val top-1 (the 10% held out of the source domains)',
               'train_minutes': 'train minutes', 'total_minutes': 'minutes (train + deploy + evaluation)'}
     hub_metrics = {'top1': ('accuracy', '{cell}'), 'mean_class_top1': ('mean_class_accuracy', '{cell}'),
                    'source_val_top1': ('accuracy', 'source_val')}
     hub_train_metrics = {'top1_source': ('accuracy', 'source_val')}
-    texture_mode = 'mix'
 
-    def __init__(self, spec: BenchmarkSpec = PACS, recipes: Optional[Path] = None, root: Optional[Path] = None,
-                 finetune_epochs: int = 1, **overrides):
-        super().__init__(spec, recipes)
-        if finetune_epochs < 0:
-            raise DataError(f'--finetune-epochs must be >= 0, got {finetune_epochs}')
-        self.root, self.finetune_epochs, self.overrides = pacs_root(root), finetune_epochs, overrides
+    def __init__(self, spec: BenchmarkSpec, recipes: Optional[Path] = None, options: RunOptions = RunOptions()):
+        super().__init__(spec, recipes, options)
+        self.root = data_root(spec, options.data_root)
+        self.tree: Optional[DomainTree] = None
 
     def prepare(self, work: Path) -> Path:
-        self.tree = scan_domains(require_pacs_root(self.root))
+        if self.root is None:
+            variable = f' or set {self.spec.data_env}' if self.spec.data_env else ''
+            raise DataError(f'no {self.spec.name} data given: pass --data-root DIR (laid out '
+                            f'DIR/<domain>/<class>/<image>){variable}')
+        self.tree = scan_domains(self.root, self.spec.cells)
         if self.spec.weights:  # the initial weights, imported once into the work folder
             from ..weights import import_weights
             folder = Path(work) / 'weights' / self.spec.weights
@@ -74,7 +83,7 @@ class PacsBenchmark(Benchmark):
     def train_config(self, row: Row, cell: str, seed: int, data: Path, run_dir: Path) -> TrainConfig:
         config = TrainConfig.from_recipe(self.recipe(row), data_dir=str(data), target_domain=cell, seed=seed,
                                          model=row.model, img_size=self.spec.image_size, output=str(run_dir.parent),
-                                         experiment=run_dir.name, **self.overrides)
+                                         experiment=run_dir.name, **self.options.train)
         kwargs = dict(config.model_kwargs, **row.model_kwargs)
         if row.paper_beta is not None:
             kwargs['infodropout_beta'] = beta_from_paper(row.paper_beta, len(self._split(cell, seed, config).train))
@@ -83,9 +92,7 @@ class PacsBenchmark(Benchmark):
             changes['pretrained_path'] = str(self.weights)
         if row.texture:
             changes.update(texture_suppression=row.texture, texture_suppression_prob=0.5)
-        if row.epochs and 'epochs' not in self.overrides:  # a budget's epochs (a smoke run's) win over the row's
-            changes['epochs'] = row.epochs
-        changes.update({k: v for k, v in row.settings.items() if k not in self.overrides})
+        changes.update(self.row_settings(row))
         return config.replace(model_kwargs=kwargs, **changes)
 
     def loaders(self, row: Row, cell: str, seed: int, data: Path, config: TrainConfig, data_config: Dict):
@@ -111,7 +118,7 @@ class PacsBenchmark(Benchmark):
                 'recipe': sorted({r['recipe'] for r in records})[0],
                 'finetune_epochs': sorted({r['finetune_epochs'] for r in records})[0]}
 
-    def drop_models(self) -> Dict[str, torch.nn.Module]:
+    def _drop_models(self) -> Dict[str, torch.nn.Module]:
         """The training variant of each InfoDrop row whose first InfoDrop conv differs from the rows' before it
         (windows, padding, patch size, T, drop rate), untrained: at the stem the drop map is a function of the
         image alone."""
@@ -125,13 +132,13 @@ class PacsBenchmark(Benchmark):
                 models[row.name] = model
         return models
 
-    def pictures(self, results: Path, summary: Dict, records: List[Dict], work: Path,
-                 cell: str = 'sketch') -> List[str]:
-        """target_top1.png, and attributions.png from the deployed models on ``cell`` of the seed whose deploys are
-        on this machine for the most rows (the lowest such seed). The deploys live in a run's work folder, not in the
-        results: where no seed has every recorded row deployed here, an attributions.png already drawn (from a
-        machine that had them) is kept rather than redrawn with fewer rows."""
-        plot_pacs_top1(records, list(self.rows), results / 'target_top1.png')
+    def pictures(self, results: Path, summary: Dict, records: List[Dict], work: Path) -> List[str]:
+        """target_top1.png, and attributions.png from the deployed models on the first default cell, of the seed whose
+        deploys are on this machine for the most rows (the lowest such seed), on the images of ``picture_cells``. The
+        deploys live in a run's work folder, not in the results: where no seed has every recorded row deployed here,
+        an attributions.png already drawn (from a machine that had them) is kept rather than redrawn with fewer rows."""
+        cell = self.spec.default_cells[0]
+        plot_target_top1(records, list(self.rows), results / 'target_top1.png', self.spec.name)
         rows = {r['row'] for r in records if r['cell'] == cell}
         deployed: Dict[int, Dict[str, Path]] = {}
         for r in records:
@@ -143,14 +150,34 @@ class PacsBenchmark(Benchmark):
                 (drawn and set(deployed[seed]) != rows):
             return ['target_top1.png', 'attributions.png'] if drawn else ['target_top1.png']
         deploys = {row: deployed[seed][row] for row in self.rows if row in deployed[seed]}
-        images, titles = picture_images(self.root, self.spec.image_size)
-        plot_pacs_attributions(deploys, images, results / 'attributions.png', titles, self.drop_models(),
-                               self.spec.architecture, seed)
+        images, titles = picture_images(scan_domains(self.root, self.spec.cells), self.spec.image_size,
+                                        self.spec.picture_cells or self.spec.default_cells)
+        plot_attributions(deploys, images, results / 'attributions.png', titles, self._drop_models(),
+                          self.spec.architecture, seed)
         return ['target_top1.png', 'attributions.png']
 
+    def findings(self, results: Path, summary: Dict, records: List[Dict], gains: List[Dict], recipes=None) -> Dict:
+        """InfoDrop's claim on the first default cell, the recipe's calibration, the choice of k from the
+        drop-sites study, and each metric's average over the cells (the number papers report)."""
+        cell = self.spec.default_cells[0]
+        infodrop = [n for n, r in self.rows.items() if r.model.endswith('_infodrop') and not r.texture]
+        metrics = {m for cells in summary.values() for stats in cells.values() for m in stats}
+        return {'claim': claim(gains, infodrop, cell),
+                'calibration': calibration_findings(records, self.baseline, self.spec.calibration,
+                                                    self.spec.calibration_minutes, cell),
+                'k': k_choice(drop_sites.latest(results)),
+                'averages': {m: domain_average(summary, self.spec.cells, m) for m in metrics}}
 
-def plot_pacs_top1(records: List[Dict], order: List[str], path: Path) -> None:
-    """Target top-1 per row and target: bars at the seed mean, one dot per seed."""
+    def drop_site_images(self, data: Path, count: int, seed: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """A seeded draw of ``count`` source training images of the first default cell's split (no masks)."""
+        tree = self.tree or scan_domains(data, self.spec.cells)
+        train = leave_one_domain_out(tree, self.spec.default_cells[0], seed=seed).train
+        chosen = np.random.default_rng(seed).choice(len(train), min(count, len(train)), replace=False)
+        return np.stack([decode_image(train[i][0], self.spec.image_size) for i in sorted(chosen)]), None
+
+
+def plot_target_top1(records: List[Dict], order: List[str], path: Path, title: str) -> None:
+    """Target top-1 per row and target: bars at the seed mean, one dot per seed; ``title`` names the benchmark."""
     require('matplotlib', 'eval')  # else a one-line error naming the extra
     import matplotlib
     matplotlib.use('Agg', force=False)
@@ -173,14 +200,14 @@ def plot_pacs_top1(records: List[Dict], order: List[str], path: Path) -> None:
             ax.scatter([x] * len(values), values, color='black', s=10, zorder=3)
     ax.set_xticks(range(len(targets)), targets)
     ax.set_ylabel('target-domain top-1 (%)')
-    ax.set_title('PACS, unseen target domain (dots: seeds)')
+    ax.set_title(f'{title}, unseen target domain (dots: seeds)')
     ax.grid(axis='y', alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def plot_pacs_attributions(deploys: Dict[str, Path], images: np.ndarray, path: Path, titles: List[str],
+def plot_attributions(deploys: Dict[str, Path], images: np.ndarray, path: Path, titles: List[str],
                            drop_models: Dict[str, torch.nn.Module], architecture: str, seed: int = 0) -> None:
     """Rows: images (uint8 (N, H, W, 3)); columns: the image, the drop probability of each of ``drop_models``'
     InfoDrop (:func:`timm_infodrop.viz.model_drop_probability`, on the image as that model takes it), and the
@@ -225,12 +252,11 @@ def plot_pacs_attributions(deploys: Dict[str, Path], images: np.ndarray, path: P
     plt.close(fig)
 
 
-def picture_images(root: Path, size: int, per_domain: int = 3, domains=('sketch', 'photo')):
-    """The same images for every row's picture: the first image of the first ``per_domain`` classes of each
-    domain, decoded at ``size``; returns uint8 (N, size, size, 3) and their titles."""
-    tree = scan_domains(root)
+def picture_images(tree: DomainTree, size: int, cells, per_domain: int = 3) -> Tuple[np.ndarray, List[str]]:
+    """The same images for every row's picture: the first image of the first ``per_domain`` classes of each of
+    ``cells`` in ``tree``, decoded at ``size``; returns uint8 (N, size, size, 3) and their titles."""
     images, titles = [], []
-    for domain in domains:
+    for domain in cells:
         if domain not in tree.domains:
             continue
         for label in range(min(per_domain, len(tree.classes))):
@@ -238,64 +264,3 @@ def picture_images(root: Path, size: int, per_domain: int = 3, domains=('sketch'
             images.append(decode_image(path, size))
             titles.append(f'{domain}: {tree.classes[label]}')
     return np.stack(images), titles
-
-
-# the candidate sites of the released dropout_layers = k on a timm ResNet-18: (site, conv whose input
-# the distances are taken on, its geometry (k, s, p), a max-pool after it), k = 1 adds stage0 and out0, k = 2 stage1
-CANDIDATE_SITES = (
-    ('stem', 'conv1', (7, 2, 3), (3, 2, 1), 0),
-    ('stage0', 'layer1.0.conv1', (3, 1, 1), None, 1),
-    ('out0', 'layer1.0.conv2', (3, 1, 1), None, 1),
-    ('stage1', 'layer2.0.conv1', (3, 2, 1), None, 2),
-)
-
-
-def drop_site_statistics(model, images, temperature: float = 0.03, drop_rate: float = 1.5,
-                         seed: int = 0) -> List[Dict]:
-    """Where InfoDrop would drop in a trained plain ResNet, per candidate site of ``dropout_layers = k``:
-    the drop distribution ``P = softmax(-I / T)`` of each image over the site's grid, summarised by its
-    normalised entropy (1: uniform, the mask is plain spatial dropout; lower: it singles out predictable
-    places) and the fraction of units dropped. ``images``: a normalised batch (B, 3, H, W)."""
-    inputs = {}
-    modules = dict(model.named_modules())
-    hooks = [modules[conv].register_forward_hook(lambda m, a, o, conv=conv: inputs.__setitem__(conv, a[0]))
-             for _, conv, *_ in CANDIDATE_SITES]
-    try:
-        with torch.no_grad():
-            model.eval()(images)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    rows = []
-    for name, conv, (k, s, p), pool, k_min in CANDIDATE_SITES:
-        info = self_information(inputs[conv], k, s, p, generator=torch.Generator().manual_seed(seed))
-        pooled = {} if pool is None else dict(pool_kernel_size=pool[0], pool_stride=pool[1], pool_padding=pool[2])
-        grid = drop_distribution(info, temperature, **pooled)  # (B, 1, H, W) on the grid the mask acts on
-        dist = grid.flatten(1)
-        entropy = -(dist * dist.clamp_min(1e-30).log()).sum(1) / np.log(dist.shape[1])
-        dropped = 1 - keep_probability(grid, drop_rate)
-        rows.append({'site': name, 'conv': conv, 'from_k': k_min, 'grid': list(grid.shape[-2:]),
-                     'entropy': float(entropy.mean()), 'entropy_min': float(entropy.min()),
-                     'dropped_fraction': float(dropped.mean())})
-    return rows
-
-
-def measure_drop_sites(results: Path, root: Path, images: int = 96, seed: int = 0) -> Dict:
-    """:func:`drop_site_statistics` of the baseline's seed-``seed`` sketch-target deploy on ``images`` source
-    training images (a seeded draw): ``{'model', 'images', 'sites': [...]}``, also written to
-    ``results/drop_sites.json``."""
-    record = next((r for r in collect(results) if (r['row'], r['cell'], r['seed']) == (PACS.baseline, 'sketch', seed)),
-                  None)
-    if record is None or not (Path(record['deploy']) / 'model.safetensors').is_file():
-        raise DataError(f'no deployed {PACS.baseline} (sketch target, seed {seed}) from {str(results)!r} on this '
-                        'machine: run the PACS zoo first')
-    model = timm.create_model(f"local-dir:{record['deploy']}", pretrained=True)
-    split = leave_one_domain_out(scan_domains(root), 'sketch', record.get('val_fraction', 0.1), seed)
-    loader = sample_loader(split.train, split.classes, resolve_data_config(model=model), images, shuffle=True,
-                           seed=seed, progress=False)
-    batch, _ = next(iter(loader))
-    out = {'model': f'{PACS.baseline} (sketch target, seed {seed}, deployed)', 'images': int(batch.shape[0]),
-           'temperature': 0.03, 'drop_rate': 1.5, 'sites': drop_site_statistics(model, batch, seed=seed)}
-    with atomic_output(Path(results) / 'drop_sites.json') as tmp:
-        tmp.write_text(json.dumps(out, indent=2) + '\n')
-    return out
