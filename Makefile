@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 TIMM_SUBSET := $(foreach arch,resnet18 resnet26d resnext50_32x4d wide_resnet50_2 convnext_atto \
 	efficientnet_b0 efficientnet_lite0 tf_efficientnet_lite0 mobilenetv3_large_100 regnety_016,$(arch)_infodrop $(arch)_infodropout)
 
-.PHONY: venv test test-timm check-docs bench demo zoo clean
+.PHONY: venv test test-fast test-timm check-docs bench demo zoo clean
 
 venv: $(STAMP)
 
@@ -19,9 +19,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
+# every test (CI): the documents, pytest's slow and fast tiers, timm's suite
 test: venv check-docs
 	$(BIN)/python -m pytest -q
 	$(BIN)/python tests/support/timm_suite.py --models $(TIMM_SUBSET)
+
+# the edit-test loop: every test not marked slow (pyproject.toml's markers), a few minutes on 2 cores
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # the committed documents regenerate from the committed results and records: MODEL_CARD.md, hub_configs/ and
 # docs/benchmark.md (the unit tests read no measured number, so a rerun of a zoo breaks none of them)
@@ -34,13 +39,17 @@ check-docs: venv
 	diff -ru hub_configs $(CHECK)/hub_configs
 	$(BIN)/timm-infodrop study doc --records zoo/results/calibration.jsonl --out $(CHECK)/benchmark.md
 	diff -u docs/benchmark.md $(CHECK)/benchmark.md
+	$(BIN)/timm-infodrop study doc --study pacs_in1k_study --out $(CHECK)/pacs_calibration.md
+	diff -u docs/pacs_calibration.md $(CHECK)/pacs_calibration.md
 
 test-timm: venv
 	$(BIN)/python tests/support/timm_suite.py
 
+# the benchmarks, on an idle machine: results written where named, docs/speed.md's table rendered from them
 bench: venv
-	$(BIN)/python bench/bench_layers.py
-	$(BIN)/python bench/bench_data.py
+	$(BIN)/python bench/bench_layers.py --out bench/results.json --page docs/speed.md
+	$(BIN)/python bench/bench_data.py --out bench/results-data.json
+	$(BIN)/python bench/bench_precision.py --out bench/results-precision.json --page docs/speed.md
 
 # the main job: the quick zoo (4 rows trained, converted and evaluated on the synthetic benchmark, then read)
 demo: venv
@@ -50,7 +59,7 @@ demo: venv
 # records the minutes it took)
 zoo: venv
 	$(BIN)/timm-infodrop zoo run --seeds 3
-	$(BIN)/timm-infodrop study drop-sites --data out/zoo/data-full --out zoo/results
+	$(BIN)/timm-infodrop zoo drop-sites --benchmark shapes
 	$(BIN)/timm-infodrop zoo card
 	$(BIN)/timm-infodrop hub render
 

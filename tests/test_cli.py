@@ -102,6 +102,7 @@ def test_command_refuses_unknown_format(tmp_path, image_file, capsys):
     assert "'.txt'" in capsys.readouterr().err and not out.exists()
 
 
+@pytest.mark.slow
 def test_module_entry_point_lists_subcommands():
     result = subprocess.run([sys.executable, '-m', 'timm_infodrop', '--help'], capture_output=True, text=True)
     assert result.returncode == 0 and 'infomap' in result.stdout

@@ -21,6 +21,7 @@ def graph_breaks(model, *inputs):
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize('name', VARIANTS)
+@pytest.mark.slow
 def test_a_training_forward_has_no_graph_break(cpu_path, name):
     model = timm.create_model(name, num_classes=4).train()
     count, reasons = graph_breaks(model, torch.randn(2, 3, 64, 64))
@@ -38,6 +39,7 @@ def test_the_kernels_are_one_opaque_op_each_to_export(cpu_path):
 
 
 @pytest.mark.parametrize('sampling', ['bernoulli', 'multinomial'])
+@pytest.mark.slow
 def test_compiled_layer_keeps_the_gradient_formula(cpu_path, sampling):
     torch._dynamo.reset()
     layer = InfoDrop(3, 1, 1, sampling=sampling).train()
@@ -71,6 +73,7 @@ def test_a_non_finite_input_propagates_or_raises_on_request(cpu_path, bad):
         layer(x, y)
 
 
+@pytest.mark.slow
 def test_compiled_torch_ops_compute_the_eager_map():
     """Under torch.compile (and on a GPU) the torch ops shift by a gather of device-side offsets, in eager on a
     CPU by views: the same map (every offset, so no draw)."""

@@ -58,6 +58,7 @@ print(type(model).__name__, model.pretrained_cfg['architecture'])
 
 
 @pytest.mark.parametrize('method', ['infodrop', 'infodropout'])
+@pytest.mark.slow
 def test_convert_cli_ships_a_model_vanilla_timm_loads(tmp_path, data_dir, method):
     model = train_a_few_steps(f'resnet18_{method}')
     checkpoint = tmp_path / 'ckpt' / 'model.safetensors'

@@ -10,6 +10,8 @@ import textwrap
 from importlib import metadata
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / 'timm_infodrop'
 # the modules that only the extras bring (and what they pull in)
@@ -28,6 +30,7 @@ def run_without_extras(code: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_both_kinds_build_train_and_strip_without_the_extras():
     out = run_without_extras('''
         import sys, timm, torch
@@ -48,6 +51,7 @@ def test_both_kinds_build_train_and_strip_without_the_extras():
     assert out.strip().endswith('ok')
 
 
+@pytest.mark.slow
 def test_every_module_imports_and_a_feature_names_its_extra():
     out = run_without_extras('''
         import pkgutil, importlib, timm_infodrop

@@ -67,6 +67,7 @@ def test_surgery_trains_and_converts_on_the_device(device):
 
 
 @on_every_device
+@pytest.mark.slow
 def test_torch_compile_trains_a_variant_on_the_device(device):
     """torch.compile (inductor) of resnet18_infodrop in training mode: forward and backward run, and the
     compiled model drops the stem's units at the eager model's rate."""

@@ -79,6 +79,7 @@ def test_pgd_lowers_the_accuracy_of_a_trained_model():
     assert attacked < clean - 0.2
 
 
+@pytest.mark.slow
 def test_eval_command_writes_the_documented_results(tmp_path):
     import json
     from timm_infodrop.cli import main

@@ -57,6 +57,7 @@ def _convert(checkpoint, data_dir, out, **kwargs):
     return convert_folder(str(checkpoint), data_dir, out, recalibrate_batches=1, batch_size=4, seed=0, **kwargs)
 
 
+@pytest.mark.slow
 def test_convert_takes_every_checkpoint_our_trainer_writes(our_run, data_dir, tmp_path):
     """RUN/model.safetensors, the resume state RUN/last.safetensors (its model.* weights) and local-dir:RUN
     convert to the same model, without --model (the run's args.yaml names it); local-dir:RUN converts into
@@ -94,6 +95,27 @@ def test_convert_takes_the_checkpoints_timm_train_py_writes(tmp_path, data_dir, 
     assert report['source_model'] == 'resnet18_infodrop' and report['input_size'] == [3, SIZE, SIZE]
     shipped = load_file(str(run / 'deploy' / 'model.safetensors'))
     assert torch.equal(shipped['conv1.weight'], ema.state_dict()['conv1.weight'])  # EMA, not the raw weights
+
+
+def test_eval_takes_a_train_py_checkpoint_without_model(tmp_path, data_dir):
+    """eval names the model as convert does: a timm train.py checkpoint's arch (its pickled args allowed, nothing
+    else), so --model is not needed; a --model that contradicts the arch is refused in one line."""
+    from timm_infodrop.errors import CheckpointError
+    from timm_infodrop.eval.domain_folder import evaluate_domain_folder
+
+    torch.manual_seed(0)
+    model = timm.create_model('resnet18_infodrop', num_classes=2)
+    checkpoint = tmp_path / 'run' / 'last.pth.tar'
+    checkpoint.parent.mkdir()
+    torch.save({'epoch': 1, 'arch': 'resnet18_infodrop', 'state_dict': model.state_dict(), 'version': 2,
+                'args': argparse.Namespace(model='resnet18_infodrop', num_classes=2)}, checkpoint)
+    checkpoint = str(checkpoint)
+    results = evaluate_domain_folder(None, data_dir / 'val', tmp_path / 'eval', checkpoint=checkpoint, progress=False)
+    assert results['model'] == 'resnet18_infodrop' and results['images'] == 8
+    assert main(['eval', '--checkpoint', checkpoint, '--domain-dir', str(data_dir / 'val'), '--out',
+                 str(tmp_path / 'eval2')]) == 0
+    with pytest.raises(CheckpointError, match='--model resnet18 but the checkpoint'):
+        evaluate_domain_folder('resnet18', data_dir / 'val', tmp_path / 'eval3', checkpoint=checkpoint)
 
 
 def test_a_text_file_named_safetensors_is_named_as_such(tmp_path, data_dir, capsys):
@@ -153,6 +175,7 @@ def one_bad_jpeg(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_convert_skips_and_names_a_few_unreadable_images(tmp_path, one_bad_jpeg, capsys):
     """A zero-byte .jpg that train skips: convert skips it too (recalibration, finetuning and evaluation), names
     it and lists it in OUT/unreadable_images.txt, exit 0, never a traceback."""
@@ -173,6 +196,7 @@ def test_convert_skips_and_names_a_few_unreadable_images(tmp_path, one_bad_jpeg,
     assert json.loads((out / 'convert_report.json').read_text())['unreadable_images'] == [str(p) for p in bad]
 
 
+@pytest.mark.slow
 def test_eval_skips_and_names_a_few_unreadable_images(tmp_path, one_bad_jpeg, capsys, monkeypatch):
     """eval --data (a benchmark whose val/ has one zero-byte file in 101) and eval --domain-dir (one in 101):
     skipped, named and listed, exit 0."""
@@ -246,6 +270,7 @@ def test_a_training_run_is_readable_by_others(our_run):
 
 
 # ---------------------------------------------------------------------------------------------- pictures
+@pytest.mark.slow
 def test_every_picture_is_titled_with_its_model(tmp_path, monkeypatch):
     """A deployed model's architecture is the plain one (resnet18 for every zoo row): the pictures are titled
     with the row (the deploy folder's name), or --name, never the bare architecture."""

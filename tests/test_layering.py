@@ -25,7 +25,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Dict, Iterator, List, Set
+from typing import Dict, Iterator, List, Set, Tuple
 
 import pytest
 
@@ -206,6 +206,7 @@ def _fresh_python(script: str, **env: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300, cwd=str(ROOT))
 
 
+@pytest.mark.slow
 def test_import_reads_no_benchmark_and_no_publishing_code():
     done = _fresh_python(f'''
         import sys
@@ -223,6 +224,7 @@ def test_import_reads_no_benchmark_and_no_publishing_code():
         assert module not in loaded, module
 
 
+@pytest.mark.slow
 def test_the_publishing_names_load_on_first_use():
     done = _fresh_python('''
         import sys
@@ -230,13 +232,14 @@ def test_the_publishing_names_load_on_first_use():
         import timm_infodrop.hub as hub
         assert 'timm_infodrop.hub.publishing' in sys.modules
         assert callable(publish) and hub.publish is publish and hub.stage_folder is stage_folder
-        assert PUBLISHED_FILES == ('model.safetensors', 'config.json', 'README.md')
+        assert PUBLISHED_FILES is sys.modules['timm_infodrop.hub.publishing'].PUBLISHED_FILES  # the lazy name
         assert {'publish', 'stage_folder', 'HubWeightsError'} <= set(dir(hub))
     ''')
     assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize('org', ['bad name!', 'a--b', '-x'])
+@pytest.mark.slow
 def test_a_bad_org_variable_fails_where_a_hub_name_is_used_not_at_import(org):
     done = _fresh_python('''
         import timm, timm_infodrop
@@ -287,7 +290,8 @@ def test_the_registry_agrees_with_the_code_it_describes():
 # bottom up; a module imports only from its own floor or below (README, "Architecture"). The longest prefix
 # names a module's floor; the root package (``import timm_infodrop`` registers the variants) sits with models/.
 FLOORS = {
-    'timm_infodrop.errors': 0, 'timm_infodrop.io': 0, 'timm_infodrop.layers': 0, 'timm_infodrop.registry': 0,
+    'timm_infodrop.errors': 0, 'timm_infodrop.io': 0, 'timm_infodrop.records': 0, 'timm_infodrop.layers': 0,
+    'timm_infodrop.registry': 0,
     'timm_infodrop': 1, 'timm_infodrop.surgery': 1, 'timm_infodrop.models': 1, 'timm_infodrop.checkpoint': 1,
     # the Hub names, errors and config.json reader the models use; publishing is an upper floor
     'timm_infodrop.hub': 1, 'timm_infodrop.hub.publishing': 3,
@@ -367,12 +371,12 @@ def test_the_zoo_calls_the_library_not_the_command_line():
     evaluation functions, so a failing step raises its own error."""
     modules = _modules()
     imports = set()
-    for module in ('timm_infodrop.zoo.pipeline', 'timm_infodrop.zoo.shapes', 'timm_infodrop.zoo.pacs'):
+    for module in ('timm_infodrop.zoo.pipeline', 'timm_infodrop.zoo.shapes', 'timm_infodrop.zoo.domain'):
         imports |= all_imports(module, modules[module], modules)
     assert not {t for t in imports if t == CLI or t.startswith(CLI + '.')}, imports
     assert {'timm_infodrop.data.benchmark', 'timm_infodrop.data.texture', 'timm_infodrop.convert',
             'timm_infodrop.eval.suite', 'timm_infodrop.eval.domains', 'timm_infodrop.train'} <= imports
-    for module in ('timm_infodrop.zoo.pipeline', 'timm_infodrop.zoo.shapes', 'timm_infodrop.zoo.pacs'):
+    for module in ('timm_infodrop.zoo.pipeline', 'timm_infodrop.zoo.shapes', 'timm_infodrop.zoo.domain'):
         called = {getattr(node.func, 'id', None) for node in ast.walk(ast.parse(modules[module].read_text()))
                   if isinstance(node, ast.Call)}
         assert not called & {'main', 'cli', '_call'}, (module, called & {'main', 'cli', '_call'})
@@ -397,3 +401,60 @@ def test_the_cli_parses_and_prints_and_leaves_the_writing_to_the_library():
                     if name in WRITING:
                         found.append(f'{module}:{node.lineno} calls {name}')
     assert not found, '\n'.join(found)
+
+
+# ---------------------------------------------------------------------------------------------- the tests
+TESTS = ROOT / 'tests'
+
+
+def imported_modules(source: str) -> List[Tuple[int, str]]:
+    """``(line, module)`` for every import in ``source``, function-level ones included: ``import a.b``, ``from a
+    import b`` (as ``a`` and ``a.b``: b may be a module), relative ones, and ``importlib.import_module('a')`` or
+    ``__import__('a')`` of a constant name."""
+    found: List[Tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = '.' * node.level + (node.module or '')
+            found += [(node.lineno, base)] * bool(node.module)
+            found += [(node.lineno, f'{base}.{alias.name}' if node.module else base + alias.name)
+                      for alias in node.names]
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) and (
+                getattr(node.func, 'attr', None) == 'import_module' or getattr(node.func, 'id', None) in (
+                    'import_module', '__import__')):
+            found.append((node.lineno, str(node.args[0].value)))
+    return found
+
+
+def _test_modules_named(module: str, tests: Set[str]) -> bool:
+    return any(part in tests for part in module.split('.'))
+
+
+def test_the_test_import_reader_sees_every_way_of_importing_a_test_module():
+    # the names are filled in, so that a grep for test-module imports finds none in this file either
+    tests = {'test_zoo', 'test_pacs'}
+    source = textwrap.dedent('''
+        import os
+        from support.domain_tree import make_tree
+        import {zoo}
+        def helper():
+            from {pacs} import make_tree
+            from . import {zoo} as zoo
+            return importlib.import_module('{pacs}'), __import__('tests.{zoo}')
+    ''').format(zoo='test_zoo', pacs='test_pacs')
+    named = [(line, module) for line, module in imported_modules(source) if _test_modules_named(module, tests)]
+    assert [line for line, _ in named] == [4, 6, 6, 7, 8, 8]
+
+
+def test_no_test_module_imports_another():
+    """Test modules share helpers through tests/support/, never by importing one another: a test module imported
+    by another runs its module-level code twice under two names and ties the edits of two files together
+    (test_pacs.py and test_zoo.py once did). Every file under tests/ is read, support/ and conftest.py included."""
+    tests = {path.stem for path in TESTS.glob('test_*.py')}
+    assert {'test_zoo', 'test_pacs', 'test_layering'} <= tests
+    found = [f'{path.relative_to(ROOT)}:{line} imports {module}'
+             for path in sorted(TESTS.rglob('*.py'))
+             for line, module in imported_modules(path.read_text())
+             if _test_modules_named(module, tests)]
+    assert not found, 'move the shared helpers to tests/support/:\n' + '\n'.join(found)

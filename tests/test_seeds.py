@@ -45,6 +45,7 @@ def test_the_two_paths_draw_from_different_streams(sampling):
     assert not torch.equal(on_kernel == 0, on_torch_ops == 0)
 
 
+@pytest.mark.slow
 def test_under_torch_compile_torch_rng_semantics_apply(cpu_path):
     """Compiled, a seed still fixes the masks. On the kernels they equal eager's only with inductor's
     fallback_random (by default inductor draws its own random numbers); the torch ops draw their 16-bit

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # what timm's validate.py / inference.py / benchmark.py do first: parse --model, build it by name
@@ -28,6 +30,7 @@ def _run(*argv, cwd=ROOT):
     return subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_run_route_registers_the_plugin_and_runs_the_script_as_main(tmp_path):
     script = tmp_path / 'validate.py'
     script.write_text(STAND_IN.format(folder=str(tmp_path)))
@@ -39,6 +42,7 @@ def test_run_route_registers_the_plugin_and_runs_the_script_as_main(tmp_path):
     assert plain.returncode != 0 and 'Unknown model' in plain.stderr
 
 
+@pytest.mark.slow
 def test_run_route_errors(tmp_path):
     missing = _run('-m', 'timm_infodrop.run', str(tmp_path / 'validate.py'), '--model', 'resnet18')
     assert missing.returncode == 2 and 'no such script' in missing.stderr
@@ -135,6 +139,7 @@ def _digest(folder):
             for p in sorted(folder.rglob('*')) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_convert_a_train_py_run_and_validate_the_deployed_folder_as_timm_does(tmp_path, data64, capsys):
     run = tmp_path / 'output' / 'train' / 'run'
     checkpoint = train_py_run(run, data64)
@@ -399,6 +404,7 @@ def _result(result):
     return json.loads(result.stdout.split('--result', 1)[1])
 
 
+@pytest.mark.slow
 def test_the_docs_recipes_for_timms_scripts_reproduce_the_run_and_the_convert_report(tmp_path, data10, capsys):
     """A train.py run as the docs train it (--img-size 64, nothing else), converted by the docs' convert
     command; each documented validate.py/inference.py command, placeholders filled in, runs through the route it
@@ -451,6 +457,7 @@ def test_the_docs_recipes_for_timms_scripts_reproduce_the_run_and_the_convert_re
             assert _script(without, tmp_path).returncode != 0, doc
 
 
+@pytest.mark.slow
 def test_the_stand_ins_refuse_what_timms_scripts_refuse(tmp_path):
     """A flag timm's scripts do not have is an error, so a recipe with a wrong flag fails the test above."""
     for script in SCRIPTS:

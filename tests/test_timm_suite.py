@@ -1,5 +1,7 @@
 """The runner of timm's model test-suite (tests/support/timm_suite.py): it skips loudly without a registry, fails
 there under CI, and never passes on zero tests."""
+import subprocess
+
 import pytest
 
 from support import timm_suite
@@ -34,6 +36,7 @@ def test_unreachable_sdist_fails_under_ci(unreachable, monkeypatch, capsys, ci):
     assert list(unreachable.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_zero_selected_tests_fail(tmp_path, monkeypatch, capsys):
     suite = tmp_path / 'timm-9.9.9' / 'tests'
     suite.mkdir(parents=True)
@@ -50,5 +53,11 @@ def test_unknown_variant_is_refused():
     assert exit_info.value.code == 2
 
 
-def test_the_cache_is_at_the_repository_root():
-    assert (timm_suite.ROOT / 'pyproject.toml').is_file() and timm_suite.CACHE == timm_suite.ROOT / '.cache' / 'timm-sdist'
+def test_the_cache_is_in_the_checkout_where_git_ignores_it_and_make_clean_removes_it():
+    """The downloaded sdist stays in the checkout (found again by every run, wherever it starts) in a folder git
+    ignores, so nothing of it is committed, and that `make clean` removes, so a clean start fetches it again."""
+    assert (timm_suite.ROOT / 'pyproject.toml').is_file()
+    top = timm_suite.CACHE.relative_to(timm_suite.ROOT).parts[0]
+    assert f'{top}/' in (timm_suite.ROOT / '.gitignore').read_text().split()
+    clean = subprocess.run(['make', '-n', 'clean'], cwd=timm_suite.ROOT, capture_output=True, text=True)
+    assert clean.returncode == 0 and top in clean.stdout.split(), clean.stdout + clean.stderr

@@ -90,6 +90,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     expression = ' or '.join(f'{name}]' for name in models)
     cmd = [sys.executable, '-m', 'pytest', '-p', 'timm_infodrop', str(suite / 'test_models.py'),
            '-k', expression, '-q', '-p', 'no:cacheprovider', '--rootdir', str(suite),
+           '-o', 'addopts=',  # our pyproject's --strict-markers is for our tests; timm's suite has its own markers
            '-W', 'ignore::pytest.PytestUnknownMarkWarning', *args.pytest_args]
     print(f'timm_suite: timm {version} test_models.py on {len(models)} variants', flush=True)
     code = subprocess.run(cmd, cwd=suite).returncode
