@@ -45,6 +45,9 @@ def test_the_study_is_a_registry_entry_of_knobs_over_the_benchmark_recipe():
     assert (config.lr, config.warmup_lr, config.img_size) == (1e-3, 1e-4, PACS_IN1K_STUDY.image_size)
     config = bench.train_config(bench.rows['size_224'], 'sketch', 0, Path('PACS'), Path('/tmp/runs/x'))
     assert config.img_size == 224
+    recipe = bench.train_config(bench.rows[PACS_IN1K_STUDY.baseline], 'sketch', 0, Path('PACS'), Path('/tmp/runs/x'))
+    probe = bench.train_config(bench.rows['linear_probe'], 'sketch', 0, Path('PACS'), Path('/tmp/runs/x'))
+    assert probe.warmup_lr == probe.lr == recipe.lr and probe.linear_probe_epochs == 1
 
 
 def test_rows_changes_and_target_are_computed_from_the_records(study):

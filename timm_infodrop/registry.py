@@ -212,6 +212,9 @@ PACS_IN1K = BenchmarkSpec(
 BENCHMARKS: Dict[str, BenchmarkSpec] = {spec.name: spec for spec in (SHAPES, PACS, PACS_IN1K)}
 
 
+PACS_IN1K_LR = 0.01  # zoo/recipes/pacs128_in1k.yaml's lr (tests/test_calibration_doc.py checks)
+
+
 def _knob(name: str, **settings) -> Row:
     return Row(name, PACS_IN1K.architecture, settings=settings)
 
@@ -232,7 +235,9 @@ PACS_IN1K_STUDY = BenchmarkSpec(
         _knob('epochs_10', epochs=10),
         _knob('frozen_bn', freeze_bn_stats=True),  # BatchNorm keeps ImageNet's running statistics
         _knob('head_zero', head_init_scale=0.0),  # the new 7-class head starts at zero logits
-        _knob('linear_probe', linear_probe_epochs=1),  # one epoch of the head alone, then 5 of everything
+        # one epoch of the head alone at the full lr in place of the warm-up (which protects the features from a random
+        # head: the probe does that), then the recipe's cosine epochs of everything
+        _knob('linear_probe', linear_probe_epochs=1, warmup_lr=PACS_IN1K_LR),
         _knob('layer_decay', layer_decay=0.75),
         _knob('fp32', amp=False),
     ),
