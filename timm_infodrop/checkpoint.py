@@ -7,7 +7,7 @@ propagates (a bug, not a bad file).
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import timm
 import torch
@@ -17,7 +17,8 @@ from torch import nn
 from .errors import CheckpointError, ConfigError
 from .hub import HubWeightsError, hub_errors, read_model_config
 
-__all__ = ['load_variant', 'load_strictly', 'read_state_dict', 'check_checkpoint_file', 'unreadable_checkpoint',
+__all__ = ['read_args_yaml', 'load_variant', 'load_strictly', 'read_state_dict', 'check_checkpoint_file',
+           'unreadable_checkpoint',
            'model_folder',
            'checkpoint_inputs', 'CHECKPOINT_SUFFIXES', 'SAFETENSORS_SUFFIX', 'PICKLE_SUFFIXES', 'MODEL_FOLDER_PREFIXES',
            'BAD_CHECKPOINT_ERRORS', 'STATE_FILE', 'STATE_FORMAT', 'RUN_ARGS']
@@ -37,6 +38,20 @@ _LISTED = 10
 BAD_CHECKPOINT_ERRORS = (SafetensorError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, KeyError,
                          RuntimeError)
 
+
+
+def read_args_yaml(path: Path, role: str, error: type = ConfigError) -> Dict[str, Any]:
+    """A run's ``args.yaml`` (:data:`RUN_ARGS`) as a mapping; ``error`` (a ConfigError) naming ``path`` and its
+    ``role`` (e.g. "the checkpoint's run arguments") when it is not valid YAML or not a mapping."""
+    import yaml
+
+    try:
+        settings = yaml.safe_load(Path(path).read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as problem:
+        raise error(f'{str(path)!r} ({role}) is not valid YAML: {" ".join(str(problem).split())}') from None
+    if not isinstance(settings, dict):
+        raise error(f'{str(path)!r} ({role}) is not a YAML mapping')
+    return settings
 
 def check_checkpoint_file(path: str) -> None:
     """Refuse what is not a checkpoint file before anything else is asked of it: a missing file, an unknown

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .checkpoint import (BAD_CHECKPOINT_ERRORS, MODEL_FOLDER_PREFIXES, PICKLE_SUFFIXES, RUN_ARGS,
-                         check_checkpoint_file, checkpoint_inputs, load_variant, unreadable_checkpoint)
+                         check_checkpoint_file, checkpoint_inputs, load_variant, read_args_yaml, unreadable_checkpoint)
 from .convert import KEEP_CHOICES
 from .errors import CheckpointError, ConfigError, check_ranges
 from .io import atomic_directory, check_output_path
@@ -119,18 +119,10 @@ def read_run_args(checkpoint: str, peeked: Optional[Dict[str, Any]] = None) -> T
     Raises:
         ConfigError: for an args.yaml that is not a YAML mapping.
     """
-    import yaml
-
     folder = _run_folder(checkpoint)
     path = folder / RUN_ARGS if folder is not None else None
     if path is not None and path.is_file():
-        try:
-            run_args = yaml.safe_load(path.read_text())
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
-            raise ConfigError(f'{str(path)!r} (the checkpoint\'s run arguments) is not valid YAML: '
-                              f'{" ".join(str(error).split())}') from None
-        if not isinstance(run_args, dict):
-            raise ConfigError(f'{str(path)!r} (the checkpoint\'s run arguments) is not a YAML mapping')
+        run_args = read_args_yaml(path, "the checkpoint's run arguments")
         return run_args, str(path)
     saved = (peeked or {}).get('args')
     if isinstance(saved, argparse.Namespace):

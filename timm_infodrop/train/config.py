@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..checkpoint import RUN_ARGS
+from ..checkpoint import RUN_ARGS, read_args_yaml
 from ..errors import ConfigError, check_ranges
 
 __all__ = ['TrainConfig', 'RecipeError', 'load_recipe', 'config_keys', 'run_settings', 'check_resume',
@@ -207,8 +207,6 @@ def run_settings(state) -> Dict[str, Any]:
         FileNotFoundError: no such state, or no args.yaml beside it.
         RecipeError: an args.yaml that is not a YAML mapping.
     """
-    import yaml
-
     state_file = Path(state)
     if not state_file.is_file():
         raise FileNotFoundError(f'--resume {str(state)!r}: no such file')
@@ -217,13 +215,7 @@ def run_settings(state) -> Dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f'--resume {str(state)!r}: no {RUN_ARGS} beside it (the settings of the run it '
                                 'continues); resume a training state in the run folder that wrote it')
-    try:
-        settings = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise RecipeError(f'{str(path)!r} (the settings of the run --resume continues) is not valid YAML: '
-                          f'{" ".join(str(error).split())}') from None
-    if not isinstance(settings, dict):
-        raise RecipeError(f'{str(path)!r} (the settings of the run --resume continues) is not a YAML mapping')
+    settings = read_args_yaml(path, 'the settings of the run --resume continues', RecipeError)
     settings = {k: v for k, v in settings.items() if k in config_keys() and k not in ('resume', 'overwrite')}
     return dict(settings, output=str(folder.parent), experiment=folder.name)
 
