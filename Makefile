@@ -19,14 +19,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
+# pytest on one worker per core (pytest-xdist, at most 8), each worker on one thread whose idle waits sleep
+# (OMP_WAIT_POLICY=PASSIVE): the cores stay busy while a test waits on a subprocess, and a competing process
+# slows the tests down instead of thrashing them (docs/development.md has the timings)
+WORKERS ?= auto
+PYTEST := OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -n $(WORKERS) --maxprocesses 8
+
 # every test (CI): the documents, pytest's slow and fast tiers, timm's suite
 test: venv check-docs
-	$(BIN)/python -m pytest -q
-	$(BIN)/python tests/support/timm_suite.py --models $(TIMM_SUBSET)
+	$(PYTEST)
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python tests/support/timm_suite.py --models $(TIMM_SUBSET) \
+		-- -n $(WORKERS) --maxprocesses 8
 
 # the edit-test loop: every test not marked slow (pyproject.toml's markers), a few minutes on 2 cores
 test-fast: venv
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # the committed documents regenerate from the committed results and records: MODEL_CARD.md, hub_configs/ and
 # docs/benchmark.md (the unit tests read no measured number, so a rerun of a zoo breaks none of them)
@@ -45,11 +52,14 @@ check-docs: venv
 test-timm: venv
 	$(BIN)/python tests/support/timm_suite.py
 
-# the benchmarks, on an idle machine: results written where named, docs/speed.md's table rendered from them
+# the benchmarks, on an idle machine: results written where named, docs/speed.md's tables rendered from them;
+# every script runs even when an earlier one misses a target (its exit status 1), and then make fails
 bench: venv
-	$(BIN)/python bench/bench_layers.py --out bench/results.json --page docs/speed.md
-	$(BIN)/python bench/bench_data.py --out bench/results-data.json
-	$(BIN)/python bench/bench_precision.py --out bench/results-precision.json --page docs/speed.md
+	status=0; \
+	$(BIN)/python bench/bench_layers.py --out bench/results.json --page docs/speed.md || status=1; \
+	$(BIN)/python bench/bench_data.py --out bench/results-data.json || status=1; \
+	$(BIN)/python bench/bench_precision.py --out bench/results-precision.json --page docs/speed.md || status=1; \
+	exit $$status
 
 # the main job: the quick zoo (4 rows trained, converted and evaluated on the synthetic benchmark, then read)
 demo: venv
