@@ -22,6 +22,7 @@ import torch
 from timm.data import ImageDataset, create_transform
 
 from timm_infodrop.data.domains import CachedImages, pacs_root, scan_domains
+from timm_infodrop.io import atomic_output
 
 TRANSFORM = dict(input_size=(3, 64, 64), is_training=True, scale=(0.8, 1.0), hflip=0.5, color_jitter=0.4,
                  grayscale_prob=0.1, interpolation='bilinear')
@@ -73,11 +74,9 @@ def main() -> int:
           f"{results['cached_images_per_s']:.0f} images/s ({results['speedup']:.1f}x); cache filled in "
           f"{decode_seconds:.1f} s")
     if args.out:
-        out = Path(args.out)
-        tmp = out.with_name(f'.{out.name}.tmp')
-        tmp.write_text(json.dumps(results, indent=2) + '\n')
-        os.replace(tmp, out)
-        print(f'wrote {out}')
+        with atomic_output(args.out) as tmp:
+            tmp.write_text(json.dumps(results, indent=2) + '\n')
+        print(f'wrote {args.out}')
     return 0 if all(results['meets_targets'].values()) else 1
 
 

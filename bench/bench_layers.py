@@ -25,7 +25,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -35,6 +34,7 @@ from torch import nn
 
 import timm_infodrop  # noqa: F401  (registers the <arch>_infodrop / <arch>_infodropout variants)
 from timm_infodrop.data.texture import anisotropic_diffusion
+from timm_infodrop.io import atomic_output
 from timm_infodrop.layers import InfoDrop, _cpu_kernel
 
 
@@ -541,11 +541,8 @@ def page_with_table(page: str, results: dict) -> str:
 
 
 def write_text_atomic(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix='.tmp')
-    with os.fdopen(fd, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_results(results: dict, out: Optional[str], page: Optional[str]) -> None:

@@ -99,12 +99,16 @@ def main() -> int:
             fp32, bf16 = measure(env, False, args.steps), measure(env, True, args.steps)
             results['cases'][key] = {'label': label, 'env': env, 'float32_s': fp32, 'bfloat16_s': bf16}
             print(row(results['cases'][key]), flush=True)
+    from timm_infodrop.io import atomic_output
+
     if args.out and not args.render:
-        Path(args.out).write_text(json.dumps(results, indent=2) + '\n')
+        with atomic_output(args.out) as tmp:
+            tmp.write_text(json.dumps(results, indent=2) + '\n')
         print(f'wrote {args.out}')
     if args.page:
-        page = Path(args.page)
-        page.write_text(page_with_table(page.read_text(), results))
+        text = page_with_table(Path(args.page).read_text(), results)
+        with atomic_output(args.page) as tmp:
+            tmp.write_text(text)
         print(f'rendered the table into {args.page}')
     return 0
 
